@@ -1,0 +1,85 @@
+"""What recognition returns: typed, immutable, and convertible to the JSON shapes we serve."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+_QUALIFIER = re.compile(r"^(?P<name>.*?)_\((?P<series>[^()]*)\)$")
+
+
+def display_name(tag: str) -> str:
+    """Danbooru tag -> display form: ``mori_calliope`` -> ``Mori Calliope``,
+    ``aqua_(konosuba)`` -> ``Aqua — Konosuba``. Dotted tags such as ``c.c.`` are kept upper-cased."""
+
+    def words(text: str) -> str:
+        parts = [p for p in text.replace("_", " ").split(" ") if p]
+        return " ".join(p[:1].upper() + p[1:] for p in parts)
+
+    m = _QUALIFIER.match(tag)
+    if m and m.group("name"):
+        return f"{words(m.group('name'))} — {words(m.group('series'))}"
+    return words(tag)
+
+
+def series_of(tag: str) -> str | None:
+    """The series qualifier of a tag, in display form, or None (``aqua_(konosuba)`` -> ``Konosuba``)."""
+    m = _QUALIFIER.match(tag)
+    return display_name(m.group("series")) if m and m.group("name") else None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str  # Danbooru tag, e.g. "aqua_(konosuba)"
+    probability: float
+    source: str = "model"  # "model" (the bundle's classifier) or "gallery" (an enrolled character)
+
+    @property
+    def display(self) -> str:
+        return display_name(self.name)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "probability": round(float(self.probability), 6)}
+
+
+@dataclass(frozen=True)
+class Head:
+    box: tuple[int, int, int, int]  # x1, y1, x2, y2 in pixels of the (EXIF-rotated) original picture
+    score: float  # detector confidence (1.0 for whole_image)
+    candidates: tuple[Candidate, ...]
+    sure: bool  # top-1 probability >= the call's "not sure" threshold
+
+    @property
+    def top(self) -> Candidate | None:
+        return self.candidates[0] if self.candidates else None
+
+    def to_json(self) -> dict:
+        return {
+            "box": [int(v) for v in self.box],
+            "score": round(float(self.score), 4),
+            "sure": bool(self.sure),
+            "candidates": [c.to_json() for c in self.candidates],
+        }
+
+
+@dataclass(frozen=True)
+class Result:
+    width: int
+    height: int
+    heads: tuple[Head, ...]
+    timings_ms: dict = field(default_factory=dict, compare=False)
+    # The decoded RGB picture (H, W, 3) uint8, kept so the picture can be annotated without decoding
+    # it again. Not part of the JSON.
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def to_json(self) -> dict:
+        return {"width": self.width, "height": self.height, "heads": [h.to_json() for h in self.heads]}
+
+    def to_reference_json(self) -> dict:
+        """The reference system's response shape: ``{"preds": [[[name, prob], ...]], "head_locs": [[[x1, y1], [x2, y2]]]}``."""
+        return {
+            "preds": [[[c.name, float(c.probability)] for c in h.candidates] for h in self.heads],
+            "head_locs": [[[int(h.box[0]), int(h.box[1])], [int(h.box[2]), int(h.box[3])]] for h in self.heads],
+        }

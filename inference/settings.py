@@ -1,0 +1,119 @@
+"""One settings object, read from the environment (and `.env`) once and passed down.
+
+Every variable is documented in `.env.example`. Nothing here imports discord: the CLI, the HTTP API,
+the bot and the tests all build the same object.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_BUNDLE = ROOT / "models"
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (affinity, so containers and `taskset` are honoured)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _float(name: str, default: float | None) -> float | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _ids(name: str) -> frozenset[int]:
+    raw = os.environ.get(name, "")
+    out = set()
+    for part in raw.replace(";", ",").split(","):
+        part = part.strip()
+        if part:
+            if not part.isdigit():
+                raise ValueError(f"{name} must be a comma-separated list of Discord user ids, got {part!r}")
+            out.add(int(part))
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- models ---
+    bundle_dir: Path = DEFAULT_BUNDLE
+    ort_threads: int = field(default_factory=cpu_count)  # intra-op threads per onnxruntime session
+    detect_threshold: float | None = None  # None: the manifest's default
+    detect_nms_iou: float | None = None
+    # --- input limits ---
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = 40_000_000  # checked from the header before decoding
+    decode_max_side: int = 2048  # bigger pictures are downscaled early (JPEG draft mode)
+    # --- recognition defaults ---
+    top_k: int = 3
+    unsure_threshold: float = 0.30  # top-1 probability below this is reported as "not sure"
+    # --- serving ---
+    workers: int = 1  # inference threads in the bot / API executor
+    queue_size: int = 8  # requests waiting for a worker before "busy"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    http_max_request_bytes: int = 12 * 1024 * 1024
+    # --- bot ---
+    discord_token: str = field(default="", repr=False)  # never printed
+    data_dir: Path = ROOT / "data"
+    owner_ids: frozenset[int] = frozenset()
+    url_max_bytes: int = 10 * 1024 * 1024
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env_file: str | os.PathLike | None = ".env", **overrides) -> Settings:
+        """Read the environment (after loading `env_file` if it exists; real env vars win)."""
+        if env_file and Path(env_file).is_file():
+            from dotenv import load_dotenv
+
+            load_dotenv(env_file, override=False)
+        s = cls(
+            bundle_dir=Path(os.environ.get("BUNDLE_DIR") or DEFAULT_BUNDLE),
+            ort_threads=_int("ORT_THREADS", cpu_count()),
+            detect_threshold=_float("DETECT_THRESHOLD", None),
+            detect_nms_iou=_float("DETECT_NMS_IOU", None),
+            max_image_bytes=_int("MAX_IMAGE_BYTES", cls.max_image_bytes),
+            max_image_pixels=_int("MAX_IMAGE_PIXELS", cls.max_image_pixels),
+            decode_max_side=_int("DECODE_MAX_SIDE", cls.decode_max_side),
+            top_k=_int("TOP_K", cls.top_k),
+            unsure_threshold=_float("UNSURE_THRESHOLD", cls.unsure_threshold),
+            workers=_int("WORKERS", cls.workers),
+            queue_size=_int("QUEUE_SIZE", cls.queue_size),
+            http_host=os.environ.get("HTTP_HOST", cls.http_host),
+            http_port=_int("HTTP_PORT", cls.http_port),
+            http_max_request_bytes=_int("HTTP_MAX_REQUEST_BYTES", cls.http_max_request_bytes),
+            discord_token=os.environ.get("DISCORD_TOKEN", "").strip(),
+            data_dir=Path(os.environ.get("DATA_DIR") or (ROOT / "data")),
+            owner_ids=_ids("OWNER_IDS"),
+            url_max_bytes=_int("URL_MAX_BYTES", cls.url_max_bytes),
+            log_level=os.environ.get("LOG_LEVEL", cls.log_level).upper(),
+        )
+        return replace(s, **overrides) if overrides else s
+
+    def with_(self, **changes) -> Settings:
+        return replace(self, **changes)
+
+    def public(self) -> dict:
+        """Settings safe to print or log (no token)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "discord_token"}

@@ -1,0 +1,45 @@
+"""Write one section of `models/manifest.json` (read-modify-write under a lock), with sha256 filled in.
+
+Both trainers (encoder + classifier, detector) call `update_section`, so neither overwrites the other.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def update_section(section: str, value: dict, bundle: Path = MODELS, **top_level) -> dict:
+    """Set manifest[section] = value (with `sha256` computed from value["file"]) and any top-level keys."""
+    bundle.mkdir(parents=True, exist_ok=True)
+    path = bundle / "manifest.json"
+    with open(bundle / ".manifest.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = json.loads(path.read_text()) if path.exists() else {
+            "format": 1,
+            "name": "crystal-eyes-default",
+            "labels": "../chara.json",
+        }
+        value = dict(value)
+        if "file" in value:
+            value["sha256"] = sha256_of(bundle / value["file"])
+        manifest[section] = value
+        manifest.update(top_level)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        os.replace(tmp, path)
+    return manifest
