@@ -23,8 +23,11 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def update_section(section: str, value: dict, bundle: Path = MODELS, **top_level) -> dict:
-    """Set manifest[section] = value (with `sha256` computed from value["file"]) and any top-level keys."""
+def update_section(section: str, value: dict, bundle: Path = MODELS, merge: bool = False, **top_level) -> dict:
+    """Set manifest[section] = value (with `sha256` computed from value["file"]) and any top-level keys.
+
+    With merge=True, only the given keys of the section change (e.g. the detector trainer setting
+    ``encoder.crop`` without touching the rest of the encoder section)."""
     bundle.mkdir(parents=True, exist_ok=True)
     path = bundle / "manifest.json"
     with open(bundle / ".manifest.lock", "w") as lock:
@@ -34,7 +37,7 @@ def update_section(section: str, value: dict, bundle: Path = MODELS, **top_level
             "name": "crystal-eyes-default",
             "labels": "../chara.json",
         }
-        value = dict(value)
+        value = {**manifest.get(section, {}), **value} if merge else dict(value)
         if "file" in value:
             value["sha256"] = sha256_of(bundle / value["file"])
         manifest[section] = value
