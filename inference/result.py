@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+_INITIALS = re.compile(r"^(\w\.)+\w?$")
 _QUALIFIER = re.compile(r"^(?P<name>.*?)_\((?P<series>[^()]*)\)$")
 
 
@@ -16,7 +17,7 @@ def display_name(tag: str) -> str:
 
     def words(text: str) -> str:
         parts = [p for p in text.replace("_", " ").split(" ") if p]
-        return " ".join(p[:1].upper() + p[1:] for p in parts)
+        return " ".join(p.upper() if _INITIALS.match(p) else p[:1].upper() + p[1:] for p in parts)
 
     m = _QUALIFIER.match(tag)
     if m and m.group("name"):

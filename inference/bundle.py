@@ -1,0 +1,194 @@
+"""The model bundle: `manifest.json` + model files + label list (see docs/bundle.md).
+
+Loading verifies every file's sha256 and the consistency of labels, classifier and encoder, then
+creates exactly one onnxruntime session per model, with intra-op threads set explicitly (from CPU
+affinity by default). Sessions are thread-safe for `run`, so one bundle serves every thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BundleError
+from .settings import cpu_count
+
+log = logging.getLogger(__name__)
+
+DETECTOR_FORMATS = ("boxes", "yolov5", "cascade")
+CLASSIFIER_FORMATS = ("linear_npz", "onnx_softmax")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def make_session(path: Path, threads: int | None = None):
+    """One onnxruntime CPU session with explicit threading and full graph optimisation."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, threads or cpu_count())
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise BundleError(f"Model file {path.name} could not be loaded by onnxruntime: {e}") from None
+
+
+@dataclass
+class ModelFile:
+    name: str  # manifest section: "detector", "encoder", "classifier"
+    spec: dict
+    path: Path
+    sha256: str
+
+
+class Bundle:
+    """A loaded, verified bundle. `sessions` holds one onnxruntime session per ONNX model."""
+
+    def __init__(self, root: Path, manifest: dict, labels: list[str], files: dict[str, ModelFile], threads: int):
+        self.root = root
+        self.manifest = manifest
+        self.labels = labels
+        self.files = files
+        self.threads = threads
+        self.sessions: dict = {}
+
+    # -- loading ---------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, root: str | Path, threads: int | None = None) -> Bundle:
+        root = Path(root)
+        mpath = root / "manifest.json"
+        if not mpath.is_file():
+            hint = ""
+            if (root / "best.quant.onnx").exists() or (root / "tf_model.onnx").exists():
+                hint = f" It looks like the reference layout: run `python -m inference write-manifest --reference {root}`."
+            raise BundleError(f"No model bundle at {root}: manifest.json is missing.{hint}")
+        try:
+            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise BundleError(f"{mpath} is not valid JSON: {e}") from None
+        if not isinstance(manifest, dict):
+            raise BundleError(f"{mpath} must hold a JSON object.")
+        for section in ("detector", "encoder", "classifier"):
+            if not isinstance(manifest.get(section), dict):
+                raise BundleError(f"{mpath} has no '{section}' section; the bundle is incomplete.")
+        fmt = manifest["detector"].get("format")
+        if fmt not in DETECTOR_FORMATS:
+            raise BundleError(f"Unknown detector format {fmt!r} (expected one of {', '.join(DETECTOR_FORMATS)}).")
+        cfmt = manifest["classifier"].get("format")
+        if cfmt not in CLASSIFIER_FORMATS:
+            raise BundleError(f"Unknown classifier format {cfmt!r} (expected one of {', '.join(CLASSIFIER_FORMATS)}).")
+
+        files = {}
+        for section in ("detector", "encoder", "classifier"):
+            spec = manifest[section]
+            fname = spec.get("file")
+            if not fname:
+                raise BundleError(f"The '{section}' section of {mpath} names no file.")
+            path = (root / fname).resolve()
+            if not path.is_file():
+                raise BundleError(f"Model file {fname} ({section}) is missing from {root}.")
+            digest = sha256_file(path)
+            want = spec.get("sha256")
+            if not want:
+                raise BundleError(f"The '{section}' section of {mpath} has no sha256 for {fname}.")
+            if digest != want.lower():
+                raise BundleError(
+                    f"Model file {fname} ({section}) is corrupt or not the one the manifest names: "
+                    f"sha256 {digest[:12]}… != {want[:12]}…"
+                )
+            files[section] = ModelFile(section, spec, path, digest)
+
+        labels = cls._load_labels(root, manifest.get("labels", "chara.json"))
+        b = cls(root, manifest, labels, files, max(1, threads or cpu_count()))
+        b._open_sessions()
+        b._check_shapes()
+        return b
+
+    @staticmethod
+    def _load_labels(root: Path, rel: str) -> list[str]:
+        path = (root / rel).resolve()
+        if not path.is_file():
+            raise BundleError(f"Label list {rel} is missing (looked at {path}).")
+        if path.suffix == ".pkl":
+            from .reference import read_label_pickle
+
+            return read_label_pickle(path.read_bytes())
+        try:
+            labels = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise BundleError(f"Label list {path.name} is not valid JSON: {e}") from None
+        if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
+            raise BundleError(f"Label list {path.name} must be a non-empty JSON array of character tags.")
+        if len(set(labels)) != len(labels):
+            raise BundleError(f"Label list {path.name} has duplicate names.")
+        return labels
+
+    def _open_sessions(self) -> None:
+        for section, mf in self.files.items():
+            if section == "detector" and mf.spec["format"] == "cascade":
+                continue
+            if section == "classifier" and mf.spec["format"] == "linear_npz":
+                continue
+            self.sessions[section] = make_session(mf.path, self.threads)
+
+    def _check_shapes(self) -> None:
+        enc = self.sessions["encoder"]
+        dim = self.manifest["encoder"].get("dim")
+        out_shape = enc.get_outputs()[0].shape
+        if dim is not None and isinstance(out_shape[-1], int) and out_shape[-1] != dim:
+            raise BundleError(f"Encoder outputs {out_shape[-1]} values but the manifest says dim={dim}.")
+        n = len(self.labels)
+        cspec = self.manifest["classifier"]
+        if cspec["format"] == "linear_npz":
+            try:
+                with np.load(self.files["classifier"].path, allow_pickle=False) as z:
+                    W = np.asarray(z["W"], dtype=np.float32)
+                    b = np.asarray(z["b"], dtype=np.float32) if "b" in z else np.zeros(W.shape[0], np.float32)
+            except Exception as e:
+                raise BundleError(f"Classifier file is unreadable: {e}") from None
+            if W.ndim != 2 or b.shape != (W.shape[0],):
+                raise BundleError(f"Classifier arrays have wrong shapes: W {W.shape}, b {b.shape}.")
+            self.classifier_weights = (W, b)
+            classes = W.shape[0]
+            if dim is not None and W.shape[1] != dim:
+                raise BundleError(f"Classifier takes {W.shape[1]}-d embeddings but the encoder makes {dim}.")
+        else:
+            classes = self.sessions["classifier"].get_outputs()[0].shape[-1]
+        if isinstance(classes, int) and classes != n:
+            raise BundleError(f"The label list has {n} names but the classifier has {classes} classes.")
+
+    # -- facts -----------------------------------------------------------------------------------
+    @property
+    def encoder_id(self) -> str:
+        """Identifies the embedding space: galleries made with another encoder are refused."""
+        return self.files["encoder"].sha256
+
+    def info(self) -> dict:
+        m = self.manifest
+        return {
+            "name": m.get("name", self.root.name),
+            "version": m.get("version", "unversioned"),
+            "path": str(self.root),
+            "classes": len(self.labels),
+            "embedding_dim": m["encoder"].get("dim"),
+            "detector_format": m["detector"]["format"],
+            "models": {k: {"file": v.path.name, "sha256": v.sha256, "bytes": v.path.stat().st_size}
+                       for k, v in self.files.items()},
+            "metrics": m.get("metrics", {}),
+            "threads": self.threads,
+        }

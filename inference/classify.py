@@ -1,0 +1,73 @@
+"""Step 5 — classify: embeddings -> a ranked list of characters with calibrated probabilities.
+
+Two sources are merged into one softmax:
+- the bundle's classifier over its known characters (linear logits, or an ONNX model that outputs
+  probabilities, whose log is used as logits), divided by the manifest's `temperature`;
+- a gallery of enrolled characters: logit = gallery_scale * cosine(embedding, prototype) + gallery_bias.
+If a name is in both, their probabilities are added. The calibration constants come from training.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .gallery import Gallery
+from .result import Candidate
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Classifier:
+    def __init__(self, spec: dict, labels: list[str], *, weights: tuple | None = None, session=None):
+        self.spec = spec
+        self.labels = list(labels)
+        self.format = spec["format"]
+        self.temperature = float(spec.get("temperature", 1.0)) or 1.0
+        self.gallery_scale = float(spec.get("gallery_scale", 16.0))
+        self.gallery_bias = float(spec.get("gallery_bias", 0.0))
+        self.weights = weights
+        self.session = session
+        if session is not None:
+            self.input_name = spec.get("input", {}).get("name") or session.get_inputs()[0].name
+            shape = session.get_inputs()[0].shape
+            self.batched = not isinstance(shape[0], int) or shape[0] != 1
+
+    def logits(self, emb: np.ndarray) -> np.ndarray:
+        """(N, D) unit embeddings -> (N, C) logits over the bundle's characters."""
+        if self.format == "linear_npz":
+            W, b = self.weights
+            return emb @ W.T + b
+        if self.batched:
+            p = np.asarray(self.session.run(None, {self.input_name: emb})[0], np.float32)
+        else:
+            p = np.concatenate([np.asarray(self.session.run(None, {self.input_name: emb[i:i + 1]})[0], np.float32)
+                                for i in range(len(emb))])
+        return np.log(np.clip(p.reshape(len(emb), -1), 1e-12, None))
+
+    def __call__(self, emb: np.ndarray, top_k: int = 3, gallery: Gallery | None = None) -> list[list[Candidate]]:
+        if len(emb) == 0:
+            return []
+        z = self.logits(emb) / self.temperature
+        names, sources = list(self.labels), ["model"] * len(self.labels)
+        if gallery is not None and len(gallery):
+            gnames, protos = gallery.prototypes()
+            z = np.concatenate([z, self.gallery_scale * (emb @ protos.T) + self.gallery_bias], axis=1)
+            names += gnames
+            sources += ["gallery"] * len(gnames)
+        p = softmax(z.astype(np.float64))
+        top_k = max(1, int(top_k))
+        out = []
+        for row in p:
+            merged: dict[str, list] = {}
+            for j in np.argsort(-row)[: top_k * 2 + 2]:
+                e = merged.setdefault(names[j], [0.0, sources[j]])
+                e[0] += float(row[j])
+                if sources[j] == "gallery":
+                    e[1] = "gallery"
+            ranked = sorted(merged.items(), key=lambda kv: -kv[1][0])[:top_k]
+            out.append([Candidate(n, prob, src) for n, (prob, src) in ranked])
+        return out

@@ -1,0 +1,245 @@
+"""`python -m inference` — whois, enroll, eval, bench, serve, write-manifest.
+
+Models are loaded once per call, so many pictures in one call are fast.
+Exit codes: 0 all good; 1 some picture failed (the others are still processed); 2 usage or bundle error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import BundleError, CrystalEyesError, GalleryError, ImageError
+from .settings import Settings
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def _err(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+
+
+def _pipeline(args, settings: Settings):
+    from .pipeline import Pipeline
+
+    return Pipeline.from_bundle(args.bundle or settings.bundle_dir, settings)
+
+
+def _gallery(pipe, path: str | None, create: bool = False):
+    if not path:
+        return None
+    if create and not Path(path).exists():
+        return pipe.new_gallery()
+    return pipe.load_gallery(path)
+
+
+# -- whois ---------------------------------------------------------------------------------------
+def cmd_whois(args, settings: Settings) -> int:
+    pipe = _pipeline(args, settings)
+    gallery = _gallery(pipe, args.gallery)
+    out_dir = Path(args.out) if args.out else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for path in args.images:
+        try:
+            data = Path(path).read_bytes()
+            result = pipe.recognize(data, top_k=args.top, whole_image=args.whole_image, gallery=gallery,
+                                    threshold=args.threshold)
+        except (OSError, ImageError) as e:
+            failed += 1
+            msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            if args.json:
+                print(json.dumps({"image": path, "error": msg}), flush=True)
+            else:
+                print(f"{path}: error: {msg}", flush=True)
+            continue
+        if out_dir:
+            (out_dir / (Path(path).stem + ".png")).write_bytes(pipe.annotate(result, "PNG"))
+        if args.json:
+            print(json.dumps({"image": path, "heads": [
+                {"box": list(h.box), "score": round(h.score, 4),
+                 "candidates": [{"name": c.name, "probability": round(c.probability, 6)} for c in h.candidates]}
+                for h in result.heads]}), flush=True)
+        else:
+            print(f"{path}: {len(result.heads)} head(s)" + ("" if result.heads else " — no head found"
+                                                            " (try --whole-image)"))
+            for i, h in enumerate(result.heads, 1):
+                names = ", ".join(f"{c.display} {c.probability:.1%}" for c in h.candidates)
+                print(f"  {i}. {list(h.box)} {names}{'' if h.sure else '  (not sure)'}")
+    return 1 if failed else 0
+
+
+# -- enroll --------------------------------------------------------------------------------------
+def cmd_enroll(args, settings: Settings) -> int:
+    pipe = _pipeline(args, settings)
+    t0 = time.perf_counter()
+    gallery = _gallery(pipe, args.gallery, create=True)
+    vectors, failed = [], 0
+    for path in args.images:
+        try:
+            vectors.append(pipe.embed_for_enroll(Path(path).read_bytes(), whole_image=args.whole_image))
+        except (OSError, ImageError) as e:
+            failed += 1
+            _err(f"{path}: {e.strerror if isinstance(e, OSError) and e.strerror else e}")
+    if not vectors:
+        _err("no picture could be enrolled; the gallery is unchanged")
+        return 1
+    import numpy as np
+
+    tag = gallery.add(args.character, np.stack(vectors))
+    gallery.save(args.gallery)
+    print(f"enrolled {len(vectors)} picture(s) of {tag} into {args.gallery} "
+          f"({gallery.count(tag)} in total for it, {len(gallery)} character(s)) in {time.perf_counter() - t0:.2f} s")
+    return 1 if failed else 0
+
+
+# -- eval ----------------------------------------------------------------------------------------
+def _labeled(source: Path, limit: int | None) -> list[tuple[Path, str]]:
+    items: list[tuple[Path, str]] = []
+    if source.is_dir():
+        for sub in sorted(p for p in source.iterdir() if p.is_dir()):
+            items += [(f, sub.name) for f in sorted(sub.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    else:
+        with open(source, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                p = Path(row["path"])
+                for base in (source.parent, source.parent.parent):
+                    if (base / p).is_file():
+                        p = base / p
+                        break
+                items.append((p, row["character"]))
+    return items[:limit] if limit else items
+
+
+def cmd_eval(args, settings: Settings) -> int:
+    pipe = _pipeline(args, settings)
+    gallery = _gallery(pipe, args.gallery)
+    items = _labeled(Path(args.source), args.limit)
+    known = set(pipe.labels) | set(gallery.names if gallery else [])
+    ks = (1, 3, 5)
+    hits = dict.fromkeys(ks, 0)
+    n = skipped = nohead = 0
+    for path, truth in items:
+        if truth not in known:
+            skipped += 1
+            continue
+        try:
+            r = pipe.recognize(path.read_bytes(), top_k=max(ks), whole_image=args.whole_image, gallery=gallery)
+        except (OSError, ImageError):
+            skipped += 1
+            continue
+        n += 1
+        if not r.heads:
+            nohead += 1
+            continue
+        # the head whose candidates rank the truth best
+        ranks = [next((i for i, c in enumerate(h.candidates) if c.name == truth), 99) for h in r.heads]
+        best = min(ranks)
+        for k in ks:
+            hits[k] += best < k
+    report = {"images": n, "skipped": skipped, "no_head": nohead, **{f"top{k}": round(hits[k] / n, 4) if n else None
+                                                                     for k in ks}}
+    print(json.dumps(report) if args.json else "  ".join(f"{k}={v}" for k, v in report.items()))
+    return 0 if n else 1
+
+
+# -- serve / bench / write-manifest ---------------------------------------------------------------
+def cmd_serve(args, settings: Settings) -> int:
+    from .api import run
+
+    s = settings.with_(http_host=args.host or settings.http_host, http_port=args.port or settings.http_port)
+    pipe = _pipeline(args, s)
+    run(pipe, s)
+    return 0
+
+
+def cmd_bench(args, settings: Settings) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args, settings)
+
+
+def cmd_write_manifest(args, settings: Settings) -> int:
+    from .reference import write_reference_manifest
+
+    path = write_reference_manifest(args.reference)
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m inference", description="Crystal Eyes: who is in this picture?")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def bundle_opt(sp):
+        sp.add_argument("--bundle", help="model bundle directory (default: BUNDLE_DIR or ./models)")
+
+    w = sub.add_parser("whois", help="name the characters in pictures")
+    w.add_argument("images", nargs="+", metavar="IMAGE")
+    w.add_argument("--top", type=int, default=3, help="candidates per head (default 3)")
+    w.add_argument("--json", action="store_true", help="one JSON line per picture")
+    w.add_argument("--whole-image", action="store_true", help="treat each picture as one head crop")
+    w.add_argument("--gallery", help="gallery file of enrolled characters (.npz)")
+    w.add_argument("--threshold", type=float, default=None, help="'not sure' below this top-1 probability")
+    w.add_argument("--out", help="write annotated pictures into this directory")
+    bundle_opt(w)
+    w.set_defaults(func=cmd_whois)
+
+    e = sub.add_parser("enroll", help="add a character to a gallery file, no retraining")
+    e.add_argument("images", nargs="+", metavar="IMAGE")
+    e.add_argument("--gallery", required=True)
+    e.add_argument("--character", required=True, help="name, e.g. 'aqua_(konosuba)' or 'Mori Calliope'")
+    e.add_argument("--whole-image", action="store_true", help="each picture is one head crop")
+    bundle_opt(e)
+    e.set_defaults(func=cmd_enroll)
+
+    v = sub.add_parser("eval", help="top-1/3/5 on a labeled folder (one subfolder per character) or CSV")
+    v.add_argument("source", help="folder or CSV with columns path,character")
+    v.add_argument("--whole-image", action="store_true")
+    v.add_argument("--gallery")
+    v.add_argument("--limit", type=int)
+    v.add_argument("--json", action="store_true")
+    bundle_opt(v)
+    v.set_defaults(func=cmd_eval)
+
+    b = sub.add_parser("bench", help="performance benchmark (see README)")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--requests", type=int, default=2000, help="requests in the long run (RSS)")
+    b.add_argument("--concurrency", type=int, default=4)
+    b.add_argument("--scenes", help="folder of pictures (default ../shared/data/scenes)")
+    bundle_opt(b)
+    b.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("serve", help="HTTP API (POST /detect, /dectect/, GET /healthz)")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    bundle_opt(s)
+    s.set_defaults(func=cmd_serve)
+
+    m = sub.add_parser("write-manifest", help="write manifest.json for a bundle in the reference layout")
+    m.add_argument("--reference", required=True, metavar="DIR")
+    m.set_defaults(func=cmd_write_manifest)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if getattr(args, "top", None) is not None and not 1 <= args.top <= 50:
+            _err("--top must be between 1 and 50")
+            return 2
+        return args.func(args, settings)
+    except (BundleError, GalleryError, ValueError) as e:
+        _err(str(e))
+        return 2
+    except CrystalEyesError as e:
+        _err(str(e))
+        return 1
+    except KeyboardInterrupt:
+        return 130

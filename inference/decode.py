@@ -1,0 +1,149 @@
+"""Step 1 — safe decode: untrusted bytes -> an RGB picture (H, W, 3) uint8.
+
+- Refuses, with a typed error and a plain message: empty input, non-pictures, truncated or corrupt
+  files, and oversized input (a byte limit, and a pixel limit read from the header *before* the
+  pixels are decoded, so a decompression bomb costs nothing).
+- Only common raster formats are opened (no EPS/PDF/etc. plugins on untrusted input).
+- Applies the EXIF orientation, composites transparency on white, handles palette, CMYK, grey,
+  16-bit and float pictures, and takes the first frame of animations (GIF, WebP, APNG).
+- Big pictures are scaled down early: JPEGs through Pillow's draft mode (the decoder itself skips
+  the detail), others right after decoding. `Decoded.scale` maps decoded pixels back to the
+  original picture: original = decoded / scale.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import CorruptImageError, EmptyImageError, ImageTooLargeError, NotAnImageError
+
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")  # JPEG also opens MPO
+
+_SIGNATURES = {
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+    b"BM": "BMP",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
+
+
+@dataclass(frozen=True)
+class Decoded:
+    image: np.ndarray  # (H, W, 3) uint8 RGB, C-contiguous
+    width: int  # size of the original picture after EXIF rotation
+    height: int
+    scale: float  # decoded pixels per original pixel (<= 1)
+    format: str
+
+
+def sniff(data: bytes) -> str | None:
+    """The picture format from the magic bytes, or None."""
+    for sig, fmt in _SIGNATURES.items():
+        if data.startswith(sig):
+            return fmt
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def _human(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MiB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KiB"
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        mode = im.mode
+        if mode == "RGB":
+            return im
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float32)
+        hi = float(a.max()) if a.size else 0.0
+        if hi > 255.0:
+            a = a * (255.0 / (65535.0 if hi <= 65535.0 else hi))
+        im = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "L")
+        mode = "L"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV, ...
+
+
+def decode(
+    data: bytes,
+    *,
+    max_bytes: int = 10 * 1024 * 1024,
+    max_pixels: int = 40_000_000,
+    max_side: int = 2048,
+) -> Decoded:
+    if data is None or len(data) == 0:
+        raise EmptyImageError("The file is empty (0 bytes).")
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(f"The file is too large ({_human(len(data))}; the limit is {_human(max_bytes)}).")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=FORMATS)
+    except UnidentifiedImageError:
+        raise NotAnImageError(
+            "This is not a picture I can read (supported: JPEG, PNG, GIF, WebP, BMP, TIFF)."
+        ) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLargeError(f"The picture has too many pixels (the limit is {max_pixels:,}).") from None
+    except Exception as e:  # a recognised format whose header is broken
+        fmt = sniff(data) or "picture"
+        raise CorruptImageError(f"The {fmt} file is damaged and cannot be read ({type(e).__name__}).") from None
+
+    fmt = im.format or "?"
+    w0, h0 = im.size
+    if w0 <= 0 or h0 <= 0:
+        raise CorruptImageError(f"The {fmt} file says its size is {w0}×{h0}, which is not a picture.")
+    if w0 * h0 > max_pixels:
+        raise ImageTooLargeError(
+            f"The picture is too large ({w0}×{h0} = {w0 * h0:,} pixels; the limit is {max_pixels:,})."
+        )
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:
+        orientation = 1
+    swap = orientation in (5, 6, 7, 8)
+    width, height = (h0, w0) if swap else (w0, h0)
+
+    try:
+        if fmt in ("JPEG", "MPO") and max(w0, h0) > max_side:
+            # Draft mode: the JPEG decoder scales by 1/2, 1/4 or 1/8 while decoding, never below the request.
+            f = max_side / max(w0, h0)
+            im.draft("RGB", (max(1, int(w0 * f)), max(1, int(h0 * f))))
+        im.seek(0)
+        im.load()
+        im = ImageOps.exif_transpose(im) if orientation != 1 else im
+        im = _to_rgb(im)
+        if max(im.size) > max_side:
+            f = max_side / max(im.size)
+            im = im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))), Image.BILINEAR, reducing_gap=2.0)
+        arr = np.asarray(im, dtype=np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLargeError(f"The picture has too many pixels (the limit is {max_pixels:,}).") from None
+    except MemoryError:
+        raise ImageTooLargeError("The picture is too large to decode.") from None
+    except Exception as e:
+        raise CorruptImageError(
+            f"The {fmt} file is truncated or damaged and cannot be decoded ({type(e).__name__})."
+        ) from None
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise CorruptImageError(f"The {fmt} file decoded to an unexpected shape {arr.shape}.")
+    arr = np.ascontiguousarray(arr)
+    scale = arr.shape[1] / width if width else 1.0
+    return Decoded(image=arr, width=width, height=height, scale=min(1.0, scale), format=fmt)

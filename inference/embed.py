@@ -1,0 +1,50 @@
+"""Step 4 — embed: head crops -> L2-normalised embeddings, all heads of a picture in one call.
+
+With `encoder.batch = "fixed1"` (the reference system's encoder takes batch 1) it runs once per
+head. With `encoder.tta_flip` the embedding of the mirrored crop is averaged in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .preprocess import InputSpec
+
+
+def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-12)
+
+
+class Embedder:
+    def __init__(self, spec: dict, session):
+        self.spec = spec
+        self.session = session
+        self.input = InputSpec.from_manifest(spec["input"], default_resize="squash")
+        self.input_name = self.input.name or session.get_inputs()[0].name
+        self.batched = spec.get("batch", "dynamic") != "fixed1"
+        self.tta_flip = bool(spec.get("tta_flip", False))
+        self.crop = spec.get("crop", {"scale": 1.0, "shift_y": 0.0, "square": False})
+        self.dim = spec.get("dim")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.input.width, self.input.height
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        if self.batched:
+            return np.asarray(self.session.run(None, {self.input_name: x})[0], np.float32).reshape(len(x), -1)
+        return np.concatenate([np.asarray(self.session.run(None, {self.input_name: x[i:i + 1]})[0],
+                                          np.float32).reshape(1, -1) for i in range(len(x))])
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 RGB crops at the encoder size -> (N, D) unit vectors."""
+        if len(crops) == 0:
+            return np.zeros((0, self.dim or 0), np.float32)
+        x = self.input.to_tensor(crops)
+        if self.tta_flip:
+            both = self._run(np.concatenate([x, x[..., ::-1].copy()]))
+            e = l2_normalize(both[: len(x)]) + l2_normalize(both[len(x):])
+        else:
+            e = self._run(x)
+        return l2_normalize(e)

@@ -1,0 +1,106 @@
+"""Enrolled characters: a gallery of embeddings, one prototype per character (cosine).
+
+Adding a character takes a few embeddings and no retraining. Galleries are `.npz` files (read with
+`allow_pickle=False`), written atomically, and tied to the encoder that made them: a gallery made
+with another encoder is refused, since its vectors would be meaningless.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .embed import l2_normalize
+from .errors import GalleryError
+
+_NAME = re.compile(r"^[^\x00-\x1f]{1,100}$")
+
+
+def normalize_name(name: str) -> str:
+    """User input -> a Danbooru-style tag: ``"Mori Calliope"`` -> ``mori_calliope``."""
+    tag = "_".join(str(name).strip().lower().split())
+    if not tag or not _NAME.match(tag):
+        raise GalleryError("A character name must be 1–100 visible characters.")
+    return tag
+
+
+class Gallery:
+    def __init__(self, encoder_id: str, dim: int, names: list[str] | None = None,
+                 vectors: np.ndarray | None = None):
+        self.encoder_id = encoder_id
+        self.dim = int(dim)
+        self._names: list[str] = list(names or [])
+        self._vectors = np.zeros((0, self.dim), np.float32) if vectors is None else l2_normalize(vectors)
+        self._protos: tuple[list[str], np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(set(self._names))
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(set(self._names))
+
+    def count(self, name: str) -> int:
+        return self._names.count(name)
+
+    def add(self, name: str, vectors: np.ndarray) -> str:
+        tag = normalize_name(name)
+        v = l2_normalize(np.asarray(vectors, np.float32).reshape(-1, self.dim))
+        self._names.extend([tag] * len(v))
+        self._vectors = np.concatenate([self._vectors, v])
+        self._protos = None
+        return tag
+
+    def remove(self, name: str) -> int:
+        tag = normalize_name(name)
+        keep = [i for i, n in enumerate(self._names) if n != tag]
+        removed = len(self._names) - len(keep)
+        self._names = [self._names[i] for i in keep]
+        self._vectors = self._vectors[keep] if keep else np.zeros((0, self.dim), np.float32)
+        self._protos = None
+        return removed
+
+    def prototypes(self) -> tuple[list[str], np.ndarray]:
+        """(names, (G, D) unit prototypes): the normalised mean embedding of each character."""
+        if self._protos is None:
+            names = self.names
+            protos = np.stack([self._vectors[[i for i, n in enumerate(self._names) if n == name]].mean(0)
+                               for name in names]) if names else np.zeros((0, self.dim), np.float32)
+            self._protos = (names, l2_normalize(protos))
+        return self._protos
+
+    # -- files -----------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp.npz", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, encoder_id=np.array(self.encoder_id), names=np.array(self._names, dtype=np.str_),
+                         vectors=self._vectors.astype(np.float32))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, encoder_id: str, dim: int) -> Gallery:
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                made_by = str(z["encoder_id"])
+                names = [str(n) for n in z["names"]]
+                vectors = np.asarray(z["vectors"], np.float32)
+        except FileNotFoundError:
+            raise GalleryError(f"Gallery file {path} does not exist.") from None
+        except Exception as e:
+            raise GalleryError(f"Gallery file {path.name} is unreadable ({type(e).__name__}).") from None
+        if made_by != encoder_id:
+            raise GalleryError(f"Gallery {path.name} was made with another encoder; enroll its characters again.")
+        if vectors.ndim != 2 or vectors.shape[1] != dim or len(names) != len(vectors):
+            raise GalleryError(f"Gallery {path.name} has wrong shapes ({vectors.shape}, {len(names)} names).")
+        return cls(encoder_id, dim, names, vectors)

@@ -1,0 +1,138 @@
+"""Step 7 — the pipeline: bytes -> decode -> detect -> crop -> embed -> classify -> Result.
+
+Built once from a bundle directory; thread-safe (one onnxruntime session per model, shared).
+Read the steps top to bottom: decode.py, detect.py, crop.py, embed.py, classify.py, annotate.py.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import annotate as _annotate
+from .bundle import Bundle
+from .classify import Classifier
+from .crop import crop_heads
+from .crop import whole_image as whole_crop
+from .decode import decode
+from .detect import Detector
+from .embed import Embedder
+from .errors import ImageError
+from .gallery import Gallery
+from .result import Head, Result
+from .settings import Settings
+
+
+class NoHeadError(ImageError):
+    """Enrollment needs exactly one clear head and none was found."""
+
+
+class Pipeline:
+    def __init__(self, bundle: Bundle, settings: Settings | None = None):
+        self.settings = settings or Settings()
+        self.bundle = bundle
+        m = bundle.manifest
+        det = bundle.files["detector"]
+        self.detector = Detector(m["detector"], bundle.sessions.get("detector"), cascade_path=det.path,
+                                 score_threshold=self.settings.detect_threshold,
+                                 nms_iou=self.settings.detect_nms_iou)
+        self.embedder = Embedder(m["encoder"], bundle.sessions["encoder"])
+        self.classifier = Classifier(m["classifier"], bundle.labels,
+                                     weights=getattr(bundle, "classifier_weights", None),
+                                     session=bundle.sessions.get("classifier"))
+
+    @classmethod
+    def from_bundle(cls, path: str | Path | None = None, settings: Settings | None = None) -> Pipeline:
+        settings = settings or Settings()
+        bundle = Bundle.load(path or settings.bundle_dir, threads=settings.ort_threads)
+        return cls(bundle, settings)
+
+    # -- facts -----------------------------------------------------------------------------------
+    @property
+    def labels(self) -> list[str]:
+        return self.bundle.labels
+
+    @property
+    def info(self) -> dict:
+        return self.bundle.info()
+
+    # -- steps -----------------------------------------------------------------------------------
+    def decode(self, data: bytes):
+        s = self.settings
+        return decode(data, max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels, max_side=s.decode_max_side)
+
+    def recognize(self, data: bytes, top_k: int | None = None, whole_image: bool = False,
+                  gallery: Gallery | None = None, threshold: float | None = None) -> Result:
+        """Every head in the picture, each with its top-k candidates. Raises ImageError on bad input."""
+        t = {}
+        t0 = time.perf_counter()
+        dec = self.decode(data)
+        t["decode"] = time.perf_counter() - t0
+        result = self.recognize_array(dec.image, top_k=top_k, whole=whole_image, gallery=gallery,
+                                      threshold=threshold, scale=dec.scale, size=(dec.width, dec.height),
+                                      timings=t)
+        return result
+
+    def recognize_array(self, image: np.ndarray, top_k: int | None = None, whole: bool = False,
+                        gallery: Gallery | None = None, threshold: float | None = None, scale: float = 1.0,
+                        size: tuple[int, int] | None = None, timings: dict | None = None) -> Result:
+        t = timings if timings is not None else {}
+        top_k = self.settings.top_k if top_k is None else int(top_k)
+        threshold = self.settings.unsure_threshold if threshold is None else float(threshold)
+        h, w = image.shape[:2]
+        t0 = time.perf_counter()
+        if whole:
+            boxes, scores = np.array([[0, 0, w, h]], np.float32), np.ones(1, np.float32)
+        else:
+            boxes, scores = self.detector(image)
+        t1 = time.perf_counter()
+        ew, eh = self.embedder.size
+        crops = whole_crop(image, ew, eh) if whole else crop_heads(image, boxes, self.embedder.crop, ew, eh)
+        t2 = time.perf_counter()
+        emb = self.embedder(crops)
+        t3 = time.perf_counter()
+        ranked = self.classifier(emb, top_k=top_k, gallery=gallery)
+        t4 = time.perf_counter()
+        t.update(detect=t1 - t0, crop=t2 - t1, embed=t3 - t2, classify=t4 - t3)
+        inv = 1.0 / scale if scale else 1.0
+        W, H = size or (w, h)
+        heads = []
+        for box, score, cands in zip(boxes, scores, ranked, strict=True):
+            b = np.round(box * inv).astype(int)
+            b = (int(np.clip(b[0], 0, W)), int(np.clip(b[1], 0, H)), int(np.clip(b[2], 0, W)), int(np.clip(b[3], 0, H)))
+            heads.append(Head(b, float(score), tuple(cands), bool(cands and cands[0].probability >= threshold)))
+        return Result(W, H, tuple(heads), {k: round(v * 1000, 3) for k, v in t.items()}, image)
+
+    def annotate(self, result: Result, fmt: str = "PNG", max_bytes: int | None = None) -> bytes:
+        return _annotate.annotate(result, fmt=fmt, max_bytes=max_bytes)
+
+    # -- enrollment ------------------------------------------------------------------------------
+    def embed_for_enroll(self, data: bytes, whole_image: bool = False) -> np.ndarray:
+        """The embedding of the largest head in the picture (or of the whole picture)."""
+        img = self.decode(data).image
+        h, w = img.shape[:2]
+        ew, eh = self.embedder.size
+        if whole_image:
+            crops = whole_crop(img, ew, eh)
+        else:
+            boxes, _ = self.detector(img)
+            if len(boxes) == 0:
+                raise NoHeadError("No head found in this picture; use a clearer picture or the whole-image option.")
+            areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+            crops = crop_heads(img, boxes[[int(np.argmax(areas))]], self.embedder.crop, ew, eh)
+        return self.embedder(crops)[0]
+
+    def new_gallery(self) -> Gallery:
+        return Gallery(self.bundle.encoder_id, self._dim())
+
+    def load_gallery(self, path) -> Gallery:
+        return Gallery.load(path, self.bundle.encoder_id, self._dim())
+
+    def _dim(self) -> int:
+        dim = self.embedder.dim
+        if dim is None:
+            dim = int(self.embedder(np.zeros((1, self.embedder.size[1], self.embedder.size[0], 3), np.uint8)).shape[1])
+            self.embedder.dim = dim
+        return int(dim)

@@ -1,0 +1,75 @@
+"""Shared pre-processing read from a manifest `input` spec: resize, colour order, normalisation, layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str | None
+    height: int
+    width: int
+    color: str  # RGB | BGR | GRAY
+    scale: float
+    mean: np.ndarray  # (C,) in units after `scale`
+    std: np.ndarray
+    resize: str  # letterbox | squash
+    pad_value: float
+
+    @classmethod
+    def from_manifest(cls, spec: dict, default_resize: str = "letterbox") -> InputSpec:
+        h, w = spec.get("size", [None, None])
+        if not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0):
+            raise ValueError(f"input.size must be [height, width], got {spec.get('size')!r}")
+        color = spec.get("color", "RGB").upper()
+        if color not in ("RGB", "BGR", "GRAY"):
+            raise ValueError(f"input.color must be RGB, BGR or GRAY, got {color!r}")
+        ch = 1 if color == "GRAY" else 3
+        mean = np.asarray(spec.get("mean", [0.0] * ch), np.float32).reshape(-1)
+        std = np.asarray(spec.get("std", [1.0] * ch), np.float32).reshape(-1)
+        resize = spec.get("resize", default_resize)
+        if resize not in ("letterbox", "squash"):
+            raise ValueError(f"input.resize must be letterbox or squash, got {resize!r}")
+        return cls(spec.get("name"), h, w, color, float(spec.get("scale", 1 / 255)), mean, std, resize,
+                   float(spec.get("pad_value", 114)))
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color == "GRAY" else 3
+
+    def to_tensor(self, batch: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 RGB at the model size -> (N, C, H, W) float32, normalised."""
+        if self.color == "BGR":
+            batch = batch[..., ::-1]
+        elif self.color == "GRAY":
+            batch = (batch.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+        x = batch.astype(np.float32) * self.scale
+        x -= self.mean
+        x /= self.std
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize with area averaging when shrinking a lot (no aliasing), bilinear otherwise."""
+    h, w = image.shape[:2]
+    shrink = min(width / w, height / h)
+    interp = cv2.INTER_AREA if shrink < 0.5 else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=interp)
+
+
+def fit(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """Resize to the model size. Returns the resized picture and (sx, sy, pad_x, pad_y) such that
+    model_x = x * sx + pad_x, model_y = y * sy + pad_y."""
+    h, w = image.shape[:2]
+    if spec.resize == "squash":
+        return resize(image, spec.width, spec.height), (spec.width / w, spec.height / h, 0.0, 0.0)
+    r = min(spec.width / w, spec.height / h)
+    nw, nh = max(1, round(w * r)), max(1, round(h * r))
+    out = np.full((spec.height, spec.width, 3), int(spec.pad_value), np.uint8)
+    px, py = (spec.width - nw) // 2, (spec.height - nh) // 2
+    out[py:py + nh, px:px + nw] = resize(image, nw, nh)
+    return out, (nw / w, nh / h, float(px), float(py))

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT / "tests"))
+
+from bundles import make_tiny_bundle  # noqa: E402
+
+
+def pytest_report_header(config):
+    return f"shared data: {SHARED} ({'present' if SHARED.is_dir() else 'MISSING'})"
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    assert SHARED.is_dir(), f"../shared/data must be beside the project (looked at {SHARED})"
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    return make_tiny_bundle(tmp_path_factory.mktemp("tiny_bundle"))
+
+
+@pytest.fixture(scope="session")
+def scene_bytes(shared) -> bytes:
+    return (shared / "scenes" / "misc" / "kiyoshimu-test0.jpg").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tiny_bundle):
+    from inference.pipeline import Pipeline
+    from inference.settings import Settings
+
+    return Pipeline.from_bundle(tiny_bundle, Settings(ort_threads=1))
