@@ -1,0 +1,192 @@
+"""Crystal Eyes, the Discord bot.
+
+`create_bot()` builds the bot without connecting (tests drive it with SimCord); `python bot.py` runs it with
+DISCORD_TOKEN from the environment or `.env`. Everything slow (inference, gallery files) runs in a bounded
+executor; the cogs in `cogs/` are thin adapters over the services in `service/`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from inference.settings import Settings
+from service.config import BotConfig
+from service.cooldown import Limiter
+from service.fetch import SafeFetcher
+from service.recognizer import Recognizer
+from service.storage import Galleries, GuildSettings, Storage
+
+log = logging.getLogger("crystal_eyes")
+
+EXTENSIONS = ("cogs.recognition", "cogs.admin", "cogs.gallery", "cogs.owner")
+
+
+class UserFacingError(app_commands.AppCommandError):
+    """An error whose message is shown to the user as it is."""
+
+
+class Tree(app_commands.CommandTree):
+    """The global app-command error handler: one short message to the user, one log line."""
+
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        original = getattr(error, "original", error)
+        command = interaction.command.qualified_name if interaction.command else "?"
+        if isinstance(error, app_commands.CommandOnCooldown):
+            text = f"Slow down a little: try again in {error.retry_after:.0f} s."
+            log.info("cooldown: /%s by user %s (%.0f s left)", command, interaction.user.id, error.retry_after)
+        elif isinstance(error, app_commands.MissingPermissions):
+            perms = ", ".join(p.replace("_", " ").replace("guild", "server").title() for p in error.missing_permissions)
+            text = f"You need the **{perms}** permission to use this command."
+            log.info("permission denied: /%s by user %s (missing %s)", command, interaction.user.id, perms)
+        elif isinstance(error, app_commands.BotMissingPermissions):
+            perms = ", ".join(p.replace("_", " ").title() for p in error.missing_permissions)
+            text = f"I'm missing the **{perms}** permission here; ask a server manager to grant it."
+            log.info("bot missing permissions for /%s: %s", command, perms)
+        elif isinstance(error, app_commands.NoPrivateMessage):
+            text = "This command only works in a server."
+        elif isinstance(error, (UserFacingError, app_commands.CheckFailure)):
+            text = str(error) or "You can't use this command here."
+            log.info("check failed: /%s by user %s: %s", command, interaction.user.id, type(error).__name__)
+        elif isinstance(original, discord.Forbidden):
+            text = "Discord refused: I'm missing a permission in this channel (Send Messages, Embed Links or Attach Files)."
+            log.warning("forbidden in /%s: %s", command, original.text)
+        elif isinstance(original, discord.NotFound):
+            text = "That message or attachment is gone (deleted, or the link expired). Post it again and retry."
+            log.warning("not found in /%s: %s", command, original.text)
+        elif isinstance(original, discord.HTTPException) and original.status == 429:
+            text = "Discord is rate-limiting me; try again in a moment."
+            log.warning("rate limited in /%s", command)
+        elif isinstance(original, discord.HTTPException):
+            text = "Discord returned an error; try again in a moment."
+            log.warning("discord error in /%s: %s %s", command, original.status, original.text)
+        else:
+            text = "Something went wrong on my side; it has been logged."
+            log.error("unhandled error in /%s", command, exc_info=original)
+        await self.reply_error(interaction, text)
+
+    @staticmethod
+    async def reply_error(interaction: discord.Interaction, text: str) -> None:
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException as exc:  # the interaction expired, or the channel is gone
+            log.warning("could not deliver an error message: %s", exc)
+
+
+class CrystalEyes(commands.Bot):
+    def __init__(self, settings: Settings, pipeline: Any, config: BotConfig) -> None:
+        intents = discord.Intents.default()  # guilds, guild messages, guild reactions; no privileged intent
+        intents.message_content = config.message_content
+        intents.typing = False
+        intents.presences = False
+        intents.members = False
+        super().__init__(
+            command_prefix=commands.when_mentioned,  # `@bot sync` works without the message-content intent
+            intents=intents,
+            tree_cls=Tree,
+            help_command=None,
+            owner_ids=set(settings.owner_ids) or None,
+            allowed_mentions=discord.AllowedMentions.none(),
+            max_messages=200,
+        )
+        self.settings = settings
+        self.config = config
+        self.pipeline = pipeline
+        self.recognizer = Recognizer(pipeline, workers=settings.workers, queue_size=settings.queue_size)
+        defaults = GuildSettings(threshold=settings.unsure_threshold, top_k=max(1, min(10, settings.top_k)))
+        self.storage = Storage(settings.data_dir, defaults)
+        self.galleries = Galleries(settings.data_dir / "galleries", pipeline)
+        self.limiter = Limiter(config.user_cooldown, config.guild_cooldown)
+        self.fetcher = SafeFetcher(settings.url_max_bytes)
+        self.failed_extensions: dict[str, str] = {}
+
+    async def setup_hook(self) -> None:
+        self.storage.open()
+        for name in EXTENSIONS:
+            try:
+                await self.load_extension(name)
+            except Exception as exc:  # one broken cog never takes the bot down
+                self.failed_extensions[name] = f"{type(exc).__name__}: {exc}"
+                log.exception("extension %s failed to load; continuing without it", name)
+        log.info(
+            "ready to serve: %d labels, %d worker(s), queue %d, message-content intent %s",
+            len(self.pipeline.labels),
+            self.recognizer.workers,
+            self.recognizer.capacity - self.recognizer.workers,
+            "on" if self.intents.message_content else "off",
+        )
+
+    async def on_ready(self) -> None:
+        log.info("logged in as %s (%s) in %d guild(s)", self.user, getattr(self.user, "id", "?"), len(self.guilds))
+
+    async def close(self) -> None:
+        try:
+            await self.fetcher.close()
+            self.recognizer.close()
+            self.storage.close()
+        finally:
+            await super().close()
+
+
+def load_pipeline(settings: Settings):
+    from inference.pipeline import Pipeline
+
+    return Pipeline.from_bundle(settings.bundle_dir, settings=settings)
+
+
+def create_bot(settings: Settings | None = None, *, pipeline: Any = None, config: BotConfig | None = None) -> CrystalEyes:
+    """Build the bot (loading the model bundle) without connecting. Raises BundleError for a bad bundle."""
+    settings = settings or Settings.from_env()
+    config = config or BotConfig.from_env()
+    if pipeline is None:
+        pipeline = load_pipeline(settings)
+    return CrystalEyes(settings, pipeline, config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from inference.errors import BundleError
+
+    try:
+        settings = Settings.from_env()
+        config = BotConfig.from_env()
+    except ValueError as exc:
+        print(f"crystal-eyes: configuration error: {exc}", file=sys.stderr)
+        return 2
+    discord.utils.setup_logging(level=getattr(logging, settings.log_level, logging.INFO), root=True)
+    if not settings.discord_token:
+        print(
+            "crystal-eyes: DISCORD_TOKEN is not set (put it in the environment or in .env; see .env.example)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        bot = create_bot(settings, config=config)
+    except BundleError as exc:
+        print(f"crystal-eyes: model bundle at {settings.bundle_dir} is unusable: {exc}", file=sys.stderr)
+        return 3
+    log.info("settings: %s", {k: str(v) for k, v in settings.public().items()})
+    try:
+        bot.run(settings.discord_token, log_handler=None)
+    except discord.LoginFailure:
+        print("crystal-eyes: Discord rejected DISCORD_TOKEN (reset it in the developer portal)", file=sys.stderr)
+        return 4
+    except discord.PrivilegedIntentsRequired:
+        print(
+            "crystal-eyes: MESSAGE_CONTENT_INTENT=true but the Message Content intent is not enabled for this bot "
+            "in the developer portal (Bot -> Privileged Gateway Intents)",
+            file=sys.stderr,
+        )
+        return 5
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""/teach, /forget (Manage Server), /characters, /about."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from inference.errors import GalleryError, ImageError
+from inference.result import display_name
+from service.recognizer import Busy
+from service.storage import normalize_name
+
+from .recognition import is_image_attachment
+
+if TYPE_CHECKING:
+    from bot import CrystalEyes
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 30
+
+
+class CharacterPages(discord.ui.View):
+    """Prev/next over a list of names (the invoker only)."""
+
+    def __init__(self, *, owner_id: int, title: str, server: list[str], model: list[str], timeout: float = 300):
+        super().__init__(timeout=timeout)
+        self.owner_id = owner_id
+        self.title = title
+        self.lines = [f"\N{BUSTS IN SILHOUETTE} {display_name(n)}" for n in server] + [display_name(n) for n in model]
+        self.n_server = len(server)
+        self.n_model = len(model)
+        self.page = 0
+        self.pages = max(1, -(-len(self.lines) // PAGE_SIZE))
+        self._sync_buttons()
+
+    def _sync_buttons(self) -> None:
+        self.prev.disabled = self.page <= 0
+        self.next.disabled = self.page >= self.pages - 1
+
+    def embed(self) -> discord.Embed:
+        chunk = self.lines[self.page * PAGE_SIZE : (self.page + 1) * PAGE_SIZE]
+        embed = discord.Embed(
+            title=self.title, colour=discord.Colour(0x7AC8E8), description="\n".join(chunk) or "Nothing matches."
+        )
+        embed.set_footer(
+            text=f"Page {self.page + 1}/{self.pages} · {self.n_server} taught on this server "
+            f"(\N{BUSTS IN SILHOUETTE}) · {self.n_model} known to the model"
+        )
+        return embed
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.user.id != self.owner_id:
+            await interaction.response.send_message("Run `/characters` yourself to browse.", ephemeral=True)
+            return False
+        return True
+
+    @discord.ui.button(label="Previous", style=discord.ButtonStyle.secondary)
+    async def prev(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        self.page = max(0, self.page - 1)
+        self._sync_buttons()
+        await interaction.response.edit_message(embed=self.embed(), view=self)
+
+    @discord.ui.button(label="Next", style=discord.ButtonStyle.secondary)
+    async def next(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        self.page = min(self.pages - 1, self.page + 1)
+        self._sync_buttons()
+        await interaction.response.edit_message(embed=self.embed(), view=self)
+
+
+class GalleryCog(commands.Cog, name="Gallery"):
+    def __init__(self, bot: CrystalEyes) -> None:
+        self.bot = bot
+
+    def _enroll(self, guild_id: int, name: str, data: bytes, whole: bool) -> int:
+        """Runs in the recognizer's executor: embed the picture, then add it to the gallery file."""
+        vec = self.bot.pipeline.embed_for_enroll(data, whole_image=whole)
+        return self.bot.galleries.enroll(guild_id, name, vec)
+
+    @app_commands.command(name="teach", description="Teach this server a character from a picture of them")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.checks.has_permissions(manage_guild=True)
+    @app_commands.describe(
+        character="The character's name, e.g. 'Aqua (Konosuba)' or 'aqua_(konosuba)'",
+        image="A picture where this character's head is the largest one",
+        whole="Use the whole picture instead of the largest head (for a picture that is already a head crop)",
+    )
+    async def teach(
+        self, interaction: discord.Interaction, character: app_commands.Range[str, 1, 100], image: discord.Attachment,
+        whole: bool = False,
+    ) -> None:
+        assert interaction.guild_id is not None
+        name = normalize_name(character)
+        if not name:
+            await interaction.response.send_message("That name has no letters I can use.", ephemeral=True)
+            return
+        if not is_image_attachment(image):
+            await interaction.response.send_message(f"`{image.filename}` is not a picture.", ephemeral=True)
+            return
+        if image.size > self.bot.settings.max_image_bytes:
+            await interaction.response.send_message("That picture is too big.", ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True, ephemeral=True)
+        data = await image.read()
+        try:
+            count = await self.bot.recognizer.run(self._enroll, interaction.guild_id, name, data, whole)
+        except Busy as exc:
+            await interaction.followup.send(str(exc), ephemeral=True)
+            return
+        except ImageError as exc:
+            hint = " Try again with `whole:True` if the picture is a head crop." if not whole else ""
+            await interaction.followup.send(f"I couldn't use that picture: {exc}.{hint}", ephemeral=True)
+            return
+        except (GalleryError, OSError) as exc:
+            log.error("enrolling into the gallery of guild %s failed: %s", interaction.guild_id, exc)
+            await interaction.followup.send("I couldn't save the server's gallery; see the bot's log.", ephemeral=True)
+            return
+        log.info("guild %s: user %s taught %r", interaction.guild_id, interaction.user.id, name)
+        examples = f" ({count} pictures of them now)" if count > 1 else ""
+        await interaction.followup.send(
+            f"Learned **{display_name(name)}**{examples}. Every recognition on this server now considers them.",
+            ephemeral=True,
+        )
+
+    @app_commands.command(name="forget", description="Remove a character this server taught")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.checks.has_permissions(manage_guild=True)
+    @app_commands.describe(character="A character taught with /teach")
+    async def forget(self, interaction: discord.Interaction, character: app_commands.Range[str, 1, 100]) -> None:
+        assert interaction.guild_id is not None
+        name = normalize_name(character)
+        await interaction.response.defer(thinking=True, ephemeral=True)
+        try:
+            removed = await self.bot.recognizer.run(self.bot.galleries.forget, interaction.guild_id, name)
+        except Busy as exc:
+            await interaction.followup.send(str(exc), ephemeral=True)
+            return
+        except (GalleryError, OSError) as exc:
+            log.error("forgetting in the gallery of guild %s failed: %s", interaction.guild_id, exc)
+            await interaction.followup.send("I couldn't update the server's gallery; see the bot's log.", ephemeral=True)
+            return
+        if not removed:
+            await interaction.followup.send(
+                f"This server never taught me **{display_name(name)}**. `/characters` lists what it taught.",
+                ephemeral=True,
+            )
+            return
+        log.info("guild %s: user %s forgot %r", interaction.guild_id, interaction.user.id, name)
+        await interaction.followup.send(f"Forgot **{display_name(name)}**.", ephemeral=True)
+
+    @forget.autocomplete("character")
+    async def forget_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice]:
+        names = self.bot.galleries.names(interaction.guild_id)
+        needle = normalize_name(current)
+        return [app_commands.Choice(name=display_name(n)[:100], value=n) for n in names if needle in n][:25]
+
+    @app_commands.command(name="characters", description="List the characters I know")
+    @app_commands.describe(search="Only names containing this")
+    async def characters(self, interaction: discord.Interaction, search: str | None = None) -> None:
+        server = self.bot.galleries.names(interaction.guild_id)
+        model = sorted(self.bot.pipeline.labels)
+        if search:
+            needle = normalize_name(search)
+            server = [n for n in server if needle in n]
+            model = [n for n in model if needle in n]
+        view = CharacterPages(owner_id=interaction.user.id, title="Characters I know", server=server, model=model)
+        await interaction.response.send_message(embed=view.embed(), view=view, ephemeral=True)
+
+    @app_commands.command(name="about", description="Model versions and what I know")
+    async def about(self, interaction: discord.Interaction) -> None:
+        info = dict(getattr(self.bot.pipeline, "info", {}) or {})
+        embed = discord.Embed(title="Crystal Eyes", colour=discord.Colour(0x7AC8E8))
+        embed.description = "Names the anime characters in a picture. `/whois`, or right-click a message -> Apps -> Who is this?"
+        bundle = " ".join(str(info[k]) for k in ("name", "version") if info.get(k)) or "model bundle"
+        embed.add_field(name="Model bundle", value=bundle, inline=False)
+        models = info.get("models") or info.get("files") or {}
+        if isinstance(models, dict) and models:
+            lines = []
+            for key, value in list(models.items())[:6]:
+                sha = value.get("sha256", "") if isinstance(value, dict) else ""
+                fname = value.get("file", key) if isinstance(value, dict) else value
+                lines.append(f"`{key}`: {fname}" + (f" (`{sha[:12]}`)" if sha else ""))
+            embed.add_field(name="Models", value="\n".join(lines)[:1024], inline=False)
+        embed.add_field(name="Characters (model)", value=str(len(self.bot.pipeline.labels)), inline=True)
+        taught = self.bot.galleries.names(interaction.guild_id)
+        embed.add_field(name="Taught on this server", value=str(len(taught)), inline=True)
+        embed.add_field(name="Servers", value=str(len(self.bot.guilds)), inline=True)
+        rec = self.bot.recognizer
+        embed.add_field(name="Load", value=f"{rec.pending}/{rec.capacity} ({rec.workers} worker(s))", inline=True)
+        embed.add_field(
+            name="Message Content intent", value="on" if self.bot.intents.message_content else "off", inline=True
+        )
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+
+async def setup(bot: CrystalEyes) -> None:
+    await bot.add_cog(GalleryCog(bot))

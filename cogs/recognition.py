@@ -1,0 +1,349 @@
+"""The four ways to ask "who is this?": /whois, the message context menu, a reaction, a watched channel.
+
+Thin adapter: collect the pictures of the interaction or message, hand them to the recognizer, render the
+reply with `service.render`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from inference.errors import ImageError
+from service import render
+from service.fetch import FetchError
+from service.recognizer import Busy
+from service.render import Picture
+
+if TYPE_CHECKING:
+    from bot import CrystalEyes
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif")
+UPLOAD_MARGIN = 64 * 1024  # room for the multipart envelope and the embed
+
+
+@dataclass(frozen=True)
+class Source:
+    """A picture not yet downloaded: an attachment or a link."""
+
+    label: str
+    attachment: discord.Attachment | None = None
+    url: str | None = None
+    spoiler: bool = False
+
+
+def is_image_attachment(a: discord.Attachment) -> bool:
+    ctype = (a.content_type or "").lower()
+    return ctype.startswith("image/") or a.filename.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def message_sources(message: discord.Message) -> list[Source]:
+    """Every picture of a message: image attachments, then image embeds (links Discord previewed)."""
+    out = [
+        Source(label=a.filename, attachment=a, spoiler=a.is_spoiler())
+        for a in message.attachments
+        if is_image_attachment(a)
+    ]
+    seen = set()
+    for e in message.embeds:
+        url = None
+        if e.type in ("image", "gifv") and e.thumbnail and (e.thumbnail.proxy_url or e.thumbnail.url):
+            url = e.thumbnail.proxy_url or e.thumbnail.url
+        elif e.image and (e.image.proxy_url or e.image.url):
+            url = e.image.proxy_url or e.image.url
+        if url and url not in seen:
+            seen.add(url)
+            out.append(Source(label=e.url or url, url=url))
+    return out
+
+
+def cooldown_check(interaction: discord.Interaction) -> bool:
+    """Shared per-user + per-guild limit for every recognition trigger."""
+    bot: CrystalEyes = interaction.client  # type: ignore[assignment]
+    wait = bot.limiter.check(interaction.user.id, interaction.guild_id)
+    if wait > 0:
+        uses, per = bot.limiter.user
+        raise app_commands.CommandOnCooldown(app_commands.Cooldown(max(uses, 1), per or 1.0), wait)
+    return True
+
+
+Send = Callable[..., Awaitable[discord.Message | None]]
+
+
+class Recognition(commands.Cog):
+    def __init__(self, bot: CrystalEyes) -> None:
+        self.bot = bot
+        self.menu = app_commands.ContextMenu(name="Who is this?", callback=self.who_is_this_menu)
+        self.menu.add_check(cooldown_check)
+        self.bot.tree.add_command(self.menu)
+        self._handled: OrderedDict[int, None] = OrderedDict()  # messages already answered by a trigger
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    # -- the shared path -----------------------------------------------------------------------------------------
+    async def read(self, source: Source) -> bytes:
+        limit = self.bot.settings.max_image_bytes
+        if source.attachment is not None:
+            if source.attachment.size > limit:
+                raise ImageError(f"the picture is too big ({source.attachment.size // 1_000_000} MB; the limit is "
+                                 f"{limit // 1_000_000} MB)")
+            return await source.attachment.read()
+        assert source.url is not None
+        data, _ctype = await self.bot.fetcher.fetch(source.url)
+        return data
+
+    def footer(self) -> str:
+        info = getattr(self.bot.pipeline, "info", {}) or {}
+        name = info.get("name") or info.get("bundle") or "model"
+        version = info.get("version")
+        return f"Crystal Eyes · {name}" + (f" {version}" if version else "")
+
+    async def answer(
+        self,
+        *,
+        sources: list[Source],
+        send: Send,
+        owner_id: int,
+        guild_id: int | None,
+        top_n: int | None,
+        whole_image: bool,
+        upload_limit: int,
+    ) -> None:
+        """Recognise each picture and send one reply per picture (embed + annotated file + buttons)."""
+        gs = self.bot.storage.get(guild_id) if guild_id is not None else self.bot.storage.defaults
+        top_n = max(1, min(10, top_n or gs.top_k))
+        max_bytes = max(256 * 1024, upload_limit - UPLOAD_MARGIN)
+        loop = asyncio.get_running_loop()
+        gallery = await loop.run_in_executor(None, self.bot.galleries.get, guild_id)
+        limit = self.bot.config.max_pictures
+        if len(sources) > limit:
+            await send(embed=render.notice(f"This message has {len(sources)} pictures; I look at the first {limit}."))
+            sources = sources[:limit]
+        total = len(sources)
+        for index, source in enumerate(sources, 1):
+            try:
+                data = await self.read(source)
+                picture = Picture(data=data, label=source.label, spoiler=source.spoiler)
+                rec = await self.bot.recognizer.recognize(
+                    data, whole_image=whole_image, gallery=gallery, threshold=gs.threshold, max_bytes=max_bytes
+                )
+            except Busy as exc:
+                log.info("busy: refused %d picture(s) for user %s", total - index + 1, owner_id)
+                await send(content=str(exc))
+                return
+            except (ImageError, FetchError) as exc:
+                log.info("bad picture %r from user %s: %s", source.label[:100], owner_id, exc)
+                prefix = f"Picture {index}: " if total > 1 else ""
+                await send(embed=render.notice(f"{prefix}I couldn't read that picture: {exc}"))
+                continue
+            await self.send_result(
+                send=send, rec=rec, picture=picture, index=index, total=total, top_n=top_n, owner_id=owner_id,
+                guild_id=guild_id, whole_image=whole_image, upload_limit=upload_limit,
+            )
+
+    async def send_result(
+        self, *, send: Send, rec, picture: Picture, index: int, total: int, top_n: int, owner_id: int,
+        guild_id: int | None, whole_image: bool, upload_limit: int,
+    ) -> None:
+        filename = render.filename_for(index, rec.fmt, picture.spoiler)
+        embed = render.result_embed(
+            rec.result, picture=picture, index=index, total=total, top_n=top_n, filename=filename,
+            whole_image=whole_image, footer=self.footer(),
+        )
+
+        async def retry(interaction: discord.Interaction) -> None:
+            await self.retry_whole(interaction, picture, top_n=top_n, guild_id=guild_id)
+
+        view = render.ResultView(
+            owner_id=owner_id, result=rec.result, spoiler=picture.spoiler, retry=None if whole_image else retry
+        )
+        file = render.annotated_file(rec.annotated, filename, picture.spoiler)
+        message = await send(embed=embed, file=file, view=view)
+        view.message = message if isinstance(message, discord.Message) else None
+
+    async def retry_whole(self, interaction: discord.Interaction, picture: Picture, *, top_n: int,
+                          guild_id: int | None) -> None:
+        wait = self.bot.limiter.check(interaction.user.id, guild_id)
+        if wait > 0:
+            await interaction.response.send_message(f"Slow down a little: try again in {wait:.0f} s.", ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True)
+
+        async def send(**kwargs):
+            return await interaction.followup.send(wait=True, **kwargs)
+
+        gs = self.bot.storage.get(guild_id) if guild_id is not None else self.bot.storage.defaults
+        loop = asyncio.get_running_loop()
+        gallery = await loop.run_in_executor(None, self.bot.galleries.get, guild_id)
+        max_bytes = max(256 * 1024, interaction.filesize_limit - UPLOAD_MARGIN)
+        try:
+            rec = await self.bot.recognizer.recognize(
+                picture.data, whole_image=True, gallery=gallery, threshold=gs.threshold, max_bytes=max_bytes
+            )
+        except Busy as exc:
+            await send(content=str(exc))
+            return
+        except ImageError as exc:
+            await send(embed=render.notice(f"I couldn't read that picture: {exc}"))
+            return
+        await self.send_result(
+            send=send, rec=rec, picture=picture, index=1, total=1, top_n=top_n, owner_id=interaction.user.id,
+            guild_id=guild_id, whole_image=True, upload_limit=interaction.filesize_limit,
+        )
+
+    # -- /whois --------------------------------------------------------------------------------------------------
+    @app_commands.command(name="whois", description="Name the anime characters in a picture")
+    @app_commands.describe(
+        image="The picture (fan art, screenshot, sketch)",
+        url="Or a https:// link to a picture",
+        top="How many names to show per head (1-10; default: the server's setting)",
+        private="Only you see the answer",
+        whole="Skip head detection and name the whole picture as one head",
+    )
+    @app_commands.check(cooldown_check)
+    async def whois(
+        self,
+        interaction: discord.Interaction,
+        image: discord.Attachment | None = None,
+        url: str | None = None,
+        top: app_commands.Range[int, 1, 10] | None = None,
+        private: bool = False,
+        whole: bool = False,
+    ) -> None:
+        if image is None and not url:
+            await interaction.response.send_message(
+                "Attach a picture with `image:` or give a link with `url:`.", ephemeral=True
+            )
+            return
+        await interaction.response.defer(thinking=True, ephemeral=private)
+        sources = []
+        if image is not None:
+            if not is_image_attachment(image):
+                await interaction.followup.send(
+                    embed=render.notice(f"`{image.filename}` is not a picture (PNG, JPEG, WebP, GIF or BMP)."),
+                    ephemeral=True,
+                )
+                return
+            sources.append(Source(label=image.filename, attachment=image, spoiler=image.is_spoiler()))
+        if url:
+            try:
+                self.bot.fetcher.check_url(url.strip())
+            except FetchError as exc:
+                await interaction.followup.send(embed=render.notice(str(exc)), ephemeral=True)
+                return
+            sources.append(Source(label=url.strip(), url=url.strip()))
+
+        async def send(**kwargs):
+            return await interaction.followup.send(wait=True, ephemeral=private, **kwargs)
+
+        await self.answer(
+            sources=sources, send=send, owner_id=interaction.user.id, guild_id=interaction.guild_id, top_n=top,
+            whole_image=whole, upload_limit=interaction.filesize_limit,
+        )
+
+    # -- the context menu ----------------------------------------------------------------------------------------
+    async def who_is_this_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        sources = message_sources(message)
+        if not sources:
+            await interaction.response.send_message(
+                "That message has no pictures (attachments or image links) for me to look at.", ephemeral=True
+            )
+            return
+        await interaction.response.defer(thinking=True)
+
+        async def send(**kwargs):
+            return await interaction.followup.send(wait=True, **kwargs)
+
+        await self.answer(
+            sources=sources, send=send, owner_id=interaction.user.id, guild_id=interaction.guild_id, top_n=None,
+            whole_image=False, upload_limit=interaction.filesize_limit,
+        )
+
+    # -- reactions and watched channels (need the message-content intent) ----------------------------------------
+    def _first_time(self, message_id: int) -> bool:
+        if message_id in self._handled:
+            return False
+        self._handled[message_id] = None
+        while len(self._handled) > 1000:
+            self._handled.popitem(last=False)
+        return True
+
+    def _can_reply(self, channel) -> bool:
+        guild = getattr(channel, "guild", None)
+        if guild is None or guild.me is None:
+            return False
+        perms = channel.permissions_for(guild.me)
+        ok = perms.send_messages and perms.attach_files and perms.embed_links and perms.read_message_history
+        if not ok:
+            log.info("no permission to reply in channel %s of guild %s", channel.id, guild.id)
+        return ok
+
+    async def reply_to_message(self, message: discord.Message, owner_id: int) -> None:
+        sources = message_sources(message)
+        if not sources or not self._can_reply(message.channel):
+            return
+        if not self._first_time(message.id):
+            return
+        wait = self.bot.limiter.check(owner_id, message.guild.id)
+        if wait > 0:
+            log.info("cooldown: ignored a trigger by user %s (%.0f s left)", owner_id, wait)
+            self._handled.pop(message.id, None)
+            return
+
+        async def send(**kwargs):
+            return await message.reply(mention_author=False, **kwargs)
+
+        try:
+            await self.answer(
+                sources=sources, send=send, owner_id=owner_id, guild_id=message.guild.id, top_n=None,
+                whole_image=False, upload_limit=message.guild.filesize_limit,
+            )
+        except discord.HTTPException as exc:
+            log.warning("could not reply to message %s: %s %s", message.id, exc.status, exc.text)
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        if payload.guild_id is None or payload.member is None or payload.member.bot:
+            return
+        gs = self.bot.storage.get(payload.guild_id)
+        if not gs.reactions or str(payload.emoji) != gs.emoji:
+            return
+        if payload.message_author_id is not None and payload.message_author_id == getattr(self.bot.user, "id", None):
+            return
+        channel = self.bot.get_channel(payload.channel_id)
+        if channel is None or not hasattr(channel, "fetch_message"):
+            return
+        try:
+            message = await channel.fetch_message(payload.message_id)
+        except discord.HTTPException as exc:
+            log.info("reaction trigger: could not fetch message %s: %s", payload.message_id, exc.status)
+            return
+        if message.author.bot:
+            return
+        await self.reply_to_message(message, owner_id=payload.user_id)
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if message.author.bot or message.guild is None:
+            return
+        gs = self.bot.storage.get(message.guild.id)
+        channel_id = message.channel.id
+        parent_id = getattr(message.channel, "parent_id", None)
+        if channel_id not in gs.watch_channels and parent_id not in gs.watch_channels:
+            return
+        await self.reply_to_message(message, owner_id=message.author.id)
+
+
+async def setup(bot: CrystalEyes) -> None:
+    await bot.add_cog(Recognition(bot))

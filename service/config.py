@@ -1,0 +1,75 @@
+"""Bot-only options. Everything shared with the CLI and the HTTP API lives in `inference.settings.Settings`.
+
+Every variable is documented in `.env.example`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    raw = raw.strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
+def _rate(name: str, default: tuple[int, float]) -> tuple[int, float]:
+    """``"3/30"`` -> 3 uses per 30 seconds. ``"0"`` or ``"off"`` disables the limit (0 uses)."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"0", "off", "none"}:
+        return (0, 0.0)
+    try:
+        uses, per = raw.split("/", 1)
+        out = (int(uses), float(per))
+    except ValueError:
+        raise ValueError(f"{name} must look like USES/SECONDS (for example 3/30), got {raw!r}") from None
+    if out[0] < 0 or out[1] <= 0:
+        raise ValueError(f"{name} must have positive numbers, got {raw!r}")
+    return out
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class BotConfig:
+    # Request the privileged message-content intent (enable it in the developer portal too). Needed for the
+    # reaction trigger and watch channels; slash commands and the context menu work without it.
+    message_content: bool = False
+    # Recognitions allowed per user / per guild in a window: (uses, seconds). (0, 0) disables the limit.
+    user_cooldown: tuple[int, float] = (4, 30.0)
+    guild_cooldown: tuple[int, float] = (30, 60.0)
+    # Pictures handled per message (attachments + image embeds); the rest are ignored with a note.
+    max_pictures: int = 4
+
+    @classmethod
+    def from_env(cls, **overrides) -> BotConfig:
+        """Read after `Settings.from_env()` (which loads `.env`)."""
+        values = dict(
+            message_content=_bool("MESSAGE_CONTENT_INTENT", cls.message_content),
+            user_cooldown=_rate("COOLDOWN_USER", cls.user_cooldown),
+            guild_cooldown=_rate("COOLDOWN_GUILD", cls.guild_cooldown),
+            max_pictures=max(1, min(10, _int("MAX_PICTURES", cls.max_pictures))),
+        )
+        values.update(overrides)
+        return cls(**values)
