@@ -22,12 +22,18 @@ def read_label_pickle(data: bytes) -> list[str]:
     """Labels from a pickled numpy unicode array (e.g. dtype '<U43'), without executing the pickle."""
     itemsize = None
     raw = None
-    allowed_globals = {"numpy.core.multiarray _reconstruct", "numpy.ndarray", "numpy.dtype",
-                       "numpy._core.multiarray _reconstruct"}
+    allowed_globals = {"numpy.core.multiarray _reconstruct", "numpy._core.multiarray _reconstruct",
+                       "numpy ndarray", "numpy dtype"}
+    strings: list[str] = []
     try:
         for op, arg, _pos in pickletools.genops(data):
-            if op.name in ("GLOBAL",) and arg not in allowed_globals:
-                raise BundleError(f"Label pickle references {arg!r}; only a numpy string array is accepted.")
+            name = arg if op.name == "GLOBAL" else " ".join(strings[-2:]) if op.name == "STACK_GLOBAL" else None
+            if name is not None and name not in allowed_globals:
+                raise BundleError(f"Label pickle references {name!r}; only a numpy string array is accepted.")
+            if op.name in ("INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "EXT1", "EXT2", "EXT4"):
+                raise BundleError(f"Label pickle uses {op.name}; only a numpy string array is accepted.")
+            if isinstance(arg, str):
+                strings.append(arg)
             if isinstance(arg, str):
                 m = re.fullmatch(r"[<>|=]?U(\d+)", arg)
                 if m:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from dataclasses import dataclass
 
 import discord
@@ -11,6 +13,8 @@ import pytest
 from PIL import Image
 
 from bot import create_bot
+from bundles import boxes_detector, make_tiny_bundle
+from inference.pipeline import Pipeline
 from inference.settings import Settings
 from service.config import BotConfig
 
@@ -29,12 +33,36 @@ def bot_config() -> BotConfig:
 
 
 @pytest.fixture
-def make_bot(bot_settings, bot_config, tiny_pipeline):
+def pipeline(tiny_pipeline):
+    """The pipeline the bot runs; a test module overrides this fixture to use another bundle."""
+    return tiny_pipeline
+
+
+@pytest.fixture(scope="session")
+def nohead_pipeline(tmp_path_factory):
+    """A tiny bundle whose detector finds nothing (every box is under the score threshold)."""
+    directory = make_tiny_bundle(tmp_path_factory.mktemp("nohead_bundle"))
+    boxes_detector(directory / "detector.onnx", rows=np.array([[40, 100, 120, 190, 0.05]], np.float32))
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["detector"]["sha256"] = hashlib.sha256((directory / "detector.onnx").read_bytes()).hexdigest()
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    return Pipeline.from_bundle(directory, Settings(ort_threads=1))
+
+
+@pytest.fixture(scope="session")
+def many_labels_pipeline(tmp_path_factory):
+    labels = [f"character_{i:03d}_(series_{i % 7})" for i in range(70)]
+    directory = make_tiny_bundle(tmp_path_factory.mktemp("many_labels_bundle"), labels=labels)
+    return Pipeline.from_bundle(directory, Settings(ort_threads=1))
+
+
+@pytest.fixture
+def make_bot(bot_settings, bot_config, pipeline):
     """Build a fresh bot on the same settings (and data directory): what a restart does."""
 
     def make(**config_changes):
         config = bot_config if not config_changes else BotConfig(**{**bot_config.__dict__, **config_changes})
-        return create_bot(bot_settings, pipeline=tiny_pipeline, config=config)
+        return create_bot(bot_settings, pipeline=pipeline, config=config)
 
     return make
 

@@ -1,0 +1,118 @@
+"""HTTP API (aiohttp): the reference system's endpoint, with `topN` honoured.
+
+- `POST /detect?topN=K` and the reference alias `POST /dectect/?topN=K`: multipart field `file`.
+  200 -> `{"preds": [[[name, prob], ...] per head], "head_locs": [[[x1, y1], [x2, y2]] per head]}`.
+- `GET /healthz` -> `{"status": "ok", "model": ..., "pending": N}`.
+Errors are JSON `{"error": message}` with a 4xx code (413 too large, 415 not a picture, 400 other bad
+input, 503 busy). Inference runs in a bounded executor, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from .errors import ImageError, ImageTooLargeError, NotAnImageError
+from .runner import BoundedRunner, Busy
+from .settings import Settings
+
+log = logging.getLogger("crystal_eyes.api")
+
+PIPELINE = web.AppKey("pipeline", object)
+RUNNER = web.AppKey("runner", BoundedRunner)
+SETTINGS = web.AppKey("settings", Settings)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SETTINGS].http_max_request_bytes
+        return _error(413, f"The request is too large (limit {limit // (1024 * 1024)} MiB).")
+    except web.HTTPException as e:
+        if e.status >= 400:
+            return _error(e.status, e.reason or "error")
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return _error(500, "Internal error; the request was not processed.")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    pipe = request.app[PIPELINE]
+    info = pipe.info
+    return web.json_response({"status": "ok", "model": f"{info['name']} {info['version']}",
+                              "classes": info["classes"], "pending": request.app[RUNNER].pending})
+
+
+async def _read_file(request: web.Request, limit: int) -> bytes:
+    if not request.content_type.startswith("multipart/"):
+        raise web.HTTPBadRequest(reason="Send the picture as multipart/form-data in a field named 'file'.")
+    reader = await request.multipart()
+    async for part in reader:
+        if part.name != "file":
+            await part.release()
+            continue
+        chunks, size = [], 0
+        while chunk := await part.read_chunk(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise ImageTooLargeError(f"The file is too large (the limit is {limit // (1024 * 1024)} MiB).")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    raise web.HTTPBadRequest(reason="No field named 'file' in the form.")
+
+
+async def detect(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    raw = request.query.get("topN", str(settings.top_k))
+    try:
+        top_n = int(raw)
+    except ValueError:
+        return _error(400, f"topN must be a whole number, got {raw!r}.")
+    if not 1 <= top_n <= 50:
+        return _error(400, "topN must be between 1 and 50.")
+    whole = request.query.get("whole_image", "").lower() in ("1", "true", "yes")
+    try:
+        data = await _read_file(request, settings.max_image_bytes)
+        result = await request.app[RUNNER].run(request.app[PIPELINE].recognize, data, top_k=top_n,
+                                               whole_image=whole)
+    except Busy as e:
+        return web.json_response({"error": str(e)}, status=503, headers={"Retry-After": "2"})
+    except ImageTooLargeError as e:
+        return _error(413, str(e))
+    except NotAnImageError as e:
+        return _error(415, str(e))
+    except ImageError as e:
+        return _error(400, str(e))
+    return web.json_response(result.to_reference_json())
+
+
+def create_app(pipeline, settings: Settings | None = None, runner: BoundedRunner | None = None) -> web.Application:
+    settings = settings or pipeline.settings
+    app = web.Application(client_max_size=settings.http_max_request_bytes, middlewares=[json_errors])
+    app[PIPELINE] = pipeline
+    app[SETTINGS] = settings
+    app[RUNNER] = runner or BoundedRunner(settings.workers, settings.queue_size, name="crystal-eyes-api")
+    app.router.add_post("/detect", detect)
+    app.router.add_post("/dectect/", detect)
+    app.router.add_post("/dectect", detect)
+    app.router.add_get("/healthz", healthz)
+
+    async def close_runner(app):
+        app[RUNNER].close()
+
+    app.on_cleanup.append(close_runner)
+    return app
+
+
+def run(pipeline, settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.info("serving %s on http://%s:%d", pipeline.info["name"], settings.http_host, settings.http_port)
+    web.run_app(create_app(pipeline, settings), host=settings.http_host, port=settings.http_port, print=None)
