@@ -1,0 +1,67 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "inference", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_whois_json_lines_errors_and_exit_code(tiny_bundle, shared, tmp_path):
+    good = shared / "scenes" / "misc" / "kiyoshimu-test0.jpg"
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture at all")
+    out = tmp_path / "out"
+    p = cli("whois", "--json", "--top", "4", "--bundle", tiny_bundle, "--out", out, good, bad, good)
+    assert p.returncode == 1, p.stderr
+    lines = [json.loads(x) for x in p.stdout.splitlines()]
+    assert [x["image"] for x in lines] == [str(good), str(bad), str(good)]
+    assert "not a picture" in lines[1]["error"]
+    head = lines[0]["heads"][0]
+    assert head["box"] == [128, 96, 384, 384] and len(head["candidates"]) == 4
+    assert set(head["candidates"][0]) == {"name", "probability"}
+    assert (out / "kiyoshimu-test0.png").read_bytes().startswith(b"\x89PNG")
+    ok = cli("whois", "--bundle", tiny_bundle, "--whole-image", good)
+    assert ok.returncode == 0 and "1 head(s)" in ok.stdout
+
+
+def test_enroll_then_whois_with_gallery(tiny_bundle, shared, tmp_path):
+    pic = shared / "scenes" / "misc" / "kiyoshimu-head1.jpg"
+    gallery = tmp_path / "g.npz"
+    e = cli("enroll", "--bundle", tiny_bundle, "--gallery", gallery, "--character", "Lelouch Lamperouge",
+            "--whole-image", pic)
+    assert e.returncode == 0, e.stderr
+    assert "lelouch_lamperouge" in e.stdout and gallery.exists()
+    w = cli("whois", "--json", "--whole-image", "--bundle", tiny_bundle, "--gallery", gallery, pic)
+    assert json.loads(w.stdout)["heads"][0]["candidates"][0]["name"] == "lelouch_lamperouge"
+
+
+def test_eval_on_labeled_folder(tiny_bundle, shared, tmp_path):
+    folder = tmp_path / "labeled"
+    for name in ("c.c.", "rem_(re:zero)"):
+        (folder / name).mkdir(parents=True)
+    (folder / "c.c." / "a.jpg").write_bytes((shared / "scenes/misc/kiyoshimu-head1.jpg").read_bytes())
+    (folder / "rem_(re:zero)" / "b.jpg").write_bytes((shared / "scenes/misc/kiyoshimu-test0.jpg").read_bytes())
+    p = cli("eval", "--json", "--whole-image", "--bundle", tiny_bundle, folder)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["images"] == 2 and r["top5"] == 1.0  # 5 classes: the truth is always in the top 5
+    assert 0 <= r["top1"] <= r["top3"] <= r["top5"]
+
+
+def test_bundle_error_is_one_clear_line(tmp_path, shared):
+    p = cli("whois", "--bundle", tmp_path, shared / "scenes/misc/kiyoshimu-test0.jpg")
+    assert p.returncode == 2
+    assert p.stderr.strip().startswith("error: No model bundle") and len(p.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("top", ["0", "99"])
+def test_top_out_of_range(tiny_bundle, top, shared):
+    p = cli("whois", "--top", top, "--bundle", tiny_bundle, shared / "scenes/misc/kiyoshimu-test0.jpg")
+    assert p.returncode == 2 and "--top" in p.stderr
