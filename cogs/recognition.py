@@ -226,13 +226,11 @@ class Recognition(commands.Cog):
                 "Attach a picture with `image:` or give a link with `url:`.", ephemeral=True
             )
             return
-        await interaction.response.defer(thinking=True, ephemeral=private)
         sources = []
         if image is not None:
             if not is_image_attachment(image):
-                await interaction.followup.send(
-                    embed=render.notice(f"`{image.filename}` is not a picture (PNG, JPEG, WebP, GIF or BMP)."),
-                    ephemeral=True,
+                await interaction.response.send_message(
+                    f"`{image.filename}` is not a picture (PNG, JPEG, WebP, GIF or BMP).", ephemeral=True
                 )
                 return
             sources.append(Source(label=image.filename, attachment=image, spoiler=image.is_spoiler()))
@@ -240,9 +238,10 @@ class Recognition(commands.Cog):
             try:
                 self.bot.fetcher.check_url(url.strip())
             except FetchError as exc:
-                await interaction.followup.send(embed=render.notice(str(exc)), ephemeral=True)
+                await interaction.response.send_message(str(exc), ephemeral=True)
                 return
             sources.append(Source(label=url.strip(), url=url.strip()))
+        await interaction.response.defer(thinking=True, ephemeral=private)
 
         async def send(**kwargs):
             return await interaction.followup.send(wait=True, ephemeral=private, **kwargs)

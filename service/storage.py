@@ -189,7 +189,8 @@ def normalize_name(name: str) -> str:
     tag = re.sub(r"\s*\(\s*", "_(", tag)
     tag = re.sub(r"\s*\)\s*", ")", tag)
     tag = re.sub(r"\s+", "_", tag)
-    tag = _NAME_OK.sub("", tag).strip("_")
+    tag = _NAME_OK.sub("", tag)
+    tag = re.sub(r"_+", "_", tag).strip("_")
     return tag[:100]
 
 

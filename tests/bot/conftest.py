@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import discord
 import numpy as np
 import pytest
+from bundles import boxes_detector, make_tiny_bundle
 from PIL import Image
 
 from bot import create_bot
-from bundles import boxes_detector, make_tiny_bundle
 from inference.pipeline import Pipeline
 from inference.settings import Settings
 from service.config import BotConfig
@@ -79,6 +79,7 @@ class World:
     channel: object
     admin: object
     member: object
+    commands: dict
 
 
 @pytest.fixture
@@ -89,8 +90,8 @@ async def world(simcord_env) -> World:
     mods = guild.create_role("Mods", permissions=discord.Permissions(manage_guild=True))
     admin = guild.add_member(env.create_user("admin"), roles=[mods])
     member = guild.add_member(env.create_user("alice"))
-    await env.bot.tree.sync()
-    return World(env, guild, channel, admin, member)
+    synced = await env.bot.tree.sync()
+    return World(env, guild, channel, admin, member, {c.name: c for c in synced})
 
 
 def png(width: int = 320, height: int = 240, colour=(200, 120, 160)) -> bytes:

@@ -1,0 +1,83 @@
+"""Bad input and Discord errors: a short message to the user, a log line, and the bot keeps running."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+
+def notice(res) -> str:
+    return res.response.embeds[0].description if res.response.embeds else res.response.content
+
+
+async def test_a_bad_picture_is_explained(world):
+    res = await world.member.slash(world.channel, "whois", image=("broken.jpg", b"\xff\xd8\xff\xe0 this is not a jpeg"))
+    assert notice(res).startswith("I couldn't read that picture:")
+    assert not res.response.attachments
+    res = await world.member.slash(world.channel, "whois", image=("empty.png", b""))
+    assert notice(res).startswith("I couldn't read that picture:")
+
+
+async def test_a_file_that_is_not_a_picture(world):
+    res = await world.member.slash(world.channel, "whois", image=("notes.txt", b"hello"))
+    assert res.ephemeral and "is not a picture" in notice(res)
+
+
+async def test_a_bad_picture_among_good_ones(world, scene_bytes):
+    posted = await world.member.send(world.channel, "", attachments=[("bad.png", b"nope"), ("good.jpg", scene_bytes)])
+    res = await world.member.context_menu(world.channel, "Who is this?", posted)
+    messages = [res.response, *res.followups]
+    assert notice(res).startswith("Picture 1: I couldn't read that picture:")
+    assert messages[1].embeds[0].title == "Picture 2 of 2" and len(messages[1].embeds[0].fields) == 2
+
+
+async def test_whois_needs_a_picture_or_a_link(world):
+    res = await world.member.slash(world.channel, "whois")
+    assert res.ephemeral and "image:" in res.response.content and "url:" in res.response.content
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://example.com/a.png", "Only https:// links"),
+        ("https://127.0.0.1/a.png", "private or local address"),
+        ("https://[::1]/a.png", "private or local address"),
+        ("https://169.254.169.254/latest/meta-data", "private or local address"),
+        ("https://localhost/a.png", "private or local address"),
+        ("https://example.com:8443/a.png", "standard https port"),
+    ],
+)
+async def test_unsafe_links_are_refused_before_any_connection(world, url, message):
+    res = await world.member.slash(world.channel, "whois", url=url)
+    assert res.ephemeral and message in notice(res)
+
+
+async def test_discord_errors_get_a_short_message_and_a_log_line(world, scene_bytes, caplog):
+    # Discord refuses the bot's answer (e.g. Attach Files denied): the global handler tells the user.
+    world.env.inject_error("POST", "/webhooks/*", status=403, code=50013, message="Missing Permissions", times=1)
+    with caplog.at_level(logging.INFO, logger="crystal_eyes"):
+        res = await world.member.slash(world.channel, "whois", image=("art.jpg", scene_bytes))
+    messages = [m for m in [res.response, *res.followups] if m is not None]
+    assert any("I'm missing a permission" in m.content for m in messages), messages
+    assert any("forbidden in /whois" in r.getMessage() for r in caplog.records)
+    errors = world.env.errors
+    assert len(errors) == 1 and type(errors[0].original).__name__ == "Forbidden"
+
+    ok = await world.member.slash(world.channel, "whois", image=("art.jpg", scene_bytes))  # still alive
+    assert ok.response.embeds[0].fields
+
+
+async def test_owner_only_sync(world):
+    bot = world.env.bot
+    bot.owner_ids = {world.admin.id}  # what OWNER_IDS does
+    await world.member.send(world.channel, f"<@{bot.user.id}> sync")
+    assert world.channel.last_message.content == "Only the bot's owner can do this."
+    assert [type(e).__name__ for e in world.env.errors] == ["NotOwner"]
+
+    await world.admin.send(world.channel, f"<@{bot.user.id}> sync")
+    assert world.channel.last_message.content == f"Synced {len(world.commands)} command(s) globally."
+    await world.admin.send(world.channel, f"<@{bot.user.id}> sync guild")
+    assert world.channel.last_message.content == f"Synced {len(world.commands)} command(s) to this server."
+    await world.admin.send(world.channel, f"<@{bot.user.id}> sync clear")
+    assert world.channel.last_message.content == "Synced 0 command(s) to this server (cleared)."

@@ -1,0 +1,83 @@
+"""/teach, /forget, /characters, /about."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def names_of(message) -> str:
+    return "\n".join(f.value for f in message.embeds[0].fields)
+
+
+async def test_teach_then_whois_then_forget(world, scene_bytes, bot_settings):
+    before = await world.member.slash(world.channel, "whois", image=("art.jpg", scene_bytes))
+    assert "Kiyo Girl" not in names_of(before.response)
+
+    taught = await world.admin.slash(world.channel, "teach", character="Kiyo Girl (Test)", image=("kiyo.jpg", scene_bytes))
+    assert taught.ephemeral
+    assert taught.followups == [] and "Learned **Kiyo Girl — Test**" in taught.response.content
+    assert (bot_settings.data_dir / "galleries" / f"{world.guild.id}.npz").is_file()
+
+    after = await world.member.slash(world.channel, "whois", image=("art.jpg", scene_bytes))
+    embed = after.response.embeds[0]
+    # the largest head was enrolled, so the same picture now names it first, marked as this server's
+    assert any(f.value.startswith("1. **Kiyo Girl** — *Test* (server gallery)") for f in embed.fields), embed.fields
+
+    listed = await world.member.slash(world.channel, "characters")
+    assert "Kiyo Girl — Test" in listed.response.embeds[0].description
+    assert "1 taught on this server" in listed.response.embeds[0].footer.text
+
+    choices = await world.admin.autocomplete(world.channel, "forget", "character", "kiyo")
+    assert [c["value"] for c in choices] == ["kiyo_girl_(test)"]
+
+    forgot = await world.admin.slash(world.channel, "forget", character="kiyo_girl_(test)")
+    assert "Forgot **Kiyo Girl — Test**" in forgot.response.content
+    again = await world.member.slash(world.channel, "whois", image=("art.jpg", scene_bytes))
+    assert "Kiyo Girl" not in names_of(again.response)
+
+    missing = await world.admin.slash(world.channel, "forget", character="Nobody")
+    assert "never taught me" in missing.response.content
+
+
+async def test_galleries_are_per_guild(world, scene_bytes):
+    await world.admin.slash(world.channel, "teach", character="Local Hero", image=("kiyo.jpg", scene_bytes))
+    other_guild = world.env.create_guild(name="Elsewhere")
+    other_channel = other_guild.create_text_channel("art")
+    stranger = other_guild.add_member(world.env.create_user("bob"))
+    res = await stranger.slash(other_channel, "whois", image=("art.jpg", scene_bytes))
+    assert "Local Hero" not in names_of(res.response)
+
+
+async def test_teach_with_a_picture_that_is_not_a_picture(world):
+    res = await world.admin.slash(world.channel, "teach", character="Someone", image=("face.png", b"not a png at all"))
+    assert res.ephemeral and res.response.content.startswith("I couldn't use that picture:")
+
+
+@pytest.fixture
+def pipeline(many_labels_pipeline):
+    return many_labels_pipeline
+
+
+async def test_characters_is_paginated(world):
+    res = await world.member.slash(world.channel, "characters")
+    assert res.ephemeral
+    first = res.response.embeds[0]
+    assert first.footer.text.startswith("Page 1/3") and "70 known to the model" in first.footer.text
+    assert len(first.description.splitlines()) == 30
+
+    nxt = await world.member.click(res.response.message, label="Next")
+    second = nxt.response.embeds[0]
+    assert second.footer.text.startswith("Page 2/3") and second.description != first.description
+
+    found = await world.member.slash(world.channel, "characters", search="character 012")
+    assert found.response.embeds[0].description == "Character 012 — Series 5"
+
+
+async def test_about_shows_model_versions_and_counts(world):
+    res = await world.member.slash(world.channel, "about")
+    fields = {f.name: f.value for f in res.response.embeds[0].fields}
+    assert fields["Model bundle"] == "tiny-test-bundle test"
+    assert "`detector`: detector.onnx" in fields["Models"]
+    assert fields["Characters (model)"] == "70"
+    assert fields["Taught on this server"] == "0"
+    assert fields["Message Content intent"] == "on"
