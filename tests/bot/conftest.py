@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import discord
 import numpy as np
 import pytest
-from bundles import boxes_detector, make_tiny_bundle
 from PIL import Image
 
 from bot import create_bot
+from bundles import boxes_detector, make_tiny_bundle
 from inference.pipeline import Pipeline
 from inference.settings import Settings
 from service.config import BotConfig

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 from conftest import png
-
 from service.storage import GuildSettings
 
 LINE = re.compile(r"^\d+\. .+ · \d+\.\d%$")

@@ -3,8 +3,8 @@ import shutil
 
 import numpy as np
 import pytest
-from bundles import DET_ROWS, boxes_detector
 
+from bundles import DET_ROWS, boxes_detector
 from inference.bundle import make_session
 from inference.crop import crop_heads, crop_regions
 from inference.detect import Detector, nms

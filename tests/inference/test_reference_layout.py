@@ -6,8 +6,8 @@ import pickle
 
 import numpy as np
 import pytest
-from bundles import make_reference_layout
 
+from bundles import make_reference_layout
 from inference.bundle import Bundle
 from inference.errors import BundleError
 from inference.pipeline import Pipeline
