@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import numpy as np
+import pytest
+
+from service.storage import DB_NAME, Galleries, GuildSettings, Storage, StorageError, normalize_name
+
+
+def test_schema_is_created_and_settings_survive_a_reopen(tmp_path):
+    storage = Storage(tmp_path / "data")
+    assert storage.open()
+    assert storage.get(1) == GuildSettings()
+    storage.update(1, threshold=0.5, emoji="\N{EYES}", reactions=True, top_k=5)
+    storage.set_watch(1, 42, True)
+    storage.set_watch(1, 43, True)
+    storage.set_watch(1, 43, False)
+    storage.close()
+
+    again = Storage(tmp_path / "data")
+    assert again.open()
+    assert again.get(1) == GuildSettings(threshold=0.5, emoji="\N{EYES}", reactions=True, top_k=5,
+                                         watch_channels=frozenset({42}))
+    assert again.get(2) == GuildSettings()  # other guilds untouched
+    with sqlite3.connect(tmp_path / "data" / DB_NAME) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    again.reset(1)
+    assert again.get(1) == GuildSettings()
+
+
+def test_defaults_come_from_the_caller(tmp_path):
+    storage = Storage(tmp_path, GuildSettings(threshold=0.7, top_k=4))
+    storage.open()
+    assert storage.get(9).threshold == 0.7 and storage.get(9).top_k == 4
+    assert storage.update(9, top_k=2).threshold == 0.7
+
+
+def test_a_corrupt_database_means_defaults_and_a_log_line(tmp_path, caplog):
+    (tmp_path / DB_NAME).write_bytes(b"this is not a sqlite database" * 100)
+    storage = Storage(tmp_path)
+    with caplog.at_level(logging.ERROR):
+        assert storage.open() is False
+    assert "unusable" in caplog.text
+    assert storage.get(1) == GuildSettings()
+    with pytest.raises(StorageError, match="unavailable"):
+        storage.update(1, threshold=0.9)
+
+
+def test_a_locked_database_fails_writes_cleanly(tmp_path, caplog):
+    storage = Storage(tmp_path, timeout=0.05)
+    storage.open()
+    storage.update(1, top_k=4)
+    blocker = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with caplog.at_level(logging.ERROR), pytest.raises(StorageError, match="busy or damaged"):
+            storage.update(1, top_k=6)
+        assert storage.get(1).top_k == 4  # the cached value stays
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert storage.update(1, top_k=6).top_k == 6
+
+
+def test_unknown_setting_is_a_programming_error(tmp_path):
+    storage = Storage(tmp_path)
+    storage.open()
+    with pytest.raises(TypeError):
+        storage.update(1, colour="red")
+
+
+@pytest.mark.parametrize(
+    ("typed", "tag"),
+    [
+        ("Aqua (Konosuba)", "aqua_(konosuba)"),
+        ("aqua_(konosuba)", "aqua_(konosuba)"),
+        ("  Mori   Calliope ", "mori_calliope"),
+        ("C.C.", "c.c."),
+        ("Rem (Re:Zero)", "rem_(re:zero)"),
+        ("<@123> hi", "123_hi"),
+    ],
+)
+def test_normalize_name(typed, tag):
+    assert normalize_name(typed) == tag
+
+
+def test_galleries_enroll_forget_and_survive_a_reload(tmp_path, tiny_pipeline, scene_bytes):
+    galleries = Galleries(tmp_path / "galleries", tiny_pipeline)
+    assert galleries.get(1) is None and galleries.names(1) == []
+    vec = tiny_pipeline.embed_for_enroll(scene_bytes)
+    before = galleries.get(1)
+    assert galleries.enroll(1, "aqua_(konosuba)", vec) == 1
+    assert galleries.enroll(1, "aqua_(konosuba)", vec * 0.5) == 2
+    assert galleries.enroll(1, "rem_(re:zero)", vec) == 1
+    assert before is None  # copy-on-write: a caller's gallery object is never changed under it
+    assert galleries.names(1) == ["aqua_(konosuba)", "rem_(re:zero)"]
+    assert galleries.names(2) == []
+
+    reloaded = Galleries(tmp_path / "galleries", tiny_pipeline)
+    assert reloaded.names(1) == ["aqua_(konosuba)", "rem_(re:zero)"]
+    held = reloaded.get(1)
+    assert reloaded.forget(1, "aqua_(konosuba)") == 2
+    assert reloaded.forget(1, "nobody") == 0
+    assert reloaded.names(1) == ["rem_(re:zero)"]
+    assert "aqua_(konosuba)" in held.names  # the old object is unchanged
+
+
+def test_a_gallery_from_another_encoder_is_ignored_with_a_log_line(tmp_path, tiny_pipeline, caplog):
+    directory = tmp_path / "galleries"
+    directory.mkdir()
+    np.savez(directory / "7.npz", encoder_id=np.array("another-encoder"), names=np.array(["x"]),
+             vectors=np.ones((1, 16), np.float32))
+    galleries = Galleries(directory, tiny_pipeline)
+    with caplog.at_level(logging.ERROR):
+        assert galleries.get(7) is None
+    assert "unusable" in caplog.text
