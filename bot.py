@@ -8,12 +8,15 @@ executor; the cogs in `cogs/` are thin adapters over the services in `service/`.
 from __future__ import annotations
 
 import logging
+import math
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import discord
 from discord import app_commands
-from discord.ext import commands
+from discord.ext import commands, tasks
 
 from inference.settings import Settings
 from service.config import BotConfig
@@ -116,6 +119,8 @@ class CrystalEyes(commands.Bot):
             except Exception as exc:  # one broken cog never takes the bot down
                 self.failed_extensions[name] = f"{type(exc).__name__}: {exc}"
                 log.exception("extension %s failed to load; continuing without it", name)
+        if self.config.health_file:
+            self.heartbeat.start()
         log.info(
             "ready to serve: %d labels, %d worker(s), queue %d, message-content intent %s",
             len(self.pipeline.labels),
@@ -124,11 +129,25 @@ class CrystalEyes(commands.Bot):
             "on" if self.intents.message_content else "off",
         )
 
+    @tasks.loop(seconds=30)
+    async def heartbeat(self) -> None:
+        """Touch HEALTH_FILE while the gateway connection is alive (the container's HEALTHCHECK reads it)."""
+        if self.is_ready() and not self.is_closed() and math.isfinite(self.latency):
+            try:
+                Path(self.config.health_file).write_text(f"{time.time():.0f}\n")
+            except OSError as exc:
+                log.warning("could not write the health file %s: %s", self.config.health_file, exc)
+
+    @heartbeat.before_loop
+    async def _before_heartbeat(self) -> None:
+        await self.wait_until_ready()
+
     async def on_ready(self) -> None:
         log.info("logged in as %s (%s) in %d guild(s)", self.user, getattr(self.user, "id", "?"), len(self.guilds))
 
     async def close(self) -> None:
         try:
+            self.heartbeat.cancel()
             await self.fetcher.close()
             self.recognizer.close()
             self.storage.close()

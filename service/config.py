@@ -61,6 +61,8 @@ class BotConfig:
     guild_cooldown: tuple[int, float] = (30, 60.0)
     # Pictures handled per message (attachments + image embeds); the rest are ignored with a note.
     max_pictures: int = 4
+    # A file the bot touches every 30 s while connected (the Docker HEALTHCHECK reads its age). None: off.
+    health_file: str | None = None
 
     @classmethod
     def from_env(cls, **overrides) -> BotConfig:
@@ -70,6 +72,7 @@ class BotConfig:
             user_cooldown=_rate("COOLDOWN_USER", cls.user_cooldown),
             guild_cooldown=_rate("COOLDOWN_GUILD", cls.guild_cooldown),
             max_pictures=max(1, min(10, _int("MAX_PICTURES", cls.max_pictures))),
+            health_file=os.environ.get("HEALTH_FILE", "").strip() or None,
         )
         values.update(overrides)
         return cls(**values)

@@ -104,3 +104,12 @@ def test_a_bad_variable_is_one_clear_line(tmp_path, var, value):
     proc = run_bot(tmp_path, DISCORD_TOKEN=TOKEN, **{var: value})
     assert proc.returncode == 2
     assert proc.stderr.startswith("crystal-eyes: configuration error:") and var in proc.stderr
+
+
+async def test_heartbeat_file_for_the_container_healthcheck(tmp_path, make_bot):
+    import simcord
+
+    health = tmp_path / "health"
+    async with simcord.run(make_bot(health_file=str(health))) as env:
+        await env.advance_time(31)
+        assert health.is_file() and float(health.read_text()) > 0

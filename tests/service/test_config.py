@@ -1,0 +1,60 @@
+"""`.env.example` documents every variable, and a copy of it is a valid configuration."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from inference.settings import Settings
+from service.config import BotConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+READERS = [ROOT / "inference" / "settings.py", ROOT / "service" / "config.py"]
+VAR = re.compile(r"""(?:_int|_float|_ids|_bool|_rate|os\.environ\.get)\(\s*["']([A-Z_]+)["']""")
+
+
+def documented() -> dict[str, str]:
+    out = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            out[key.strip()] = value.strip()
+    return out
+
+
+def test_every_variable_read_is_documented():
+    read = {name for path in READERS for name in VAR.findall(path.read_text())}
+    assert {"DISCORD_TOKEN", "DATA_DIR", "MESSAGE_CONTENT_INTENT", "COOLDOWN_USER"} <= read
+    assert read - set(documented()) == set()
+
+
+def test_a_copy_of_the_example_is_valid(monkeypatch):
+    for key in list(os.environ):
+        if key in documented():
+            monkeypatch.delenv(key)
+    for key, value in documented().items():
+        monkeypatch.setenv(key, value)
+    settings = Settings.from_env(env_file=None)
+    config = BotConfig.from_env()
+    assert settings.discord_token == "" and settings.data_dir.name == "data"
+    assert settings.workers == 1 and settings.queue_size == 8 and settings.unsure_threshold == 0.30
+    assert config == BotConfig()  # the example shows the defaults
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"), [("3/30", (3, 30.0)), ("0", (0, 0.0)), ("off", (0, 0.0)), ("", BotConfig.user_cooldown)]
+)
+def test_cooldown_syntax(monkeypatch, value, parsed):
+    monkeypatch.setenv("COOLDOWN_USER", value)
+    assert BotConfig.from_env().user_cooldown == parsed
+
+
+@pytest.mark.parametrize(("var", "value"), [("COOLDOWN_USER", "3 per 30"), ("COOLDOWN_GUILD", "-1/5"),
+                                            ("MESSAGE_CONTENT_INTENT", "sometimes"), ("MAX_PICTURES", "four")])
+def test_bad_values_name_the_variable(monkeypatch, var, value):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ValueError, match=var):
+        BotConfig.from_env()
