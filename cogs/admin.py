@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import TYPE_CHECKING
@@ -108,25 +109,29 @@ class Admin(commands.Cog):
                 )
                 return
             changes["emoji"] = parsed
-        try:
+        def save() -> GuildSettings:  # SQLite may wait on a lock: off the event loop
             if reset:
-                gs = storage.reset(guild_id)
+                storage.reset(guild_id)
             if changes:
-                gs = storage.update(guild_id, **changes)
+                storage.update(guild_id, **changes)
             if watch is not None:
-                gs = storage.set_watch(guild_id, watch.id, True)
+                storage.set_watch(guild_id, watch.id, True)
             if unwatch is not None:
-                gs = storage.set_watch(guild_id, unwatch.id, False)
+                storage.set_watch(guild_id, unwatch.id, False)
+            return storage.get(guild_id)
+
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            gs = await asyncio.get_running_loop().run_in_executor(None, save)
         except StorageError as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True)
+            await interaction.followup.send(str(exc), ephemeral=True)
             return
-        gs = storage.get(guild_id)
         changed = reset or bool(changes) or watch is not None or unwatch is not None
         if changed:
             log.info("guild %s settings changed by user %s: %s", guild_id, interaction.user.id,
                      sorted(changes) + (["watch"] if watch else []) + (["unwatch"] if unwatch else []) +
                      (["reset"] if reset else []))
-        await interaction.response.send_message(
+        await interaction.followup.send(
             content="Saved." if changed else None, embed=settings_embed(self.bot, interaction.guild, gs),
             ephemeral=True,
         )

@@ -283,7 +283,8 @@ class Recognition(commands.Cog):
         if guild is None or guild.me is None:
             return False
         perms = channel.permissions_for(guild.me)
-        ok = perms.send_messages and perms.attach_files and perms.embed_links and perms.read_message_history
+        send = perms.send_messages_in_threads if isinstance(channel, discord.Thread) else perms.send_messages
+        ok = send and perms.attach_files and perms.embed_links and perms.read_message_history
         if not ok:
             log.info("no permission to reply in channel %s of guild %s", channel.id, guild.id)
         return ok
@@ -313,6 +314,10 @@ class Recognition(commands.Cog):
 
     @commands.Cog.listener()
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        # Without the message-content intent Discord blanks other people's attachments (gateway and REST alike):
+        # /settings tells the server so, and the trigger stays off rather than answering "no pictures".
+        if not self.bot.intents.message_content:
+            return
         if payload.guild_id is None or payload.member is None or payload.member.bot:
             return
         gs = self.bot.storage.get(payload.guild_id)
@@ -334,7 +339,7 @@ class Recognition(commands.Cog):
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        if message.author.bot or message.guild is None:
+        if not self.bot.intents.message_content or message.author.bot or message.guild is None:
             return
         gs = self.bot.storage.get(message.guild.id)
         channel_id = message.channel.id

@@ -12,7 +12,7 @@ import functools
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,8 @@ class Recognizer:
         if max_bytes is not None and len(annotated) > max_bytes:
             annotated = self.pipeline.annotate(result, fmt="JPEG", max_bytes=max_bytes)
             fmt = "jpg"
-        return Recognition(result=result, annotated=annotated, fmt=fmt)
+        # Drop the decoded picture: the result is kept by the reply's buttons for minutes, the pixels are not needed.
+        return Recognition(result=replace(result, image=None), annotated=annotated, fmt=fmt)
 
     async def recognize(
         self,

@@ -68,13 +68,14 @@ def result_embed(
 ) -> discord.Embed:
     heads = result.heads
     title = f"Picture {index} of {total}" if total > 1 else "Who is this?"
-    label = picture.label if len(picture.label) <= 200 else picture.label[:197] + "..."
+    label = picture.label.replace("`", "'").replace("\n", " ")
+    label = label if len(label) <= 200 else label[:197] + "..."
     if not heads:
         embed = discord.Embed(
             title=title,
             colour=WARN,
             description=(
-                f"`{discord.utils.escape_markdown(label)}`\n"
+                f"`{label}`\n"
                 "**No head found** in this picture. Heads that are very small, cut off or drawn in an unusual "
                 "style can be missed. Press **Try the whole picture** to name the picture as one head, or run "
                 "`/whois` again with `whole:True`."
@@ -82,9 +83,9 @@ def result_embed(
         )
     else:
         unsure = sum(1 for h in heads if not h.sure)
-        desc = f"`{discord.utils.escape_markdown(label)}`\n{len(heads)} head{'s' if len(heads) != 1 else ''} found"
+        desc = f"`{label}`\n{len(heads)} head{'s' if len(heads) != 1 else ''} found"
         if whole_image:
-            desc = f"`{discord.utils.escape_markdown(label)}`\nThe whole picture, named as one head"
+            desc = f"`{label}`\nThe whole picture, named as one head"
         if unsure:
             desc += f" · {unsure} not sure (below the server's threshold)"
         embed = discord.Embed(title=title, colour=COLOUR, description=desc)

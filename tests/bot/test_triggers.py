@@ -153,3 +153,17 @@ async def test_watched_channel_ignores_bots(world, scene_bytes):
     robot = world.guild.add_member(world.env.create_user("otherbot", bot=True))
     await robot.send(world.channel, "", attachments=[("art.jpg", scene_bytes)])
     assert world.channel.last_message.author.id == robot.id
+
+
+async def test_without_the_message_content_intent(world, make_bot, scene_bytes):
+    """The context menu needs no privileged intent; the reaction trigger cannot see pictures without it."""
+    await world.env.restart_bot(make_bot(message_content=False))
+    await world.admin.slash(world.channel, "settings", reactions=True)
+    posted = await world.member.send(world.channel, "", attachments=[("art.jpg", scene_bytes)])
+
+    res = await world.member.context_menu(world.channel, "Who is this?", posted)
+    assert_recognition(res.response, heads=2)
+
+    before = world.channel.last_message.id
+    await world.member.react(posted, "\N{LEFT-POINTING MAGNIFYING GLASS}")
+    assert world.channel.last_message.id == before  # Discord hid the attachment: nothing to answer
