@@ -18,7 +18,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .errors import CorruptImageError, EmptyImageError, ImageTooLargeError, NotAnImageError
 
@@ -56,6 +56,31 @@ def sniff(data: bytes) -> str | None:
 
 def _human(n: int) -> str:
     return f"{n / 1024 / 1024:.1f} MiB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KiB"
+
+
+_TRANSPOSE = {  # EXIF orientation -> the transpose that shows the picture upright (as ImageOps.exif_transpose)
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except Exception:  # broken EXIF is ignored, the picture is still shown
+        return 1
+
+
+def _reduce(im: Image.Image, factor: int) -> Image.Image:
+    """Box-shrink by an integer factor; modes Pillow cannot reduce (P, 1, I;16) are converted first."""
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode == "1":
+        im = im.convert("L")
+    elif im.mode.startswith("I;16"):
+        im = im.convert("I")
+    return im.reduce(factor)
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -97,6 +122,8 @@ def decode(
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
+        if fmt := sniff(data):  # a picture's signature, but no plugin accepted the header
+            raise CorruptImageError(f"The {fmt} file is damaged and cannot be read.") from None
         raise NotAnImageError(
             "This is not a picture I can read (supported: JPEG, PNG, GIF, WebP, BMP, TIFF)."
         ) from None
@@ -115,20 +142,21 @@ def decode(
             f"The picture is too large ({w0}×{h0} = {w0 * h0:,} pixels; the limit is {max_pixels:,})."
         )
     try:
-        orientation = im.getexif().get(0x0112, 1)
-    except Exception:
-        orientation = 1
-    swap = orientation in (5, 6, 7, 8)
-    width, height = (h0, w0) if swap else (w0, h0)
-
-    try:
         if fmt in ("JPEG", "MPO") and max(w0, h0) > max_side:
             # Draft mode: the JPEG decoder scales by 1/2, 1/4 or 1/8 while decoding, never below the request.
             f = max_side / max(w0, h0)
             im.draft("RGB", (max(1, int(w0 * f)), max(1, int(h0 * f))))
         im.seek(0)
+        # Load *before* reading EXIF: PNG's getexif() loads the pixels itself, and a failure there must
+        # not be swallowed (a second load() would return a blank picture for a corrupt file).
         im.load()
-        im = ImageOps.exif_transpose(im) if orientation != 1 else im
+        orientation = _orientation(im)
+        # Shrink by an integer factor before any mode conversion or compositing, so a big (legal)
+        # picture costs one decoded copy, not four (RGBA -> white composite -> RGB at full size).
+        if max(im.size) >= 2 * max_side:
+            im = _reduce(im, max(im.size) // max_side)
+        if orientation in _TRANSPOSE:
+            im = im.transpose(_TRANSPOSE[orientation])
         im = _to_rgb(im)
         if max(im.size) > max_side:
             f = max_side / max(im.size)
@@ -142,6 +170,8 @@ def decode(
         raise CorruptImageError(
             f"The {fmt} file is truncated or damaged and cannot be decoded ({type(e).__name__})."
         ) from None
+    swap = orientation in (5, 6, 7, 8)
+    width, height = (h0, w0) if swap else (w0, h0)
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise CorruptImageError(f"The {fmt} file decoded to an unexpected shape {arr.shape}.")
     arr = np.ascontiguousarray(arr)
