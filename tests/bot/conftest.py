@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from dataclasses import dataclass
 
 import discord
 import numpy as np
 import pytest
-from PIL import Image
 
 from bot import create_bot
 from bundles import boxes_detector, make_tiny_bundle
@@ -92,12 +90,3 @@ async def world(simcord_env) -> World:
     member = guild.add_member(env.create_user("alice"))
     synced = await env.bot.tree.sync()
     return World(env, guild, channel, admin, member, {c.name: c for c in synced})
-
-
-def png(width: int = 320, height: int = 240, colour=(200, 120, 160)) -> bytes:
-    arr = np.zeros((height, width, 3), np.uint8)
-    arr[:] = colour
-    arr[height // 4 : height // 2, width // 4 : width // 2] = (30, 30, 90)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, "PNG")
-    return buf.getvalue()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from conftest import png
+from bot_pictures import png
+
 from service.storage import GuildSettings
 
 LINE = re.compile(r"^\d+\. .+ · \d+\.\d%$")
