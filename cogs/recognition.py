@@ -119,6 +119,7 @@ class Recognition(commands.Cog):
         top_n: int | None,
         whole_image: bool,
         upload_limit: int,
+        private: bool = False,
     ) -> None:
         """Recognise each picture and send one reply per picture (embed + annotated file + buttons)."""
         gs = self.bot.storage.get(guild_id) if guild_id is not None else self.bot.storage.defaults
@@ -149,12 +150,12 @@ class Recognition(commands.Cog):
                 continue
             await self.send_result(
                 send=send, rec=rec, picture=picture, index=index, total=total, top_n=top_n, owner_id=owner_id,
-                guild_id=guild_id, whole_image=whole_image, upload_limit=upload_limit,
+                guild_id=guild_id, whole_image=whole_image, private=private,
             )
 
     async def send_result(
         self, *, send: Send, rec, picture: Picture, index: int, total: int, top_n: int, owner_id: int,
-        guild_id: int | None, whole_image: bool, upload_limit: int,
+        guild_id: int | None, whole_image: bool, private: bool,
     ) -> None:
         filename = render.filename_for(index, rec.fmt, picture.spoiler)
         embed = render.result_embed(
@@ -163,25 +164,27 @@ class Recognition(commands.Cog):
         )
 
         async def retry(interaction: discord.Interaction) -> None:
-            await self.retry_whole(interaction, picture, top_n=top_n, guild_id=guild_id)
+            await self.retry_whole(interaction, picture, top_n=top_n, guild_id=guild_id, private=private)
 
+        # Only a "no head found" reply keeps the picture (for its retry button); the others keep just the result.
+        can_retry = not whole_image and not rec.result.heads
         view = render.ResultView(
-            owner_id=owner_id, result=rec.result, spoiler=picture.spoiler, retry=None if whole_image else retry
+            owner_id=owner_id, result=rec.result, spoiler=picture.spoiler, retry=retry if can_retry else None
         )
         file = render.annotated_file(rec.annotated, filename, picture.spoiler)
         message = await send(embed=embed, file=file, view=view)
         view.message = message if isinstance(message, discord.Message) else None
 
     async def retry_whole(self, interaction: discord.Interaction, picture: Picture, *, top_n: int,
-                          guild_id: int | None) -> None:
+                          guild_id: int | None, private: bool) -> None:
         wait = self.bot.limiter.check(interaction.user.id, guild_id)
         if wait > 0:
             await interaction.response.send_message(f"Slow down a little: try again in {wait:.0f} s.", ephemeral=True)
             return
-        await interaction.response.defer(thinking=True)
+        await interaction.response.defer(thinking=True, ephemeral=private)
 
         async def send(**kwargs):
-            return await interaction.followup.send(wait=True, **kwargs)
+            return await interaction.followup.send(wait=True, ephemeral=private, **kwargs)
 
         gs = self.bot.storage.get(guild_id) if guild_id is not None else self.bot.storage.defaults
         loop = asyncio.get_running_loop()
@@ -199,7 +202,7 @@ class Recognition(commands.Cog):
             return
         await self.send_result(
             send=send, rec=rec, picture=picture, index=1, total=1, top_n=top_n, owner_id=interaction.user.id,
-            guild_id=guild_id, whole_image=True, upload_limit=interaction.filesize_limit,
+            guild_id=guild_id, whole_image=True, private=private,
         )
 
     # -- /whois --------------------------------------------------------------------------------------------------
@@ -248,7 +251,7 @@ class Recognition(commands.Cog):
 
         await self.answer(
             sources=sources, send=send, owner_id=interaction.user.id, guild_id=interaction.guild_id, top_n=top,
-            whole_image=whole, upload_limit=interaction.filesize_limit,
+            whole_image=whole, upload_limit=interaction.filesize_limit, private=private,
         )
 
     # -- the context menu ----------------------------------------------------------------------------------------

@@ -153,9 +153,17 @@ class ResultView(discord.ui.View):
 
     @discord.ui.button(label="Try the whole picture", style=discord.ButtonStyle.primary, emoji="\N{FRAME WITH PICTURE}")
     async def whole(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        button.disabled = True
         assert self._retry is not None
         await self._retry(interaction)
+        # one retry per reply: disable the button and let go of the picture
+        button.disabled = True
+        self._retry = None
+        if self.message is not None:
+            try:
+                await self.message.edit(view=self)
+            except discord.HTTPException:
+                pass
+        self.stop()
 
     async def on_timeout(self) -> None:
         if self.message is not None:

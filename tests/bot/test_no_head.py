@@ -29,8 +29,19 @@ async def test_no_head_found_then_the_whole_picture_button(world, scene_bytes):
     whole = retry.response.embeds[0]
     assert "The whole picture, named as one head" in whole.description
     assert len(whole.fields) == 1 and len(whole.fields[0].value.splitlines()) == 3
-    assert retry.response.attachments
+    assert retry.response.attachments and not retry.ephemeral
     assert button_labels(retry.response) == ["More candidates"]
+    # one retry per reply: the button is now disabled on the original answer
+    original = world.channel.history()
+    (answer,) = [m for m in original if m.id == res.response.id]
+    assert [c.disabled for row in answer.components for c in row.children] == [True]
+
+
+async def test_a_private_answer_retries_privately(world, scene_bytes):
+    res = await world.member.slash(world.channel, "whois", image=("art.jpg", scene_bytes), private=True)
+    assert res.ephemeral and button_labels(res.response) == ["Try the whole picture"]
+    retry = await world.member.click(res.response.message, label="Try the whole picture")
+    assert retry.ephemeral and len(retry.response.embeds[0].fields) == 1
 
 
 async def test_whole_option(world, scene_bytes):
