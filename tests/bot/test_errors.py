@@ -81,3 +81,16 @@ async def test_owner_only_sync(world):
     assert world.channel.last_message.content == f"Synced {len(world.commands)} command(s) to this server."
     await world.admin.send(world.channel, f"<@{bot.user.id}> sync clear")
     assert world.channel.last_message.content == "Synced 0 command(s) to this server (cleared)."
+
+
+async def test_an_attachment_that_is_gone(world, scene_bytes, caplog):
+    posted = await world.member.send(world.channel, "", attachments=[("art.jpg", scene_bytes)])
+    # The CDN no longer serves the file (deleted, or an expired link). SimCord has no public verb for this, so
+    # drop the blob from its fake CDN.
+    world.env.backend.cdn._blobs.pop(posted.attachments[0].url)
+    with caplog.at_level(logging.INFO, logger="crystal_eyes"):
+        res = await world.member.context_menu(world.channel, "Who is this?", posted)
+    messages = [m for m in [res.response, *res.followups] if m is not None]
+    assert any("attachment is gone" in m.content for m in messages), messages
+    assert any("not found in /Who is this?" in r.getMessage() for r in caplog.records)
+    assert type(world.env.errors[0].original).__name__ == "NotFound"
