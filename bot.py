@@ -155,6 +155,23 @@ class CrystalEyes(commands.Bot):
             await super().close()
 
 
+class RedactToken(logging.Filter):
+    """Defence in depth: nothing we log contains the token, but a library's debug line might. Replace it."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.token:
+            message = record.getMessage()
+            if self.token in message:
+                record.msg, record.args = message.replace(self.token, "[token redacted]"), ()
+            if record.exc_text and self.token in record.exc_text:
+                record.exc_text = record.exc_text.replace(self.token, "[token redacted]")
+        return True
+
+
 def load_pipeline(settings: Settings):
     from inference.pipeline import Pipeline
 
@@ -180,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"crystal-eyes: configuration error: {exc}", file=sys.stderr)
         return 2
     discord.utils.setup_logging(level=getattr(logging, settings.log_level, logging.INFO), root=True)
+    redact = RedactToken(settings.discord_token)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redact)
     if not settings.discord_token:
         print(
             "crystal-eyes: DISCORD_TOKEN is not set (put it in the environment or in .env; see .env.example)",

@@ -87,6 +87,7 @@ def test_the_token_never_reaches_the_logs(tmp_path, tiny_bundle, monkeypatch, ca
     def fake_run(self, token, **kwargs):
         assert token == TOKEN  # the token is used...
         logging.getLogger("discord.client").info("logging in using static token")
+        logging.getLogger("discord.gateway").warning("a library leaking it: %s", token)
         raise discord.LoginFailure("Improper token has been passed.")
 
     monkeypatch.setattr(bot_module.CrystalEyes, "run", fake_run)
@@ -97,6 +98,7 @@ def test_the_token_never_reaches_the_logs(tmp_path, tiny_bundle, monkeypatch, ca
     logged = caplog.text + captured.out + captured.err
     assert "settings:" in caplog.text  # settings are logged...
     assert TOKEN not in logged and "SECRET" not in logged  # ...without the token
+    assert "a library leaking it: [token redacted]" in captured.err
 
 
 @pytest.mark.parametrize(("var", "value"), [("WORKERS", "many"), ("COOLDOWN_USER", "often"), ("MESSAGE_CONTENT_INTENT", "maybe")])
