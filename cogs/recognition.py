@@ -340,16 +340,22 @@ class Recognition(commands.Cog):
             return
         await self.reply_to_message(message, owner_id=payload.user_id)
 
+    def _watched(self, message: discord.Message) -> bool:
+        if not self.bot.intents.message_content or message.author.bot or message.guild is None:
+            return False
+        watch = self.bot.storage.get(message.guild.id).watch_channels
+        return message.channel.id in watch or getattr(message.channel, "parent_id", None) in watch
+
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        if not self.bot.intents.message_content or message.author.bot or message.guild is None:
-            return
-        gs = self.bot.storage.get(message.guild.id)
-        channel_id = message.channel.id
-        parent_id = getattr(message.channel, "parent_id", None)
-        if channel_id not in gs.watch_channels and parent_id not in gs.watch_channels:
-            return
-        await self.reply_to_message(message, owner_id=message.author.id)
+        if self._watched(message):
+            await self.reply_to_message(message, owner_id=message.author.id)
+
+    @commands.Cog.listener()
+    async def on_message_edit(self, before: discord.Message, after: discord.Message) -> None:
+        # A posted link gets its preview (an image embed) a moment later, as an edit.
+        if self._watched(after) and not message_sources(before) and message_sources(after):
+            await self.reply_to_message(after, owner_id=after.author.id)
 
 
 async def setup(bot: CrystalEyes) -> None:

@@ -91,3 +91,17 @@ async def test_context_menu_reads_image_embeds(world, images, scene_bytes):
     assert [m.embeds[0].title for m in messages] == ["Picture 1 of 2", "Picture 2 of 2"]
     assert f"{images}/art.jpg" in messages[1].embeds[0].description
     assert all(len(m.embeds[0].fields) == 2 for m in messages)
+
+
+async def test_watched_channel_answers_a_link_once_its_preview_arrives(world, images):
+    await world.admin.slash(world.channel, "settings", watch=world.channel)
+    posted = await world.member.send(world.channel, f"look {images}/art.jpg")
+    assert world.channel.last_message.id == posted.id  # no picture yet
+    # Discord unfurls the link a moment later: a MESSAGE_UPDATE adds the image embed. (SimCord has no public verb
+    # for an unfurl, so the test edits the stored message the way Discord does.)
+    preview = discord.Embed(url=f"{images}/art.jpg", type="image").set_thumbnail(url=f"{images}/art.jpg")
+    world.env.backend.edit_message(world.channel.id, posted.id, {"embeds": [preview.to_dict()]})
+    await world.env.settle()
+    reply = world.channel.last_message
+    assert reply.reference is not None and reply.reference.message_id == posted.id
+    assert len(reply.embeds[0].fields) == 2
