@@ -22,7 +22,7 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -32,7 +32,7 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
 
 
-def _float(name: str, default: float | None) -> float | None:
+def env_float(name: str, default: float | None) -> float | None:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -90,23 +90,23 @@ class Settings:
             load_dotenv(env_file, override=False)
         s = cls(
             bundle_dir=Path(os.environ.get("BUNDLE_DIR") or DEFAULT_BUNDLE),
-            ort_threads=_int("ORT_THREADS", cpu_count()),
-            detect_threshold=_float("DETECT_THRESHOLD", None),
-            detect_nms_iou=_float("DETECT_NMS_IOU", None),
-            max_image_bytes=_int("MAX_IMAGE_BYTES", cls.max_image_bytes),
-            max_image_pixels=_int("MAX_IMAGE_PIXELS", cls.max_image_pixels),
-            decode_max_side=_int("DECODE_MAX_SIDE", cls.decode_max_side),
-            top_k=_int("TOP_K", cls.top_k),
-            unsure_threshold=_float("UNSURE_THRESHOLD", cls.unsure_threshold),
-            workers=_int("WORKERS", cls.workers),
-            queue_size=_int("QUEUE_SIZE", cls.queue_size),
+            ort_threads=env_int("ORT_THREADS", cpu_count()),
+            detect_threshold=env_float("DETECT_THRESHOLD", None),
+            detect_nms_iou=env_float("DETECT_NMS_IOU", None),
+            max_image_bytes=env_int("MAX_IMAGE_BYTES", cls.max_image_bytes),
+            max_image_pixels=env_int("MAX_IMAGE_PIXELS", cls.max_image_pixels),
+            decode_max_side=env_int("DECODE_MAX_SIDE", cls.decode_max_side),
+            top_k=env_int("TOP_K", cls.top_k),
+            unsure_threshold=env_float("UNSURE_THRESHOLD", cls.unsure_threshold),
+            workers=env_int("WORKERS", cls.workers),
+            queue_size=env_int("QUEUE_SIZE", cls.queue_size),
             http_host=os.environ.get("HTTP_HOST", cls.http_host),
-            http_port=_int("HTTP_PORT", cls.http_port),
-            http_max_request_bytes=_int("HTTP_MAX_REQUEST_BYTES", cls.http_max_request_bytes),
+            http_port=env_int("HTTP_PORT", cls.http_port),
+            http_max_request_bytes=env_int("HTTP_MAX_REQUEST_BYTES", cls.http_max_request_bytes),
             discord_token=os.environ.get("DISCORD_TOKEN", "").strip(),
             data_dir=Path(os.environ.get("DATA_DIR") or (ROOT / "data")),
             owner_ids=_ids("OWNER_IDS"),
-            url_max_bytes=_int("URL_MAX_BYTES", cls.url_max_bytes),
+            url_max_bytes=env_int("URL_MAX_BYTES", cls.url_max_bytes),
             log_level=os.environ.get("LOG_LEVEL", cls.log_level).upper(),
         )
         return replace(s, **overrides) if overrides else s

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from inference.settings import env_int
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -41,16 +43,6 @@ def _rate(name: str, default: tuple[int, float]) -> tuple[int, float]:
     return out
 
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
-
-
 @dataclass(frozen=True)
 class BotConfig:
     # Request the privileged message-content intent (enable it in the developer portal too). Needed for the
@@ -71,7 +63,7 @@ class BotConfig:
             message_content=_bool("MESSAGE_CONTENT_INTENT", cls.message_content),
             user_cooldown=_rate("COOLDOWN_USER", cls.user_cooldown),
             guild_cooldown=_rate("COOLDOWN_GUILD", cls.guild_cooldown),
-            max_pictures=max(1, min(10, _int("MAX_PICTURES", cls.max_pictures))),
+            max_pictures=max(1, min(10, env_int("MAX_PICTURES", cls.max_pictures))),
             health_file=os.environ.get("HEALTH_FILE", "").strip() or None,
         )
         values.update(overrides)

@@ -4,28 +4,12 @@ for the internet; the bot's fetcher is the real one, configured (as in tests/ser
 
 from __future__ import annotations
 
-import socket
-
 import discord
 import pytest
 from aiohttp import web
-from aiohttp.abc import AbstractResolver
 
+from netfakes import FakeResolver
 from service.fetch import SafeFetcher, is_public_address
-
-
-class FakeResolver(AbstractResolver):
-    def __init__(self, table):
-        self.table = table
-
-    async def resolve(self, host, port=0, family=socket.AF_INET):
-        if host not in self.table:
-            raise OSError("no such host")
-        return [{"hostname": host, "host": self.table[host], "port": port, "family": socket.AF_INET, "proto": 0,
-                 "flags": socket.AI_NUMERICHOST}]
-
-    async def close(self):
-        pass
 
 
 @pytest.fixture

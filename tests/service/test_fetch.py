@@ -3,31 +3,15 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from aiohttp import web
-from aiohttp.abc import AbstractResolver
 
+from netfakes import FakeResolver
 from service.fetch import FetchError, SafeFetcher, is_public_address
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
 
 
-class FakeResolver(AbstractResolver):
-    def __init__(self, table: dict[str, str]):
-        self.table = table
-        self.asked: list[str] = []
-
-    async def resolve(self, host, port=0, family=socket.AF_INET):
-        self.asked.append(host)
-        if host not in self.table:
-            raise OSError("no such host")
-        return [{"hostname": host, "host": self.table[host], "port": port, "family": socket.AF_INET, "proto": 0,
-                 "flags": socket.AI_NUMERICHOST}]
-
-    async def close(self):
-        pass
 
 
 @pytest.fixture
