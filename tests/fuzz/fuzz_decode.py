@@ -8,7 +8,8 @@ Short run (what CI does, through tests/fuzz/test_fuzz_decode.py):
     python tests/fuzz/fuzz_decode.py -max_total_time=20 -timeout=10 -rss_limit_mb=2048
 
 Long run (documented in the README; keep the corpus directory between runs to build on it):
-    python tests/fuzz/fuzz_decode.py -max_total_time=3600 -timeout=10 -rss_limit_mb=2048 .fuzz/decode
+    python tests/fuzz/fuzz_decode.py -max_total_time=3600 -timeout=10 -rss_limit_mb=2048 runs/fuzz-decode
+(runs/ is git-ignored; crash-*/timeout-*/oom-* files land in the current directory unless -artifact_prefix=DIR/)
 
 A corpus directory that is missing or empty is first filled with the seeds (tests/fuzz/seeds.py).
 Pillow's Python plugins and `inference` are instrumented; the C codecs behind them are exercised but

@@ -1,7 +1,7 @@
 """A short atheris run over the decode entry point (CI): 0 crashes, and how many inputs ran.
 
 The long run is a documented command (README, "Reliability"):
-    python tests/fuzz/fuzz_decode.py -max_total_time=3600 -timeout=10 -rss_limit_mb=2048 .fuzz/decode
+    python tests/fuzz/fuzz_decode.py -max_total_time=3600 -timeout=10 -rss_limit_mb=2048 runs/fuzz-decode
 """
 
 from __future__ import annotations
