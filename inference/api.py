@@ -79,10 +79,12 @@ async def detect(request: web.Request) -> web.Response:
     if not 1 <= top_n <= 50:
         return _error(400, "topN must be between 1 and 50.")
     whole = request.query.get("whole_image", "").lower() in ("1", "true", "yes")
+    runner = request.app[RUNNER]
     try:
+        if runner.full:  # refuse before spending the event loop's time on reading the upload
+            raise Busy()
         data = await _read_file(request, settings.max_image_bytes)
-        result = await request.app[RUNNER].run(request.app[PIPELINE].recognize, data, top_k=top_n,
-                                               whole_image=whole)
+        result = await runner.run(request.app[PIPELINE].recognize, data, top_k=top_n, whole_image=whole)
     except Busy as e:
         return web.json_response({"error": str(e)}, status=503, headers={"Retry-After": "2"})
     except ImageTooLargeError as e:

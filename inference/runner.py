@@ -33,6 +33,11 @@ class BoundedRunner:
         """Jobs running or waiting."""
         return self._pending
 
+    @property
+    def full(self) -> bool:
+        """True when a new job would be refused right now (callers can refuse before doing any work)."""
+        return self._pending >= self.capacity
+
     def _release(self) -> None:
         with self._lock:
             self._pending -= 1
