@@ -2,7 +2,8 @@
 
 Readable on any background and at any size: each box is drawn as a dark outline under a bright one,
 labels sit on an opaque dark plate, and line width and font size follow the picture's size.
-Returns PNG or JPEG bytes; with `max_bytes`, the picture is re-encoded (JPEG) and scaled down
+Returns PNG or JPEG bytes (JPEG is ~20x faster to encode and ~5x smaller: the bot and API use it);
+with `max_bytes`, the picture is re-encoded (JPEG) and scaled down
 until it fits (e.g. under a Discord channel's upload limit).
 """
 
@@ -70,10 +71,10 @@ def encode(im: Image.Image, fmt: str = "PNG", max_bytes: int | None = None) -> b
 
     def save(img, f, q=90):
         buf = io.BytesIO()
-        if f == "PNG":
-            img.save(buf, "PNG", optimize=False, compress_level=6)
-        else:
-            img.save(buf, "JPEG", quality=q, optimize=True)
+        if f == "PNG":  # level 1: ~3.5x faster than the default for ~10 % more bytes
+            img.save(buf, "PNG", compress_level=1)
+        else:  # no `optimize`: it costs 2.5x the time for ~1 % fewer bytes
+            img.save(buf, "JPEG", quality=q)
         return buf.getvalue()
 
     data = save(im, fmt)

@@ -39,9 +39,10 @@ class Recognizer(BoundedRunner):
         result = self.pipeline.recognize(
             data, top_k=top_k, whole_image=whole_image, gallery=gallery, threshold=threshold
         )
-        # PNG keeps line art crisp; annotate() falls back to JPEG (then smaller) when PNG would not fit max_bytes.
-        annotated = self.pipeline.annotate(result, fmt="PNG", max_bytes=max_bytes)
-        fmt = "png" if annotated.startswith(b"\x89PNG") else "jpg"
+        # JPEG q90: ~4 ms to encode a 1 MP picture where PNG takes ~90-320 ms, at a fifth of the size;
+        # annotate() lowers the quality, then the size, until it fits max_bytes.
+        annotated = self.pipeline.annotate(result, fmt="JPEG", max_bytes=max_bytes)
+        fmt = "jpg"
         # Drop the decoded picture: the result is kept by the reply's buttons for minutes, the pixels are not needed.
         return Recognition(result=replace(result, image=None), annotated=annotated, fmt=fmt)
 

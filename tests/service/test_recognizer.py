@@ -17,11 +17,11 @@ async def test_recognize_returns_the_result_and_an_annotated_picture(tiny_pipeli
         out = await rec.recognize(scene_bytes, threshold=0.3)
         assert len(out.result.heads) == 2
         assert all(len(h.candidates) == min(MORE_TOP_K, len(tiny_pipeline.labels)) for h in out.result.heads)
-        assert out.fmt == "png"
+        assert out.fmt == "jpg" and out.annotated.startswith(b"\xff\xd8")
         assert Image.open(io.BytesIO(out.annotated)).size == (out.result.width, out.result.height)
 
-        small = await rec.recognize(scene_bytes, max_bytes=30_000)  # over the upload limit as PNG -> JPEG
-        assert small.fmt == "jpg" and len(small.annotated) <= 30_000
+        small = await rec.recognize(scene_bytes, max_bytes=30_000)  # over the upload limit -> smaller JPEG
+        assert small.fmt == "jpg" and len(small.annotated) <= 30_000 < len(out.annotated)
         with pytest.raises(ImageError):
             await rec.recognize(b"not a picture")
         assert rec.pending == 0
