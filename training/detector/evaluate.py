@@ -1,0 +1,113 @@
+"""Evaluate the shipped detector (models/manifest.json) on the checked held-out set.
+
+    python -m training.detector.evaluate [--bundle models] [--teacher]
+
+Prints recall / precision at IoU >= 0.5 against training/detector/heldout_boxes.json (checked by eye),
+the kiyoshimu-* and hysts-input counts, and latency per picture (onnxruntime, 2 threads, the full
+detect step: letterbox, model, threshold, NMS). --teacher also scores the FaceBoxes teacher alone
+(long sides 640, 1600, 2048, score >= 0.5, NMS 0.3) on the same set, as the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from training.detector.common import DATA, HELDOUT, ROOT, match, read_bgr
+
+
+def load_detector(bundle: Path, threads: int = 2, score: float | None = None):
+    import onnxruntime as ort
+
+    from inference.detect import Detector
+
+    spec = json.loads((bundle / "manifest.json").read_text())["detector"]
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(bundle / spec["file"]), so, providers=["CPUExecutionProvider"])
+    return Detector(spec, sess, score_threshold=score), spec
+
+
+def score_set(predict, pictures: dict[str, list]) -> dict:
+    tp = npred = ngt = 0
+    per = {}
+    times = []
+    for p, gt in pictures.items():
+        img = read_bgr(DATA / p)
+        t = time.perf_counter()
+        boxes = predict(img)
+        times.append(time.perf_counter() - t)
+        a, b, c = match(boxes, np.asarray(gt, np.float32).reshape(-1, 4))
+        per[p] = (a, b, c)
+        tp, npred, ngt = tp + a, npred + b, ngt + c
+    return {"recall": tp / max(1, ngt), "precision": tp / max(1, npred), "tp": tp, "pred": npred, "gt": ngt,
+            "per": per, "ms_median": 1000 * float(np.median(times)), "ms_p90": 1000 * float(np.percentile(times, 90))}
+
+
+def report(name: str, r: dict, pictures: dict) -> dict:
+    kiyo = [p for p in pictures if "/kiyoshimu-" in p]
+    kfound = sum(1 for p in kiyo if r["per"][p][0] >= 1)
+    hy = [p for p in pictures if p.endswith("hysts-input.jpg")]
+    htp, hpred, hgt = r["per"][hy[0]] if hy else (0, 0, 0)
+    print(f"{name}: recall {r['recall']:.3f} ({r['tp']}/{r['gt']})  precision {r['precision']:.3f} "
+          f"({r['tp']}/{r['pred']})  on {len(pictures)} held-out pictures")
+    print(f"  kiyoshimu-*: head found in {kfound}/{len(kiyo)}; hysts-input: {htp} of {hgt} checked faces matched "
+          f"({hpred} detections)")
+    print(f"  latency per picture: median {r['ms_median']:.1f} ms, p90 {r['ms_p90']:.1f} ms")
+    return {"recall": round(r["recall"], 4), "precision": round(r["precision"], 4), "pictures": len(pictures),
+            "heads": r["gt"], "kiyoshimu_found": f"{kfound}/{len(kiyo)}", "hysts_matched": f"{htp}/{hgt}",
+            "hysts_detections": hpred, "ms_median": round(r["ms_median"], 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bundle", default=str(ROOT / "models"))
+    ap.add_argument("--teacher", action="store_true")
+    ap.add_argument("--sweep", action="store_true", help="also print recall/precision at other thresholds")
+    ap.add_argument("--save", default="", help="write the student's numbers as JSON here")
+    ap.add_argument("--write", action="store_true", help="store the numbers in the manifest's detector.metrics")
+    a = ap.parse_args()
+    cv2.setNumThreads(1)
+    pictures = json.loads(HELDOUT.read_text())["pictures"]
+    det, spec = load_detector(Path(a.bundle))
+
+    def student(img):
+        return det(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))[0]
+
+    for _ in range(3):  # warm-up
+        student(read_bgr(DATA / next(iter(pictures))))
+    res = report(f"student ({spec['file']}, score >= {det.score_threshold}, NMS {det.nms_iou})",
+                 score_set(student, pictures), pictures)
+    if a.sweep:
+        for thr in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7):
+            d2, _ = load_detector(Path(a.bundle), score=thr)
+            r = score_set(lambda im, d2=d2: d2(cv2.cvtColor(im, cv2.COLOR_BGR2RGB))[0], pictures)
+            print(f"  thr {thr}: recall {r['recall']:.3f} precision {r['precision']:.3f}")
+    if a.save:
+        Path(a.save).write_text(json.dumps(res, indent=1))
+    if a.write:
+        from training.manifest import update_section
+
+        metrics = json.loads((Path(a.bundle) / "manifest.json").read_text())["detector"].get("metrics", {})
+        metrics["heldout"] = {**res, "set": "training/detector/heldout_boxes.json", "iou": 0.5,
+                              "latency": "onnxruntime CPU, 2 threads, whole detect step"}
+        update_section("detector", {"metrics": metrics}, bundle=Path(a.bundle), merge=True)
+    if a.teacher:
+        import torch
+
+        from training.teachers.faceboxes import FaceBoxesTeacher
+
+        torch.set_num_threads(2)
+        fb = FaceBoxesTeacher(threads=2)
+        report("teacher FaceBoxes alone (640/1600/2048, score >= 0.5, NMS 0.3; torch, not onnxruntime)",
+               score_set(lambda im: fb.detect(im)[0], pictures), pictures)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""A compact single-class anchor-free head detector (CenterNet-style heatmaps on 3 FPN levels).
+
+Input: RGB / 255, letterboxed to SIZE x SIZE (pad 114). Per level (strides 8, 16, 32) each cell predicts a
+head-centre logit and the distances (left, top, right, bottom) to the box edges, in strides (log space).
+`Exportable` wraps the net with the decoding, so the ONNX graph returns (1, TOPK, 5) rows
+x1, y1, x2, y2, score in model-input pixels (format "boxes" of docs/bundle.md).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SIZE = 320
+STRIDES = (8, 16, 32)
+TOPK = 100
+
+
+def cbr(cin: int, cout: int, s: int = 1, k: int = 3) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, s, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class Block(nn.Module):
+    """Two 3x3 convs with a residual connection."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.a = cbr(c, c)
+        self.b = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        return F.relu(x + self.b(self.a(x)))
+
+
+class HeadNet(nn.Module):
+    def __init__(self, w=(16, 32, 64, 96, 128), fpn: int = 64):
+        super().__init__()
+        self.stem = nn.Sequential(cbr(3, w[0], 2), cbr(w[0], w[1], 2))  # /4
+        self.s3 = nn.Sequential(cbr(w[1], w[2], 2), Block(w[2]))  # /8
+        self.s4 = nn.Sequential(cbr(w[2], w[3], 2), Block(w[3]), Block(w[3]))  # /16
+        self.s5 = nn.Sequential(cbr(w[3], w[4], 2), Block(w[4]), Block(w[4]))  # /32
+        self.l3, self.l4, self.l5 = cbr(w[2], fpn, k=1), cbr(w[3], fpn, k=1), cbr(w[4], fpn, k=1)
+        self.m3, self.m4 = cbr(fpn, fpn), cbr(fpn, fpn)
+        self.head = nn.Sequential(cbr(fpn, fpn))
+        self.cls = nn.Conv2d(fpn, 1, 1)
+        self.reg = nn.Conv2d(fpn, 4, 1)
+        nn.init.constant_(self.cls.bias, -4.6)
+        nn.init.constant_(self.reg.bias, 1.0)
+
+    def forward(self, x):
+        x = self.stem(x)
+        c3 = self.s3(x)
+        c4 = self.s4(c3)
+        c5 = self.s5(c4)
+        p5 = self.l5(c5)
+        p4 = self.m4(self.l4(c4) + F.interpolate(p5, scale_factor=2.0, mode="nearest"))
+        p3 = self.m3(self.l3(c3) + F.interpolate(p4, scale_factor=2.0, mode="nearest"))
+        outs = []
+        for p in (p3, p4, p5):
+            h = self.head(p)
+            outs.append((self.cls(h), self.reg(h)))
+        return outs
+
+
+def grid_centres(size: int = SIZE) -> list[torch.Tensor]:
+    out = []
+    for s in STRIDES:
+        n = size // s
+        ys, xs = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+        out.append(torch.stack([(xs + 0.5) * s, (ys + 0.5) * s], -1).reshape(-1, 2).float())
+    return out
+
+
+def decode(outs, size: int = SIZE) -> torch.Tensor:
+    """Net outputs -> (B, M, 5) x1, y1, x2, y2, score over all levels."""
+    rows = []
+    for (cls, reg), c, s in zip(outs, grid_centres(size), STRIDES):
+        b = cls.shape[0]
+        score = torch.sigmoid(cls).reshape(b, -1, 1)
+        d = torch.exp(reg.clamp(-6, 6)).reshape(b, 4, -1).transpose(1, 2) * s
+        c = c.to(cls.device)[None]
+        rows.append(torch.cat([c - d[..., :2], c + d[..., 2:], score], -1))
+    return torch.cat(rows, 1)
+
+
+class Exportable(nn.Module):
+    def __init__(self, net: HeadNet, size: int = SIZE, topk: int = TOPK):
+        super().__init__()
+        self.net, self.size, self.topk = net, size, topk
+
+    def forward(self, images):
+        rows = decode(self.net(images), self.size)
+        _, idx = torch.topk(rows[..., 4], self.topk, dim=1)
+        return torch.gather(rows, 1, idx[..., None].expand(-1, -1, 5))
