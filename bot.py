@@ -167,6 +167,9 @@ class RedactToken(logging.Filter):
             message = record.getMessage()
             if self.token in message:
                 record.msg, record.args = message.replace(self.token, "[token redacted]"), ()
+            if record.exc_info and not record.exc_text:
+                # Formatters render the traceback only after the filters ran: render it now, to redact it.
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
             if record.exc_text and self.token in record.exc_text:
                 record.exc_text = record.exc_text.replace(self.token, "[token redacted]")
         return True

@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif")
 UPLOAD_MARGIN = 64 * 1024  # room for the multipart envelope and the embed
+# Reply buttons stay live for 10 minutes; cap how many (and how many picture bytes, kept by "Try the whole
+# picture") live at once, so a flood of requests cannot grow memory without bound. The oldest expire early.
+MAX_LIVE_VIEWS = 500
+MAX_HELD_BYTES = 64 * 1024 * 1024
+HANDLED_CAP = 1000  # message ids remembered by the reaction / watch triggers
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,8 @@ class Recognition(commands.Cog):
         self.menu.add_check(cooldown_check)
         self.bot.tree.add_command(self.menu)
         self._handled: OrderedDict[int, None] = OrderedDict()  # messages already answered by a trigger
+        self._views: OrderedDict[int, tuple[render.ResultView, int]] = OrderedDict()  # live reply buttons
+        self.max_live_views, self.max_held_bytes, self.handled_cap = MAX_LIVE_VIEWS, MAX_HELD_BYTES, HANDLED_CAP
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
@@ -148,6 +155,13 @@ class Recognition(commands.Cog):
                 prefix = f"Picture {index}: " if total > 1 else ""
                 await send(embed=render.notice(f"{prefix}I couldn't read that picture: {exc}"))
                 continue
+            except discord.HTTPException:
+                raise  # Discord's own errors (a deleted attachment...) go to the callers' handlers
+            except Exception:  # a bug or a failing model: this picture fails politely, the others still run
+                log.exception("recognition of %r for user %s failed", source.label[:100], owner_id)
+                prefix = f"Picture {index}: " if total > 1 else ""
+                await send(embed=render.notice(f"{prefix}Something went wrong on my side; it has been logged."))
+                continue
             await self.send_result(
                 send=send, rec=rec, picture=picture, index=index, total=total, top_n=top_n, owner_id=owner_id,
                 guild_id=guild_id, whole_image=whole_image, private=private,
@@ -174,6 +188,18 @@ class Recognition(commands.Cog):
         file = render.annotated_file(rec.annotated, filename, picture.spoiler)
         message = await send(embed=embed, file=file, view=view)
         view.message = message if isinstance(message, discord.Message) else None
+        self._keep_view(view, len(picture.data) if can_retry else 0)
+
+    def _keep_view(self, view: render.ResultView, held: int) -> None:
+        """Track live reply views; past MAX_LIVE_VIEWS or MAX_HELD_BYTES the oldest expire early."""
+        for key in [k for k, (v, _) in self._views.items() if v.is_finished()]:
+            del self._views[key]
+        self._views[id(view)] = (view, held)
+        while len(self._views) > 1 and (
+            len(self._views) > self.max_live_views or sum(h for _, h in self._views.values()) > self.max_held_bytes
+        ):
+            _, (old, _) = self._views.popitem(last=False)
+            old.expire()
 
     async def retry_whole(self, interaction: discord.Interaction, picture: Picture, *, top_n: int,
                           guild_id: int | None, private: bool) -> None:
@@ -277,7 +303,7 @@ class Recognition(commands.Cog):
         if message_id in self._handled:
             return False
         self._handled[message_id] = None
-        while len(self._handled) > 1000:
+        while len(self._handled) > self.handled_cap:
             self._handled.popitem(last=False)
         return True
 

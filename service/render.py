@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import Awaitable, Callable
@@ -164,6 +165,13 @@ class ResultView(discord.ui.View):
             except discord.HTTPException:
                 pass
         self.stop()
+
+    def expire(self) -> None:
+        """End early (too many live views): stop listening, drop the picture, remove the buttons."""
+        self._retry = None
+        self.stop()
+        if self.message is not None:
+            self._expiry = asyncio.get_running_loop().create_task(self.on_timeout())  # keep a reference
 
     async def on_timeout(self) -> None:
         if self.message is not None:
