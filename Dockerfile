@@ -30,6 +30,8 @@ COPY inference/ inference/
 COPY service/ service/
 COPY cogs/ cogs/
 COPY models/ models/
+# The bundle's label list (models/manifest.json points to ../chara.json).
+COPY chara.json ./
 
 # Fail the build, not the container, when the baked-in bundle is missing or corrupt (sha256 checked).
 # `--build-arg CHECK_BUNDLE=0` skips this (e.g. when BUNDLE_DIR will point at a mounted bundle).
