@@ -1,0 +1,52 @@
+"""No Docker engine runs in CI, so check statically that the image gets everything the bot needs:
+every file the default bundle loads, and every package, is COPY'd and not excluded by .dockerignore."""
+
+import fnmatch
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def copied_sources() -> list[str]:
+    out = []
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        m = re.match(r"^COPY\s+(?!--from)(.+)\s+\S+$", line.strip())
+        if m:
+            out += [s.rstrip("/") for s in m.group(1).split()]
+    return out
+
+
+def ignored(rel: str) -> bool:
+    rules = [r.strip() for r in (ROOT / ".dockerignore").read_text().splitlines() if r.strip() and not r.startswith("#")]
+    hit = False
+    for rule in rules:
+        neg = rule.startswith("!")
+        pat = rule.lstrip("!").rstrip("/")
+        parts = rel.split("/")
+        if any(fnmatch.fnmatch("/".join(parts[:i]), pat) or fnmatch.fnmatch("/".join(parts[:i]), "**/" + pat)
+               for i in range(1, len(parts) + 1)) or fnmatch.fnmatch(rel, pat):
+            hit = not neg
+    return hit
+
+
+def in_image(rel: str) -> bool:
+    return not ignored(rel) and any(rel == s or rel.startswith(s + "/") for s in copied_sources())
+
+
+def test_default_bundle_files_are_in_the_image():
+    manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
+    needed = ["models/manifest.json"]
+    for section in ("detector", "encoder", "classifier"):
+        if "file" in manifest.get(section, {}):
+            needed.append("models/" + manifest[section]["file"])
+    needed.append((Path("models") / manifest["labels"]).as_posix().replace("models/../", ""))
+    missing = [rel for rel in needed if not in_image(rel)]
+    assert not missing, f"not copied into the image: {missing}"
+
+
+def test_code_is_in_the_image_and_tests_are_not():
+    for rel in ("bot.py", "inference/pipeline.py", "cogs/recognition.py", "service/storage.py"):
+        assert in_image(rel), rel
+    assert not in_image("tests/conftest.py") and ignored(".env") and not ignored(".env.example")
