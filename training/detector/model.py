@@ -84,12 +84,25 @@ def decode(outs, size: int = SIZE) -> torch.Tensor:
     return torch.cat(rows, 1)
 
 
+def flip_average(net: HeadNet, images: torch.Tensor):
+    """Average the outputs for the picture and its mirror image (left/right distances swapped back)."""
+    a = net(images)
+    b = net(torch.flip(images, dims=[3]))
+    out = []
+    for (ca, ra), (cb, rb) in zip(a, b):
+        cb = torch.flip(cb, dims=[3])
+        rb = torch.flip(rb, dims=[3])[:, [2, 1, 0, 3]]
+        out.append(((ca + cb) / 2, (ra + rb) / 2))
+    return out
+
+
 class Exportable(nn.Module):
-    def __init__(self, net: HeadNet, size: int = SIZE, topk: int = TOPK):
+    def __init__(self, net: HeadNet, size: int = SIZE, topk: int = TOPK, flip: bool = False):
         super().__init__()
-        self.net, self.size, self.topk = net, size, topk
+        self.net, self.size, self.topk, self.flip = net, size, topk, flip
 
     def forward(self, images):
-        rows = decode(self.net(images), self.size)
+        outs = flip_average(self.net, images) if self.flip else self.net(images)
+        rows = decode(outs, self.size)
         _, idx = torch.topk(rows[..., 4], self.topk, dim=1)
         return torch.gather(rows, 1, idx[..., None].expand(-1, -1, 5))

@@ -112,11 +112,11 @@ def loss_fn(outs, levels, centres):
     return lc + 2.0 * lr, float(lc), float(lr)
 
 
-def export(net: HeadNet, path: Path) -> None:
+def export(net: HeadNet, path: Path, flip: bool = False) -> None:
     from training.detector.model import Exportable
 
     net.eval()
-    model = Exportable(net)
+    model = Exportable(net, flip=flip)
     x = torch.zeros(1, 3, SIZE, SIZE)
     torch.onnx.export(model, (x,), str(path), input_names=["images"], output_names=["boxes"], opset_version=17,
                       dynamo=False)
