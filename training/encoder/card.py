@@ -1,0 +1,230 @@
+"""Write models/MODEL_CARD.md (all sections except "## Detector", which is kept verbatim) and the plots
+in models/card/ (loss curve, per-character accuracy, confusion matrix).
+
+    python -m training.encoder.card [--run heldout]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from training.encoder.data import OUT  # noqa: E402
+from training.manifest import MODELS  # noqa: E402
+
+DETECTOR_PLACEHOLDER = "## Detector\n\n(to be written by the detector engineer: data, commands, metrics.)\n"
+
+
+def plots(history: dict, ev: dict, card_dir: Path) -> None:
+    card_dir.mkdir(parents=True, exist_ok=True)
+    steps = np.array(history["step"])
+
+    def smooth(v, n=20):
+        v = np.array(v, float)
+        return np.convolve(v, np.ones(n) / n, mode="valid") if len(v) > n else v
+
+    fig, ax = plt.subplots(figsize=(5, 3), dpi=80)
+    for key in ("loss", "supcon", "cosface"):
+        s = smooth(history[key])
+        ax.plot(steps[len(steps) - len(s):], s, label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (20-step mean)")
+    ax.set_title("encoder training loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(card_dir / "loss.png")
+    plt.close(fig)
+
+    chars = ev["characters"]
+    acc = np.array([ev["per_character_top1"][c] for c in chars])
+    n = np.array(ev["val_counts"])
+    fig, ax = plt.subplots(figsize=(6, 6), dpi=80)
+    ax.barh(range(len(chars)), acc, color=["tab:orange" if c in ev["metrics"]["open_set"]["heldout"] else "tab:blue"
+                                           for c in chars])
+    ax.set_yticks(range(len(chars)), [f"{c} ({k})" for c, k in zip(chars, n, strict=True)], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("val top-1 (orange: held out of encoder training)")
+    ax.set_title("per-character accuracy (val, n in brackets)")
+    fig.tight_layout()
+    fig.savefig(card_dir / "per_character.png")
+    plt.close(fig)
+
+    conf = np.array(ev["confusion"], float)
+    conf = conf / np.maximum(conf.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6, 5.5), dpi=80)
+    im = ax.imshow(conf, cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(len(chars)), [c[:12] for c in chars], rotation=90, fontsize=5)
+    ax.set_yticks(range(len(chars)), [c[:12] for c in chars], fontsize=5)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion (val, row-normalised)")
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    fig.savefig(card_dir / "confusion.png")
+    plt.close(fig)
+
+
+def keep_detector(old: str | None) -> str:
+    if not old:
+        return DETECTOR_PLACEHOLDER
+    m = re.search(r"^## Detector\b.*?(?=^## |\Z)", old, flags=re.S | re.M)
+    return m.group(0).rstrip() + "\n" if m else DETECTOR_PLACEHOLDER
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--run", default="heldout", help="training run whose loss curve is plotted")
+    ap.add_argument("--notes", type=Path, default=OUT / "card_notes.md",
+                    help="optional markdown appended under 'Experiments and misses'")
+    ap.add_argument("--bundle", type=Path, default=MODELS)
+    args = ap.parse_args()
+    bundle = args.bundle
+    history = json.loads((OUT / args.run / "history.json").read_text())
+    ev = json.loads((OUT / "eval.json").read_text())
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    plots(history, ev, bundle / "card")
+    m = ev["metrics"]
+    kv, os_, la, lat, sz = m["known_val"], m["open_set"], m["line_art_val"], m["latency"], m["sizes"]
+    enc, clf = manifest["encoder"], manifest["classifier"]
+    cal = m.get("calibration", {})
+    card_path = bundle / "MODEL_CARD.md"
+    old = card_path.read_text() if card_path.exists() else None
+    notes = args.notes.read_text().strip() if args.notes.exists() else "(none recorded)"
+
+    def ok(v, t):
+        return "met" if v >= t else "**missed**"
+
+    args_ = history["args"]
+    flags = ("run", "size", "p", "k", "unlabeled", "steps", "max_minutes", "lr", "cf_s", "cf_m", "cosface", "supcon",
+             "p_line", "seed")
+    train_cmd = " ".join(f"--{f.replace('_', '-')} {args_[f]}" for f in flags if f in args_)
+    text = f"""# Crystal Eyes default bundle: model card
+
+Bundle `models/` version {manifest.get('version')}: head detector, then encoder (metric-learned embedding,
+ONNX), then classifier (linear softmax over {len(ev['characters'])} known characters, plus a gallery of
+characters that users enrol). Labels: top-level `chara.json` (Danbooru tags; index = class id).
+Every number below was printed by the commands in "Commands", and the same numbers are in
+`manifest.json` under `metrics`.
+
+## Data sources
+
+- `../shared/data/faces`: 8,998 labeled face crops of 32 characters from 4 public sets (sytwu: 16
+  hololive EN, about 400-600 each; swagercode 6 x 75; jlaoo 8 New Game! characters with 10-107 each;
+  lauslim12 3 x 50). Split **by post**, from a hash of the post id: val 15 %, calib 10 %, train 75 %.
+  The 'calib' split comes out of the training data and is used only to calibrate the classifier.
+  No training step ever sees 'val'. Label noise: sytwu crops with `face` > 1 may show another
+  character. They stay in every split, including val.
+- `../shared/data/unlabeled`: 12,000 unlabeled 80x80 anime faces, no identities.
+  {'Used for self-supervised learning.' if args_['unlabeled'] else 'The shipped encoder does not use them, because its run had no self-supervised term (see "Experiments and misses").'}
+- No image, crop or conversion of this data is in the repository. Only the trained weights, the label
+  list and the metrics are.
+
+## Commands
+
+```sh
+pip install -e '.[train]'                                   # torch==2.13.0 CPU, onnx, tqdm, matplotlib
+python -m training.encoder.data                             # 1. decode + cache faces, splits, line art (runs/encoder)
+python -m training.encoder.train {train_cmd}   # 2. encoder, 6 characters held out
+python -m training.encoder.export --run {args_['run']} --out models/encoder.onnx{' --flip-tta' if m['encoder_training']['flip_tta_in_graph'] else ''}   # 3. ONNX + torch check
+python -m training.encoder.classifier                       # 4+5. classifier, calibration, chara.json, manifest
+python -m training.encoder.evaluate                         # metrics -> manifest + runs/encoder/eval.json
+python -m training.encoder.card                             # this card + plots
+```
+
+Training ran on 2 shared CPU cores (one torch thread, bf16 autocast): {history.get('steps_done')} steps in
+{history.get('minutes')} min.
+
+## Encoder
+
+- A compact ResNet: stem, then 5 basic blocks (widths 32-64-128-256), global average pooling, then
+  linear + BN to a **{enc['dim']}-d** embedding. Input {enc['input']['size'][0]}x{enc['input']['size'][1]} RGB,
+  squash-resized, x/255, then (x-0.5)/0.5. Dynamic batch, input `input0`, output `embedding`
+  (L2-normalised in the graph{', with the horizontal flip averaged in the graph (test-time flip)' if m['encoder_training']['flip_tta_in_graph'] else ''}).
+  The export step checks the ONNX output against torch.
+- Trained **without the 6 held-out characters** ({', '.join(os_['heldout'])}), so one model serves both the
+  open-set evaluation and the bundle. The 6 are known to the bundle only through the classifier.
+- Each step: a P x K batch ({args_['p']} characters x {args_['k']} faces; characters drawn ~ sqrt(count)) plus
+  {args_['unlabeled']} unlabeled faces, two augmented views of each. Losses: supervised contrastive (tau {args_['tau']})
+  over all views on a projection head{', where an unlabeled face is its own class (so SimCLR for it)' if args_['unlabeled'] else ''}, plus
+  {args_['cosface']} x CosFace (s {args_.get('cf_s', 24)}, m {args_.get('cf_m', 0.25)}) on the labeled embeddings. AdamW lr {args_['lr']}, wd {args_['wd']}, cosine schedule.
+- Augmentation (torch/numpy/cv2, no torchvision): one affine warp for crop/zoom (side 0.72-1.18, so the
+  encoder tolerates looser or tighter serving crops), aspect +-18 %, shift +-10 %, rotation +-12 deg and
+  flip; brightness/contrast/saturation jitter; a small hue rotation (+-0.04 turn, because hair colour is
+  identity); 10 % greyscale; 25 % low-res/blur; {int(100 * args_['p_line'])} % **line art** (XDoG, Canny,
+  adaptive threshold or pencil sketch, random parameters, rendered with cv2).
+- Crop: `encoder.crop` is {json.dumps(enc.get('crop'))}. The encoder was trained on tight face crops.
+  The detector engineer sets this value.
+
+## Classifier
+
+- `classifier.npz`: W ({len(ev['characters'])}, {enc['dim']}), b. Linear softmax on L2-normalised embeddings of
+  the 'train' split. It also sees one line-art rendering per training face (weight 0.5), and class weights
+  are ~ 1/sqrt(count). Fitted in numpy (full-batch Adam, L2 penalty).
+- Temperature: fitted on 'calib' by NLL (T = {cal.get('temperature_fitted', 'n/a')}) and **folded into W and b**,
+  so the manifest says `temperature: 1.0`.
+- Gallery: `gallery_scale` {clf['gallery_scale']}, `gallery_bias` {clf['gallery_bias']}. These come from
+  a classifier without the 6 held-out characters. Those 6 are enrolled from 5 training pictures each as
+  prototypes, scored as scale x cosine + bias next to the linear logits, and scale and bias are fitted
+  by NLL over the 'calib' faces of all 32 characters.
+  The gallery logits are on the same scale as the linear logits (temperature already folded in).
+
+## Metrics
+
+Known characters: 'val' split, {kv['n']} faces, shipped encoder + classifier.
+
+| metric | value | target |
+|---|---|---|
+| known top-1 | {kv['top1']:.3f} | >= 0.97 ({ok(kv['top1'], 0.97)}) |
+| known top-3 | {kv['top3']:.3f} | >= 0.99 ({ok(kv['top3'], 0.99)}) |
+| known top-5 | {kv['top5']:.3f} | |
+| known top-1, the 6 held-out characters only (classifier, encoder never saw them) | {kv.get('top1_heldout_chars') or float('nan'):.3f} | |
+| unseen, 1-shot top-1 / top-3 | {os_['k1']['top1']:.3f} / {os_['k1']['top3']:.3f} | |
+| unseen, 5-shot top-1 / top-3 | {os_['k5']['top1']:.3f} / {os_['k5']['top3']:.3f} | |
+| unseen, 10-shot top-1 | {os_['k10']['top1']:.3f} (+- {os_['k10']['top1_std']:.3f} over draws) | >= 0.85 ({ok(os_['k10']['top1'], 0.85)}) |
+| unseen, 10-shot top-3 | {os_['k10']['top3']:.3f} | >= 0.95 ({ok(os_['k10']['top3'], 0.95)}) |
+| line art top-1 (all 4 renderings) | {la['all']['top1']:.3f} | |
+| line art top-3 (all 4 renderings) | {la['all']['top3']:.3f} | >= 0.70 ({ok(la['all']['top3'], 0.70)}) |
+
+Open set: the 6 characters above were never seen by the encoder. Each is enrolled with k random pictures
+(prototype = mean embedding), and every other character has a training-split prototype, so the gallery
+has 32 entries. The queries are the held-out characters' other pictures, excluding pictures from the
+same post as a shot. 20 draws per k. 10-shot per-character top-1:
+{', '.join(f'{c} {v:.2f}' for c, v in os_['k10']['per_character_top1'].items())}.
+
+Line art per rendering (top-1 / top-3): {', '.join(f"{k} {v['top1']:.2f} / {v['top3']:.2f}" for k, v in la.items() if k != 'all')}.
+
+![loss](card/loss.png) ![per-character accuracy](card/per_character.png) ![confusion](card/confusion.png)
+
+## Sizes and latency
+
+| | |
+|---|---|
+| encoder.onnx | {sz['encoder_bytes'] / 1e6:.2f} MB (limit 20 MB) |
+| classifier.npz | {sz['classifier_bytes'] / 1e3:.1f} kB |
+| whole `models/` directory | {sz['bundle_bytes'] / 1e6:.2f} MB (limit 40 MB) |
+| encoder, 1 head per call (onnxruntime, 2 threads) | {lat['ms_per_head_batch1_median']:.2f} ms median, {lat['ms_per_head_batch1_p90']:.2f} ms p90 (limit 15 ms) |
+| encoder, per head in a batch of 16 | {lat['ms_per_head_batch16']:.2f} ms |
+| pre-processing (resize + normalise), per head | {lat['ms_preprocess_per_head']:.2f} ms |
+
+The latency was measured on the training machine (2 CPU cores, which other jobs were also using).
+
+## Experiments and misses
+
+{notes}
+
+{keep_detector(old)}"""
+    card_path.write_text(text)
+    print(f"wrote {card_path} and {bundle / 'card'}/*.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Evaluate the bundle's encoder + classifier; write metrics into the manifest and runs/encoder/eval.json.
+
+    python -m training.encoder.evaluate [--bundle models] [--open-set-encoder models/encoder.onnx]
+
+* known: 'val' faces of all characters through the shipped encoder + classifier: top-1/3/5.
+* open set: the held-out characters (never seen by the open-set encoder) are enrolled with k = 1, 5, 10
+  pictures (prototype = mean embedding); every character has a prototype (training-split mean for the
+  others); queries are the held-out characters' other pictures (no shared post with the shots);
+  20 random draws per k; top-1/3 by cosine.
+* line art: every 'val' face rendered four ways (XDoG, Canny, adaptive threshold, pencil; fixed
+  parameters), classified by the shipped encoder + classifier: top-1/3.
+* latency: onnxruntime, 2 threads, one head per call and per head in a batch of 16; file sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training.common import ROOT
+from training.encoder.classifier import export_info
+from training.encoder.data import OUT, load_meta
+from training.encoder.lineart import KINDS, render
+from training.encoder.onnx_embed import embed, preprocess, session
+from training.manifest import MODELS, update_section
+
+
+def topk(scores: np.ndarray, y: np.ndarray, k: int) -> float:
+    top = np.argsort(-scores, axis=1)[:, :k]
+    return float((top == y[:, None]).any(1).mean())
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(1, keepdims=True)
+
+
+def open_set(e: np.ndarray, meta: dict, trials: int = 20, seed: int = 0) -> dict:
+    chars = meta["characters"]
+    lab = np.array(meta["label"])
+    split = np.array(meta["split"])
+    post = np.array(meta["post"])
+    held = [chars.index(c) for c in meta["heldout"]]
+    base = np.stack([e[(split == "train") & (lab == c)].mean(0) for c in range(len(chars))])
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k in (1, 5, 10):
+        t1, t3, per = [], [], {chars[c]: [] for c in held}
+        for _ in range(trials):
+            protos = base.copy()
+            qs, ys = [], []
+            for c in held:
+                idx = np.where(lab == c)[0]
+                shots = rng.choice(idx, k, replace=False)
+                protos[c] = e[shots].mean(0)
+                q = idx[~np.isin(post[idx], post[shots])]
+                qs.append(q)
+                ys.append(np.full(len(q), c))
+            protos /= np.linalg.norm(protos, axis=1, keepdims=True)
+            q, y = np.concatenate(qs), np.concatenate(ys)
+            s = e[q] @ protos.T
+            t1.append(topk(s, y, 1))
+            t3.append(topk(s, y, 3))
+            hit = np.argmax(s, 1) == y
+            for c in held:
+                per[chars[c]].append(float(hit[y == c].mean()))
+        out[f"k{k}"] = {"top1": float(np.mean(t1)), "top3": float(np.mean(t3)), "top1_std": float(np.std(t1)),
+                        "per_character_top1": {c: float(np.mean(v)) for c, v in per.items()}}
+    return out
+
+
+def latency(path: Path, size: int) -> dict:
+    sess = session(path, threads=2)
+    x1 = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+    x16 = np.repeat(x1, 16, 0)
+    for _ in range(10):
+        sess.run(None, {"input0": x1})
+    t = []
+    for _ in range(200):
+        t0 = time.perf_counter()
+        sess.run(None, {"input0": x1})
+        t.append(time.perf_counter() - t0)
+    tb = []
+    for _ in range(30):
+        t0 = time.perf_counter()
+        sess.run(None, {"input0": x16})
+        tb.append(time.perf_counter() - t0)
+    pre = np.zeros((1, 200, 160, 3), np.uint8)
+    t0 = time.perf_counter()
+    for _ in range(200):
+        preprocess(pre, size)
+    return {"ms_per_head_batch1_median": 1000 * float(np.median(t)), "ms_per_head_batch1_p90": 1000 * float(np.percentile(t, 90)),
+            "ms_per_head_batch16": 1000 * float(np.median(tb)) / 16,
+            "ms_preprocess_per_head": 1000 * (time.perf_counter() - t0) / 200, "threads": 2}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bundle", type=Path, default=MODELS)
+    ap.add_argument("--open-set-encoder", type=Path, default=None,
+                    help="encoder trained without the held-out characters (default: the bundle's)")
+    args = ap.parse_args()
+    bundle = args.bundle if args.bundle.is_absolute() else ROOT / args.bundle
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    enc_path = bundle / manifest["encoder"]["file"]
+    info = export_info(enc_path)
+    size = manifest["encoder"]["input"]["size"][0]
+    meta = load_meta()
+    chars = meta["characters"]
+    assert json.loads((bundle / manifest["labels"]).read_text()) == chars, "chara.json differs from training labels"
+    lab = np.array(meta["label"])
+    split = np.array(meta["split"])
+    va = np.where(split == "val")[0]
+    faces = np.load(OUT / "faces_96.npy")
+    clf = np.load(bundle / manifest["classifier"]["file"])
+    w, b, t = clf["W"], clf["b"], manifest["classifier"]["temperature"]
+    sess = session(enc_path, threads=2)
+
+    # known characters
+    e_va = embed(sess, faces[va], size)
+    logits = (e_va @ w.T + b) / t
+    y = lab[va]
+    prob = softmax(logits)
+    pred = np.argmax(logits, 1)
+    known = {f"top{k}": topk(logits, y, k) for k in (1, 3, 5)}
+    known["n"] = len(va)
+    conf = np.zeros((len(chars), len(chars)), int)
+    np.add.at(conf, (y, pred), 1)
+    per_char = {c: float(conf[i, i] / max(1, conf[i].sum())) for i, c in enumerate(chars)}
+    heldset = set(meta["heldout"]) if info.get("heldout") else set()
+    known["top1_heldout_chars"] = topk(logits[np.isin(y, [chars.index(c) for c in heldset])],
+                                       y[np.isin(y, [chars.index(c) for c in heldset])], 1) if heldset else None
+    # confident, correct examples for the bundle test
+    good = [(float(prob[i, pred[i]]), meta["paths"][va[i]], chars[pred[i]]) for i in range(len(va))
+            if pred[i] == y[i] and meta["face"][va[i]] == 1]
+    good.sort(reverse=True)
+    by_char, examples = set(), []
+    for p, path, c in good:
+        if c not in by_char:
+            by_char.add(c)
+            examples.append({"path": path, "character": c, "prob": round(p, 4)})
+    # line art
+    line_res = {}
+    all_l, all_y = [], []
+    for kind in KINDS:
+        imgs = np.stack([render(faces[i], kind) for i in va])
+        el = embed(sess, imgs, size)
+        lg = el @ w.T + b
+        line_res[kind] = {"top1": topk(lg, y, 1), "top3": topk(lg, y, 3)}
+        all_l.append(lg)
+        all_y.append(y)
+    lg, yl = np.concatenate(all_l), np.concatenate(all_y)
+    line_res["all"] = {"top1": topk(lg, yl, 1), "top3": topk(lg, yl, 3), "n": len(yl)}
+
+    # open set
+    os_path = args.open_set_encoder or enc_path
+    os_path = os_path if os_path.is_absolute() else ROOT / os_path
+    os_info = export_info(os_path)
+    if not os_info.get("heldout"):
+        raise SystemExit(f"{os_path} was trained on every character: no open-set evaluation possible")
+    e_all = embed(session(os_path, threads=2), faces, os_info["size"]) if os_path != enc_path else None
+    if e_all is None:
+        e_all = embed(sess, faces, size)
+    open_res = open_set(e_all, meta)
+    open_res["heldout"] = meta["heldout"]
+    open_res["encoder"] = str(os_path.relative_to(ROOT))
+
+    lat = latency(enc_path, size)
+    files = {"encoder_bytes": enc_path.stat().st_size, "classifier_bytes": (bundle / manifest["classifier"]["file"]).stat().st_size}
+    files["bundle_bytes"] = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file() and p.name != ".manifest.lock")
+    metrics = {
+        "known_val": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in known.items()},
+        "open_set": {k: ({kk: round(vv, 4) if isinstance(vv, float) else vv for kk, vv in v.items()}
+                         if isinstance(v, dict) else v) for k, v in open_res.items()},
+        "line_art_val": {k: {kk: round(vv, 4) if isinstance(vv, float) else vv for kk, vv in v.items()}
+                         for k, v in line_res.items()},
+        "latency": {k: round(v, 3) for k, v in lat.items()},
+        "sizes": files,
+        "encoder_training": {"steps": info.get("steps"), "heldout_in_shipped_encoder": info.get("heldout"),
+                             "flip_tta_in_graph": info.get("flip_tta")},
+    }
+    cal = OUT / "calibration.json"
+    if cal.exists():
+        metrics["calibration"] = {k: round(v, 4) if isinstance(v, float) else v
+                                  for k, v in json.loads(cal.read_text()).items()}
+    update_section("classifier", {}, bundle=bundle, merge=True, metrics=metrics)
+    detail = {"metrics": metrics, "per_character_top1": per_char, "confusion": conf.tolist(), "characters": chars,
+              "examples": examples, "val_counts": np.bincount(y, minlength=len(chars)).tolist()}
+    (OUT / "eval.json").write_text(json.dumps(detail, indent=1))
+    print(json.dumps(metrics, indent=1))
+    print("confident correct val faces:", json.dumps(examples[:8], indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Step 2: train the encoder (metric learning + self-supervised learning on the unlabeled faces, jointly).
+
+    python -m training.encoder.train --run heldout      # 26 characters: the open-set evaluation model
+    python -m training.encoder.train --run all --heldout none   # all 32 characters (optional final model)
+
+Each step takes a P x K batch of labeled training faces (classes drawn with probability ~ sqrt(count))
+and a batch of unlabeled faces, two augmented views of each (colour jitter, greyscale, geometry with
+scale jitter, blur/low-res, line-art swap). Losses:
+  * supervised contrastive (SupCon, Khosla et al. 2020) over all views on a projection head; an unlabeled
+    image is its own class, so for it this is SimCLR (its colour view and line-art view must agree);
+  * CosFace (large-margin cosine softmax) on the embedding for the labeled views.
+Faces from the 'calib' and 'val' splits and the held-out characters are never used here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from training.encoder.augment import eval_views, make_views
+from training.encoder.data import OUT, load_meta
+from training.encoder.model import Encoder, Projector
+
+
+def supcon(z: torch.Tensor, labels: torch.Tensor, tau: float) -> torch.Tensor:
+    z = F.normalize(z.float(), dim=1)
+    sim = z @ z.T / tau
+    n = z.shape[0]
+    eye = torch.eye(n, dtype=torch.bool)
+    sim = sim.masked_fill(eye, -1e9)
+    logp = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    pos = (labels[:, None] == labels[None, :]) & ~eye
+    return -((logp * pos).sum(1) / pos.sum(1).clamp(min=1)).mean()
+
+
+class CosFace(torch.nn.Module):
+    def __init__(self, dim: int, classes: int, s: float = 24.0, m: float = 0.25) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(classes, dim) * 0.01)
+        self.s, self.m = s, m
+
+    def forward(self, e: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        cos = F.normalize(e.float(), dim=1) @ F.normalize(self.w, dim=1).T
+        cos = cos - self.m * F.one_hot(y, cos.shape[1])
+        return F.cross_entropy(self.s * cos, y)
+
+
+@torch.no_grad()
+def embed(model: Encoder, imgs: np.ndarray, size: int, flip: bool = True, bs: int = 256) -> np.ndarray:
+    model.eval()
+    out = []
+    for i in range(0, len(imgs), bs):
+        x = eval_views(imgs[i:i + bs], size)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            e = F.normalize(model(x).float(), dim=1)
+            if flip:
+                e = e + F.normalize(model(torch.flip(x, dims=[3])).float(), dim=1)
+        out.append(F.normalize(e, dim=1).numpy())
+    model.train()
+    return np.concatenate(out)
+
+
+def quick_eval(model, faces, meta, size, heldout_ids, rng) -> dict:
+    """Prototype accuracy on val for training characters; 10-shot open-set top-1 for held-out ones
+    (one embedding pass over all faces, no flip: cheap enough to run during training)."""
+    lab = np.array(meta["label"])
+    split = np.array(meta["split"])
+    emb = embed(model, faces, size, flip=False)
+    tr = split == "train"
+    va = split == "val"
+    nc = len(meta["characters"])
+    protos = np.stack([emb[tr & (lab == c)].mean(0) for c in range(nc)])
+    known = va & ~np.isin(lab, heldout_ids)
+    kp = protos.copy()
+    kp[heldout_ids] = -10  # known-only: held-out characters not in the gallery
+    res = {"known_proto_top1": float((np.argmax(emb[known] @ kp.T, 1) == lab[known]).mean())}
+    if len(heldout_ids):
+        accs = []
+        for _ in range(5):
+            p = protos.copy()
+            q, qy = [], []
+            for c in heldout_ids:
+                idx = np.where(lab == c)[0]
+                shots = rng.choice(idx, 10, replace=False)
+                p[c] = emb[shots].mean(0)
+                rest = np.setdiff1d(idx, shots)
+                q.append(rest)
+                qy.append(np.full(len(rest), c))
+            q = np.concatenate(q)
+            accs.append((np.argmax(emb[q] @ p.T, 1) == np.concatenate(qy)).mean())
+        res["heldout10_top1"] = float(np.mean(accs))
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", default="heldout")
+    ap.add_argument("--heldout", default="default", help="'default' (data.HELDOUT) or 'none'")
+    ap.add_argument("--steps", type=int, default=900)
+    ap.add_argument("--size", type=int, default=80)
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--p", type=int, default=16, help="classes per batch")
+    ap.add_argument("--k", type=int, default=4, help="images per class")
+    ap.add_argument("--unlabeled", type=int, default=48, help="unlabeled images per batch (0 = no SSL)")
+    ap.add_argument("--p-line", type=float, default=0.3)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--wd", type=float, default=0.05)
+    ap.add_argument("--tau", type=float, default=0.1)
+    ap.add_argument("--cosface", type=float, default=0.5, help="weight of the CosFace loss")
+    ap.add_argument("--supcon", type=float, default=1.0, help="weight of the SupCon/SimCLR loss")
+    ap.add_argument("--cf-s", type=float, default=24.0)
+    ap.add_argument("--cf-m", type=float, default=0.25)
+    ap.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--eval-every", type=int, default=300)
+    ap.add_argument("--max-minutes", type=float, default=0, help="safety stop (0 = none); records steps done")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    g = torch.Generator().manual_seed(args.seed)
+    run_dir = OUT / args.run
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    meta = load_meta()
+    faces = np.load(OUT / "faces_96.npy")
+    lines = np.load(OUT / "faces_lineart_96.npy")
+    unl = np.load(OUT / "unlabeled_96.npy") if args.unlabeled else None
+    unl_lines = np.load(OUT / "unlabeled_lineart_96.npy") if args.unlabeled else None
+    chars = meta["characters"]
+    heldout = [] if args.heldout == "none" else list(meta["heldout"])
+    heldout_ids = [chars.index(c) for c in heldout]
+    lab = np.array(meta["label"])
+    split = np.array(meta["split"])
+    train_ids = sorted(set(range(len(chars))) - set(heldout_ids))
+    remap = {c: i for i, c in enumerate(train_ids)}
+    by_class = {c: np.where((lab == c) & (split == "train"))[0] for c in train_ids}
+    counts = np.array([len(by_class[c]) for c in train_ids], float)
+    cls_p = np.sqrt(counts) / np.sqrt(counts).sum()
+    print(f"training on {len(train_ids)} characters, {int(counts.sum())} faces; held out: {heldout}")
+
+    model = Encoder(dim=args.dim)
+    proj = Projector(args.dim)
+    cosface = CosFace(args.dim, len(train_ids), s=args.cf_s, m=args.cf_m)
+    params = list(model.parameters()) + list(proj.parameters()) + list(cosface.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.wd)
+    warm = max(1, args.steps // 20)
+
+    def lr_at(step):
+        """Warm-up, then cosine to 0. Progress is steps done or, with --max-minutes, time used, whichever is
+        further, so a slow (shared) machine still ends the schedule annealed."""
+        if step < warm:
+            return args.lr * (step + 1) / warm
+        prog = (step - warm) / max(1, args.steps - warm)
+        if args.max_minutes:
+            prog = max(prog, (time.time() - t0) / (args.max_minutes * 60))
+        return args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, prog)))
+
+    history = {"args": vars(args), "step": [], "loss": [], "supcon": [], "cosface": [], "eval": []}
+    t0 = time.time()
+    done = 0
+    bar = tqdm(range(args.steps), desc=args.run, mininterval=10)
+    for step in bar:
+        cls = rng.choice(train_ids, size=args.p, replace=False, p=cls_p)
+        idx = np.concatenate([rng.choice(by_class[c], args.k, replace=len(by_class[c]) < args.k) for c in cls])
+        y = torch.tensor([remap[int(c)] for c in lab[idx]])
+        views = [make_views(faces[idx], lines[idx], args.size, g, args.p_line) for _ in range(2)]
+        labels = [y, y]
+        ys = [y, y]
+        if args.unlabeled:
+            uidx = rng.choice(len(unl), args.unlabeled, replace=False)
+            uy = torch.arange(args.unlabeled) + 10_000
+            views += [make_views(unl[uidx], unl_lines[uidx], args.size, g, args.p_line) for _ in range(2)]
+            labels += [uy, uy]
+        x = torch.cat(views)
+        lbl = torch.cat(labels)
+        for gr in opt.param_groups:
+            gr["lr"] = lr_at(step)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.fp32):
+            e = model(x)
+            z = proj(e)
+        nl = 2 * len(idx)
+        l_sup = supcon(z, lbl, args.tau)
+        l_cf = cosface(e[:nl], torch.cat(ys))
+        loss = args.supcon * l_sup + args.cosface * l_cf
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        done = step + 1
+        history["step"].append(done)
+        history["loss"].append(loss.item())
+        history["supcon"].append(l_sup.item())
+        history["cosface"].append(l_cf.item())
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{float(loss):.3f}", sup=f"{float(l_sup):.3f}", cf=f"{float(l_cf):.3f}")
+        last = done == args.steps or (args.max_minutes and time.time() - t0 > args.max_minutes * 60)
+        if (args.eval_every and done % args.eval_every == 0) or last:
+            ev = quick_eval(model, faces, meta, args.size, heldout_ids, np.random.default_rng(1))
+            ev["step"] = done
+            ev["minutes"] = round((time.time() - t0) / 60, 2)
+            history["eval"].append(ev)
+            print(json.dumps(ev), flush=True)
+            torch.save({"state_dict": model.state_dict(), "dim": args.dim, "size": args.size, "steps_done": done,
+                        "heldout": heldout, "characters": chars}, run_dir / "encoder.pt")
+            (run_dir / "history.json").write_text(json.dumps(history))
+        if last:
+            break
+    history["minutes"] = round((time.time() - t0) / 60, 2)
+    history["steps_done"] = done
+    (run_dir / "history.json").write_text(json.dumps(history))
+    print(f"done {done} steps in {history['minutes']} min -> {run_dir / 'encoder.pt'}")
+
+
+if __name__ == "__main__":
+    main()
