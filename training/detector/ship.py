@@ -19,7 +19,7 @@ import numpy as np
 
 from training.detector.common import DATA, ROOT, iou_matrix, load_json, match, read_bgr
 from training.detector.data import train_paths
-from training.detector.label import RAW, merge_labels
+from training.detector.label import RAW, VERIFIED, merge_labels
 from training.detector.model import SIZE, TOPK
 
 MODELS = ROOT / "models"
@@ -41,15 +41,17 @@ def calibrate(onnx_path: Path, n: int = 200, seed: int = 0) -> tuple[float, floa
     so.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
     raw = load_json(RAW)
+    verified = load_json(VERIFIED) if VERIFIED.exists() else {}
     paths = train_paths()
     random.Random(seed).shuffle(paths)
-    paths = paths[:n]
+    labels = {p: merge_labels(raw[p], verified=verified.get(p)) for p in paths}
+    paths = [p for p in paths if labels[p]["boxes"]][:n]  # same labels as training (pictures without heads skipped)
     cache = []
     det = Detector(spec(0.05, 1.0), sess)  # no NMS here: applied per setting below
     from inference.detect import nms
 
     for p in paths:
-        lab = merge_labels(raw[p])
+        lab = labels[p]
         boxes, scores = det(cv2.cvtColor(read_bgr(DATA / p), cv2.COLOR_BGR2RGB))
         cache.append((boxes, scores, np.asarray(lab["boxes"], np.float32).reshape(-1, 4),
                       np.asarray(lab["ignore"], np.float32).reshape(-1, 4)))
