@@ -1,0 +1,85 @@
+"""The committed default bundle (models/ + chara.json): it loads, its checksums and sizes are right,
+it is the default of the CLI, and it names shared faces it never trained on (the validation split,
+chosen by post, as in training/common.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from inference.pipeline import Pipeline
+from inference.settings import DEFAULT_BUNDLE, Settings
+from training.common import read_face_index, split_of
+
+ROOT = Path(__file__).resolve().parents[2]
+MB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def pipe() -> Pipeline:
+    return Pipeline.from_bundle(DEFAULT_BUNDLE, Settings(ort_threads=2))
+
+
+def test_manifest_checksums_sizes_and_labels(pipe):
+    manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
+    total = 0
+    for section in ("detector", "encoder", "classifier"):
+        path = ROOT / "models" / manifest[section]["file"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == manifest[section]["sha256"], section
+        total += path.stat().st_size
+    assert (ROOT / "models" / manifest["encoder"]["file"]).stat().st_size <= 20 * MB
+    assert total <= 40 * MB
+    labels = json.loads((ROOT / "chara.json").read_text())
+    assert pipe.labels == labels and len(labels) == len(set(labels)) >= 30
+    assert manifest["detector"]["format"] == "boxes"
+    assert set(manifest["encoder"]["crop"]) >= {"scale", "shift_y", "square"}
+
+
+def val_faces(per_character: int = 3):
+    rows = [r for r in read_face_index() if split_of(r.post) == "val" and r.face == 1]
+    picked: dict[str, list] = {}
+    for r in sorted(rows, key=lambda r: r.path):
+        if len(picked.setdefault(r.character, [])) < per_character:
+            picked[r.character].append(r)
+    return [r for rs in picked.values() for r in rs]
+
+
+def test_names_validation_faces(pipe, shared):
+    faces = val_faces()
+    assert len(faces) >= 60
+    top1 = top3 = 0
+    for r in faces:
+        result = pipe.recognize((shared / r.path).read_bytes(), top_k=3, whole_image=True)
+        names = [c.name for c in result.heads[0].candidates]
+        top1 += names[0] == r.character
+        top3 += r.character in names
+    # Measured 0.92 / 0.98 on the whole validation split (models/MODEL_CARD.md); a floor well below that
+    # catches a broken bundle, crop or pre-processing without flaking on this small sample.
+    assert top1 / len(faces) >= 0.75, (top1, len(faces))
+    assert top3 / len(faces) >= 0.90, (top3, len(faces))
+
+
+def test_finds_the_heads_of_the_reference_examples(pipe, shared):
+    misc = shared / "scenes" / "misc"
+    for name in ("kiyoshimu-test0.jpg", "kiyoshimu-test1.jpg"):
+        r = pipe.recognize((misc / name).read_bytes())
+        assert len(r.heads) >= 1, name
+    rem = pipe.recognize((misc / "kiyoshimu-test0.jpg").read_bytes()).heads[0].box
+    # the reference system's answer for this picture: [[436, 17], [748, 329]]
+    ix = max(0, min(rem[2], 748) - max(rem[0], 436)) * max(0, min(rem[3], 329) - max(rem[1], 17))
+    union = (rem[2] - rem[0]) * (rem[3] - rem[1]) + 312 * 312 - ix
+    assert ix / union >= 0.5
+
+
+def test_cli_uses_the_default_bundle(shared):
+    face = next(r for r in val_faces(1) if r.character == "takanashi_kiara")
+    p = subprocess.run([sys.executable, "-m", "inference", "whois", "--json", "--whole-image", str(shared / face.path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    cands = json.loads(p.stdout)["heads"][0]["candidates"]
+    assert face.character in [c["name"] for c in cands]
