@@ -528,7 +528,7 @@ def run_bench(bundle: Path, settings: Settings, scenes: Path, requests: int, con
                  "rounds": rounds, "scenes": str(scenes)},
         "reference": {"detector": ref.detector_mode, "encoder": "once per head, batch 1",
                       "classifier": ref.classifier_mode, "session_options": "ort.SessionOptions() defaults",
-                      "decode": "PIL full decode (no draft)", "annotate": "same PNG annotate as ours"},
+                      "decode": "PIL full decode (no draft)", "annotate": "same JPEG annotate as ours"},
         "settings": {"ort_threads": settings.ort_threads, "workers": settings.workers,
                      "concurrency": concurrency, "queue_size": max(concurrency, 1)},
         "bundle": {"path": str(bundle), "name": pipe.info.get("name"), "version": pipe.info.get("version"),
@@ -543,7 +543,7 @@ def run_bench(bundle: Path, settings: Settings, scenes: Path, requests: int, con
 def table(r: dict) -> str:
     m = r["machine"]
     rows = [
-        ("p50_ms", "e2e p50, one-head JPEG <= 2 MP (recognize + annotate PNG)", r["p50_ms"]),
+        ("p50_ms", "e2e p50, one-head JPEG <= 2 MP (recognize + annotate JPEG)", r["p50_ms"]),
         ("p95_ms", "e2e p95, mixed PNG/WebP/GIF/JPEG up to 10 MiB, 1-5 heads", r["p95_ms"]),
         ("throughput_per_s", f"{r['long_run']['requests']} requests, {r['settings']['concurrency']} clients, "
                              f"{r['settings']['workers']} worker(s)", r["throughput_per_s"]),
