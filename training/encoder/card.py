@@ -137,7 +137,7 @@ python -m training.encoder.train {train_cmd}   # 2. encoder, 6 characters held o
 python -m training.encoder.export --run {args_['run']} --out models/encoder.onnx{' --flip-tta' if m['encoder_training']['flip_tta_in_graph'] else ''}   # 3. ONNX + torch check
 python -m training.encoder.classifier                       # 4+5. classifier, calibration, chara.json, manifest
 python -m training.encoder.evaluate                         # metrics -> manifest + runs/encoder/eval.json
-python -m training.encoder.card                             # this card + plots
+python -m training.encoder.card --run {args_['run']}                  # this card + plots
 ```
 
 Training ran on 2 shared CPU cores (one torch thread, bf16 autocast): {history.get('steps_done')} steps in
