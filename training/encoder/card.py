@@ -1,4 +1,4 @@
-"""Write models/MODEL_CARD.md (all sections except "## Detector", which is kept verbatim) and the plots
+"""Write models/MODEL_CARD.md (all sections except "## Detector" and "## Performance", which are kept verbatim) and the plots
 in models/card/ (loss curve, per-character accuracy, confusion matrix).
 
     python -m training.encoder.card [--run heldout]
@@ -73,11 +73,19 @@ def plots(history: dict, ev: dict, card_dir: Path) -> None:
     plt.close(fig)
 
 
-def keep_detector(old: str | None) -> str:
-    if not old:
-        return DETECTOR_PLACEHOLDER
-    m = re.search(r"^## Detector\b.*?(?=^## |\Z)", old, flags=re.S | re.M)
-    return m.group(0).rstrip() + "\n" if m else DETECTOR_PLACEHOLDER
+KEPT_SECTIONS = ("Detector", "Performance")  # written by other commands (detector trainer, bench): kept verbatim
+
+
+def kept_sections(old: str | None) -> str:
+    """The sections this card does not own, copied from the existing card (placeholder for a missing Detector)."""
+    parts = []
+    for name in KEPT_SECTIONS:
+        m = re.search(rf"^## {name}\b.*?(?=^## |\Z)", old or "", flags=re.S | re.M)
+        if m:
+            parts.append(m.group(0).rstrip() + "\n")
+        elif name == "Detector":
+            parts.append(DETECTOR_PLACEHOLDER)
+    return "\n".join(parts)
 
 
 def main() -> None:
@@ -221,7 +229,7 @@ The latency was measured on the training machine (2 CPU cores, which other jobs 
 
 {notes}
 
-{keep_detector(old)}"""
+{kept_sections(old)}"""
     card_path.write_text(text)
     print(f"wrote {card_path} and {bundle / 'card'}/*.png")
 
