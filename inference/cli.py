@@ -159,6 +159,11 @@ def cmd_serve(args, settings: Settings) -> int:
 
 
 def cmd_bench(args, settings: Settings) -> int:
+    try:
+        import onnx  # noqa: F401  (the reference-design side of the benchmark builds ONNX models)
+    except ImportError:
+        _err("bench needs the dev extra: pip install -e '.[dev]'")
+        return 2
     from .bench import main as bench_main
 
     return bench_main(args, settings)
