@@ -11,10 +11,13 @@ $(VENV)/.run-installed: pyproject.toml
 	$(PY) -m pip install -q -e .
 	touch $@
 
+# The tests cover the training code too (transforms, the FaceBoxes teacher), so they install the train
+# extra; torch 2.13.0 is named first so pip takes the CPU build.
 $(VENV)/.dev-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[dev,train]"
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed

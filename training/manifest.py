@@ -6,21 +6,17 @@ Both trainers (encoder + classifier, detector) call `update_section`, so neither
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 from pathlib import Path
+
+from inference.bundle import sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+sha256_of = sha256_file  # one checksum function for writing and for verifying bundles
 
 
 def update_section(section: str, value: dict, bundle: Path = MODELS, merge: bool = False, **top_level) -> dict:

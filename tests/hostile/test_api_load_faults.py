@@ -24,6 +24,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from hostile.corpus import encode, picture
+from hostile.looplag import HARD_BUSY, HARD_LAG, LagMonitor, strict
 from inference.api import RUNNER, create_app
 from inference.settings import Settings, cpu_count
 
@@ -32,44 +33,6 @@ CONCURRENCY = 200
 MAX_LAG = 0.100
 
 
-class LagMonitor:
-    """Sleeps 10 ms in a loop and records how late it wakes up.
-
-    - `max_lag`: the longest wall-clock delay of the loop (what a user would feel);
-    - `max_busy`: the most CPU time the loop's own thread spent between two wake-ups, i.e. how long
-      the loop was really *blocked by work* (a blocking call on the loop shows up here, while time
-      the OS gave to other processes on a busy machine does not).
-    """
-
-    def __init__(self, interval: float = 0.01):
-        self.interval, self.max_lag, self.max_busy, self.samples = interval, 0.0, 0.0, 0
-        self._task: asyncio.Task | None = None
-
-    async def _run(self):
-        loop = asyncio.get_running_loop()
-        while True:
-            t, cpu = loop.time(), time.thread_time()
-            await asyncio.sleep(self.interval)
-            self.max_lag = max(self.max_lag, loop.time() - t - self.interval)
-            self.max_busy = max(self.max_busy, time.thread_time() - cpu)
-            self.samples += 1
-
-    def __enter__(self):
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        return self
-
-    def __exit__(self, *exc):
-        self._task.cancel()
-
-
-def oversubscribed() -> bool:
-    """More runnable work than CPUs (shared CI boxes, training jobs beside the tests)."""
-    return os.getloadavg()[0] > cpu_count()
-
-
-# LOOP_LAG_STRICT=1 asserts the 100 ms bound whatever the load; =0 never; unset: when not oversubscribed.
-STRICT = {"1": True, "0": False}.get(os.environ.get("LOOP_LAG_STRICT", ""), not oversubscribed())
-HARD_BUSY, HARD_LAG = 0.5, 3.0
 
 
 def rss_mib() -> float:
@@ -124,14 +87,14 @@ async def test_200_concurrent_requests(tiny_pipeline, photo, tmp_path):
             # shared box (load > CPUs) the OS and the GIL stretch every loop step, so it is reported only.
             assert lag.max_busy < HARD_BUSY, f"event loop blocked by work for {lag.max_busy * 1000:.0f} ms"
             assert lag.max_lag < HARD_LAG, f"event loop late by {lag.max_lag * 1000:.0f} ms"
-            if STRICT:
+            if strict_now := strict():
                 assert lag.max_lag < MAX_LAG, f"event loop late by {lag.max_lag * 1000:.0f} ms"
             gc.collect()
             rss.append(rss_mib())
             report.append(f"{len(ok)} ok / {len(busy)} busy in {seconds:.2f} s (slowest answer "
                           f"{max(r['seconds'] for r in results):.2f} s), max loop lag {lag.max_lag * 1000:.1f} ms "
                           f"(blocked by work {lag.max_busy * 1000:.1f} ms) over {lag.samples} samples, load "
-                          f"{os.getloadavg()[0]:.1f} on {cpu_count()} CPUs, strict {STRICT}, RSS {rss[-1]:.0f} MiB")
+                          f"{os.getloadavg()[0]:.1f} on {cpu_count()} CPUs, strict {strict_now}, RSS {rss[-1]:.0f} MiB")
     finally:
         await server.close()
     # No unbounded growth: the third batch costs (almost) nothing more than the second.

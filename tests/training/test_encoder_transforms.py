@@ -1,10 +1,9 @@
 """Unit tests of the encoder's training transforms (no data, no training needed)."""
 
+import cv2  # noqa: E402  (the train extra, installed by `make test`)
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
-cv2 = pytest.importorskip("cv2")
+import torch  # noqa: E402  (the train extra, installed by `make test`)
 
 from training.encoder import lineart  # noqa: E402
 from training.encoder.augment import eval_views, make_views  # noqa: E402

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+import cv2  # noqa: E402  (the train extra, installed by `make test`)
 import numpy as np
-import pytest
-
-torch = pytest.importorskip("torch")
-cv2 = pytest.importorskip("cv2")
+import torch  # noqa: E402  (the train extra, installed by `make test`)
 
 from training.teachers import faceboxes  # noqa: E402
 
@@ -28,8 +26,8 @@ def test_decode_identity():
     np.testing.assert_allclose(box, [[0.4, 0.3, 0.6, 0.7]], atol=1e-6)
 
 
-@pytest.mark.skipif(not faceboxes.WEIGHTS.exists(), reason="teacher weights not present")
 def test_teacher_finds_the_kiyoshimu_heads():
+    assert faceboxes.WEIGHTS.exists(), f"the teacher weights are read from ../shared: {faceboxes.WEIGHTS}"
     teacher = faceboxes.FaceBoxesTeacher(threads=1)
     for name in ("kiyoshimu-test0", "kiyoshimu-test1", "kiyoshimu-head0", "kiyoshimu-head1"):
         img = cv2.imread(str(faceboxes.DATA / "scenes" / "misc" / f"{name}.jpg"))
