@@ -1,9 +1,9 @@
 """Unit tests of the encoder's training transforms (no data, no training needed)."""
 
-import cv2  # noqa: E402  (the train extra, installed by `make test`)
+import cv2  # the train extra (`make test` installs it)
 import numpy as np
 import pytest
-import torch  # noqa: E402  (the train extra, installed by `make test`)
+import torch  # the train extra (`make test` installs it)
 
 from training.encoder import lineart  # noqa: E402
 from training.encoder.augment import eval_views, make_views  # noqa: E402

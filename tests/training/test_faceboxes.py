@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import cv2  # noqa: E402  (the train extra, installed by `make test`)
+import cv2  # the train extra (`make test` installs it)
 import numpy as np
-import torch  # noqa: E402  (the train extra, installed by `make test`)
+import torch  # the train extra (`make test` installs it)
 
-from training.teachers import faceboxes  # noqa: E402
+from training.teachers import faceboxes
 
 
 def test_priors_match_the_head_layout():
