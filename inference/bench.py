@@ -165,9 +165,10 @@ def build_sets(pipe, folder: Path, scan: int, n_p50: int, n_mixed: int, n_big: i
         im = Image.open(io.BytesIO(data)).convert("RGB")
         mixed.append((f"{name}:{fmt.lower()}", data if fmt == "JPEG" else _encode(im, fmt), n))
     limit = pipe.settings.max_image_bytes
-    for name, data, n in pool[: n_big]:
+    for i, (name, data, n) in enumerate(pool[: n_big]):
         im = Image.open(io.BytesIO(data)).convert("RGB")
-        mixed.append((f"{name}:big-png", _big_png(im, limit - 4096, big_side), n))
+        side = int(big_side * 1.55) if i == n_big - 1 else big_side  # the last one reaches the byte limit
+        mixed.append((f"{name}:big-png", _big_png(im, limit - 4096, side), n))
     _log(quiet, f"bench: p50 set {len(p50)} pictures, mixed set {len(mixed)} "
                 f"(largest {max(len(d) for _, d, _ in mixed) / 2**20:.1f} MiB)")
     return p50, mixed, notes

@@ -45,8 +45,8 @@ def oversubscribed() -> bool:
     return os.getloadavg()[0] > cpu_count()
 
 
-def strict() -> bool:
-    """Assert the 100 ms bound now? LOOP_LAG_STRICT=1: whatever the load; =0: never; unset: when the machine
-    is not oversubscribed at the moment of asserting (the load is read then, not at import)."""
-    return {"1": True, "0": False}.get(os.environ.get("LOOP_LAG_STRICT", ""), not oversubscribed())
-HARD_BUSY, HARD_LAG = 0.5, 3.0
+def strict(auto: bool = True) -> bool:
+    """Assert the 100 ms bound now? LOOP_LAG_STRICT=1: whatever the load; =0: never; unset: when `auto` and the
+    machine is not oversubscribed at the moment of asserting (the load is read then, not at import)."""
+    env = os.environ.get("LOOP_LAG_STRICT", "")
+    return {"1": True, "0": False}.get(env, auto and not oversubscribed())
