@@ -50,3 +50,4 @@ def strict(auto: bool = True) -> bool:
     machine is not oversubscribed at the moment of asserting (the load is read then, not at import)."""
     env = os.environ.get("LOOP_LAG_STRICT", "")
     return {"1": True, "0": False}.get(env, auto and not oversubscribed())
+HARD_BUSY, HARD_LAG = 0.5, 3.0  # asserted always: generous bounds that hold on an oversubscribed shared box

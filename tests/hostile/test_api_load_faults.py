@@ -87,7 +87,9 @@ async def test_200_concurrent_requests(tiny_pipeline, photo, tmp_path):
             # shared box (load > CPUs) the OS and the GIL stretch every loop step, so it is reported only.
             assert lag.max_busy < HARD_BUSY, f"event loop blocked by work for {lag.max_busy * 1000:.0f} ms"
             assert lag.max_lag < HARD_LAG, f"event loop late by {lag.max_lag * 1000:.0f} ms"
-            if strict_now := strict():
+            if strict_now := strict():  # the loop's own work between two wake-ups: what "blocked" means
+                assert lag.max_busy < MAX_LAG, f"event loop blocked by work for {lag.max_busy * 1000:.0f} ms"
+            if strict(auto=False):  # wall-clock lateness also counts other processes: only on request
                 assert lag.max_lag < MAX_LAG, f"event loop late by {lag.max_lag * 1000:.0f} ms"
             gc.collect()
             rss.append(rss_mib())
