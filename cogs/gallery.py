@@ -10,9 +10,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from inference.errors import GalleryError, ImageError
+from inference.gallery import to_tag
 from inference.result import display_name
 from service.recognizer import Busy
-from service.storage import normalize_name
 
 from .recognition import is_image_attachment
 
@@ -95,7 +95,7 @@ class GalleryCog(commands.Cog, name="Gallery"):
         whole: bool = False,
     ) -> None:
         assert interaction.guild_id is not None
-        name = normalize_name(character)
+        name = to_tag(character)
         if not name:
             await interaction.response.send_message("That name has no letters I can use.", ephemeral=True)
             return
@@ -134,7 +134,7 @@ class GalleryCog(commands.Cog, name="Gallery"):
     @app_commands.describe(character="A character taught with /teach")
     async def forget(self, interaction: discord.Interaction, character: app_commands.Range[str, 1, 100]) -> None:
         assert interaction.guild_id is not None
-        name = normalize_name(character)
+        name = to_tag(character)
         await interaction.response.defer(thinking=True, ephemeral=True)
         try:
             removed = await self.bot.recognizer.run(self.bot.galleries.forget, interaction.guild_id, name)
@@ -157,7 +157,7 @@ class GalleryCog(commands.Cog, name="Gallery"):
     @forget.autocomplete("character")
     async def forget_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice]:
         names = self.bot.galleries.names(interaction.guild_id)
-        needle = normalize_name(current)
+        needle = to_tag(current)
         return [app_commands.Choice(name=display_name(n)[:100], value=n) for n in names if needle in n][:25]
 
     @app_commands.command(name="characters", description="List the characters I know")
@@ -166,7 +166,7 @@ class GalleryCog(commands.Cog, name="Gallery"):
         server = self.bot.galleries.names(interaction.guild_id)
         model = sorted(self.bot.pipeline.labels)
         if search:
-            needle = normalize_name(search)
+            needle = to_tag(search)
             server = [n for n in server if needle in n]
             model = [n for n in model if needle in n]
         view = CharacterPages(owner_id=interaction.user.id, title="Characters I know", server=server, model=model)

@@ -17,14 +17,26 @@ import numpy as np
 from .embed import l2_normalize
 from .errors import GalleryError
 
-_NAME = re.compile(r"^[^\x00-\x1f]{1,100}$")
+_NOT_TAG = re.compile(r"[^\w().:'!?&+\-]+", re.UNICODE)
+
+
+def to_tag(name: str) -> str:
+    """What a user types -> a Danbooru-style tag: ``Aqua (Konosuba)`` -> ``aqua_(konosuba)``,
+    ``Mori Calliope`` -> ``mori_calliope``. May be empty (nothing usable was typed); at most 100 characters."""
+    tag = str(name).strip().lower()
+    tag = re.sub(r"\s*\(\s*", "_(", tag)
+    tag = re.sub(r"\s*\)\s*", ")", tag)
+    tag = re.sub(r"\s+", "_", tag)
+    tag = _NOT_TAG.sub("", tag)
+    tag = re.sub(r"_+", "_", tag).strip("_")
+    return tag[:100]
 
 
 def normalize_name(name: str) -> str:
-    """User input -> a Danbooru-style tag: ``"Mori Calliope"`` -> ``mori_calliope``."""
-    tag = "_".join(str(name).strip().lower().split())
-    if not tag or not _NAME.match(tag):
-        raise GalleryError("A character name must be 1–100 visible characters.")
+    """`to_tag`, refusing a name with nothing usable in it."""
+    tag = to_tag(name)
+    if not tag:
+        raise GalleryError("A character name needs at least one letter or digit.")
     return tag
 
 

@@ -7,7 +7,6 @@ defaults (with a log line) and writes raise `StorageError`, whose message can be
 from __future__ import annotations
 
 import logging
-import re
 import sqlite3
 import threading
 from dataclasses import dataclass, field, replace
@@ -178,20 +177,6 @@ class Storage:
                 ("DELETE FROM watch_channels WHERE guild_id=?", (guild_id,)),
             ],
         )
-
-
-_NAME_OK = re.compile(r"[^\w().:'!?&+\-]+", re.UNICODE)
-
-
-def normalize_name(name: str) -> str:
-    """What a user types -> a Danbooru-style tag: ``Aqua (Konosuba)`` -> ``aqua_(konosuba)``."""
-    tag = name.strip().lower()
-    tag = re.sub(r"\s*\(\s*", "_(", tag)
-    tag = re.sub(r"\s*\)\s*", ")", tag)
-    tag = re.sub(r"\s+", "_", tag)
-    tag = _NAME_OK.sub("", tag)
-    tag = re.sub(r"_+", "_", tag).strip("_")
-    return tag[:100]
 
 
 class Galleries:

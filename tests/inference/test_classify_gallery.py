@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from inference.errors import GalleryError
-from inference.gallery import Gallery, normalize_name
+from inference.gallery import Gallery, normalize_name, to_tag
 
 
 def test_probabilities_ranked_and_calibrated(tiny_pipeline, scene_bytes):
@@ -34,6 +34,29 @@ def test_name_in_model_and_gallery_is_merged(tiny_pipeline, scene_bytes):
     cands = tiny_pipeline.recognize(scene_bytes, whole_image=True, gallery=g, top_k=6).heads[0].candidates
     names = [c.name for c in cands]
     assert names.count("c.c.") == 1 and names[0] == "c.c."
+
+
+@pytest.mark.parametrize(
+    ("typed", "tag"),
+    [
+        ("Aqua (Konosuba)", "aqua_(konosuba)"),
+        ("aqua_(konosuba)", "aqua_(konosuba)"),
+        ("  Mori   Calliope ", "mori_calliope"),
+        ("C.C.", "c.c."),
+        ("Rem (Re:Zero)", "rem_(re:zero)"),
+        ("<@123> hi", "123_hi"),
+        ("Aqua ( Konosuba )", "aqua_(konosuba)"),
+        ("  ", ""),
+    ],
+)
+def test_to_tag(typed, tag):
+    assert to_tag(typed) == tag
+
+
+def test_normalize_name_is_to_tag_that_refuses_empty():
+    assert normalize_name("Aqua ( Konosuba )") == "aqua_(konosuba)"
+    with pytest.raises(GalleryError, match="at least one letter"):
+        normalize_name("<> @#")
 
 
 def test_gallery_roundtrip_remove_and_encoder_check(tmp_path, tiny_pipeline):

@@ -6,7 +6,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from service.storage import DB_NAME, Galleries, GuildSettings, Storage, StorageError, normalize_name
+from service.storage import DB_NAME, Galleries, GuildSettings, Storage, StorageError
 
 
 def test_schema_is_created_and_settings_survive_a_reopen(tmp_path):
@@ -69,21 +69,6 @@ def test_unknown_setting_is_a_programming_error(tmp_path):
     storage.open()
     with pytest.raises(TypeError):
         storage.update(1, colour="red")
-
-
-@pytest.mark.parametrize(
-    ("typed", "tag"),
-    [
-        ("Aqua (Konosuba)", "aqua_(konosuba)"),
-        ("aqua_(konosuba)", "aqua_(konosuba)"),
-        ("  Mori   Calliope ", "mori_calliope"),
-        ("C.C.", "c.c."),
-        ("Rem (Re:Zero)", "rem_(re:zero)"),
-        ("<@123> hi", "123_hi"),
-    ],
-)
-def test_normalize_name(typed, tag):
-    assert normalize_name(typed) == tag
 
 
 def test_galleries_enroll_forget_and_survive_a_reload(tmp_path, tiny_pipeline, scene_bytes):
