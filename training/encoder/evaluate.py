@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.classify import softmax
 from training.common import ROOT
 from training.encoder.classifier import export_info
 from training.encoder.data import OUT, load_meta
@@ -32,12 +33,6 @@ from training.manifest import MODELS, update_section
 def topk(scores: np.ndarray, y: np.ndarray, k: int) -> float:
     top = np.argsort(-scores, axis=1)[:, :k]
     return float((top == y[:, None]).any(1).mean())
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(1, keepdims=True)
-    p = np.exp(z)
-    return p / p.sum(1, keepdims=True)
 
 
 def open_set(e: np.ndarray, meta: dict, trials: int = 20, seed: int = 0) -> dict:

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inference.detect import nms as detect_nms
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
 WEIGHTS = DATA / "reference" / "faceboxes-anime" / "FaceBoxes_epoch_90.pth"
@@ -144,22 +146,8 @@ def decode(loc: np.ndarray, pri: np.ndarray) -> np.ndarray:
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
-    """Greedy NMS on x1, y1, x2, y2 boxes; returns kept indices, best first."""
-    order = np.argsort(-scores)
-    keep = []
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    while order.size:
-        i = order[0]
-        keep.append(int(i))
-        rest = order[1:]
-        xx1 = np.maximum(boxes[i, 0], boxes[rest, 0])
-        yy1 = np.maximum(boxes[i, 1], boxes[rest, 1])
-        xx2 = np.minimum(boxes[i, 2], boxes[rest, 2])
-        yy2 = np.minimum(boxes[i, 3], boxes[rest, 3])
-        inter = np.clip(xx2 - xx1, 0, None) * np.clip(yy2 - yy1, 0, None)
-        ov = inter / (areas[i] + areas[rest] - inter + 1e-9)
-        order = rest[ov <= iou]
-    return keep
+    """Greedy NMS on x1, y1, x2, y2 boxes (the serving code's); returns kept indices, best first."""
+    return [int(i) for i in detect_nms(np.asarray(boxes, np.float32), np.asarray(scores, np.float32), iou)]
 
 
 class FaceBoxesTeacher:
