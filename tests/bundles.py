@@ -40,37 +40,31 @@ def _save(model, path: Path) -> Path:
     return path
 
 
-def boxes_detector(path: Path, rows: np.ndarray = DET_ROWS, size: int = DET_SIZE, input_name="images") -> Path:
+def _constant_rows_detector(path: Path, rows: np.ndarray, size: int, input_name: str, output_name: str) -> Path:
+    """(1, 3, size, size) -> the given rows as (1, N, K), plus 0 * mean(input) so the graph consumes the picture."""
     x = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [1, 3, size, size])
-    y = helper.make_tensor_value_info("dets", TensorProto.FLOAT, [1, len(rows), 5])
+    y = helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [1, len(rows), rows.shape[1]])
     nodes = [
         helper.make_node("ReduceMean", [input_name], ["m"], keepdims=1),  # (1,1,1,1)
         helper.make_node("Mul", ["m", "zero"], ["z"]),
         helper.make_node("Reshape", ["z", "shape111"], ["z3"]),
-        helper.make_node("Add", ["rows", "z3"], ["dets"]),
+        helper.make_node("Add", ["rows", "z3"], [output_name]),
     ]
     inits = [numpy_helper.from_array(rows[None].astype(np.float32), "rows"),
              numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
              numpy_helper.from_array(np.array([1, 1, 1], np.int64), "shape111")]
-    g = helper.make_graph(nodes, "tiny_boxes_detector", [x], [y], inits)
+    g = helper.make_graph(nodes, f"tiny_{output_name}_detector", [x], [y], inits)
     return _save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def boxes_detector(path: Path, rows: np.ndarray = DET_ROWS, size: int = DET_SIZE, input_name="images") -> Path:
+    """The project's format: rows x1, y1, x2, y2, score in model-input pixels."""
+    return _constant_rows_detector(path, rows, size, input_name, "dets")
 
 
 def yolov5_detector(path: Path, rows: np.ndarray, size: int = 640) -> Path:
     """Reference-format detector: (1, N, 6) rows cx, cy, w, h, obj, cls in 640x640 pixels."""
-    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])
-    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, len(rows), rows.shape[1]])
-    nodes = [
-        helper.make_node("ReduceMean", ["images"], ["m"], keepdims=1),
-        helper.make_node("Mul", ["m", "zero"], ["z"]),
-        helper.make_node("Reshape", ["z", "shape111"], ["z3"]),
-        helper.make_node("Add", ["rows", "z3"], ["output"]),
-    ]
-    inits = [numpy_helper.from_array(rows[None].astype(np.float32), "rows"),
-             numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
-             numpy_helper.from_array(np.array([1, 1, 1], np.int64), "shape111")]
-    g = helper.make_graph(nodes, "tiny_yolov5", [x], [y], inits)
-    return _save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return _constant_rows_detector(path, rows, size, "images", "output")
 
 
 def encoder(path: Path, dim: int = 16, size: int = 64, batch=None, input_name="input0", seed: int = 0) -> Path:
