@@ -64,14 +64,6 @@ def _rss_mb() -> float:
     return float("nan")  # pragma: no cover
 
 
-def _hwm_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")  # pragma: no cover
-
-
 def machine() -> dict:
     cpu = platform.processor() or "?"
     try:

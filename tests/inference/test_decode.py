@@ -1,4 +1,3 @@
-import io
 import struct
 import zlib
 
@@ -6,14 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hostile.corpus import encode
 from inference.decode import decode
 from inference.errors import CorruptImageError, EmptyImageError, ImageTooLargeError, NotAnImageError
-
-
-def encode(im: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, fmt, **kw)
-    return buf.getvalue()
 
 
 def test_plain_jpeg(scene_bytes):
