@@ -66,6 +66,7 @@ class Bundle:
         self.files = files
         self.threads = threads
         self.sessions: dict = {}
+        self.classifier_weights: tuple[np.ndarray, np.ndarray] | None = None  # (W, b) of a linear_npz classifier
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod

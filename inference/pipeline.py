@@ -40,7 +40,7 @@ class Pipeline:
                                  nms_iou=self.settings.detect_nms_iou)
         self.embedder = Embedder(m["encoder"], bundle.sessions["encoder"])
         self.classifier = Classifier(m["classifier"], bundle.labels,
-                                     weights=getattr(bundle, "classifier_weights", None),
+                                     weights=bundle.classifier_weights,
                                      session=bundle.sessions.get("classifier"))
 
     @classmethod
