@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import memory
 from .settings import ROOT, Settings
 
 DEFAULT_SCENES = ROOT.parent / "shared" / "data" / "scenes"
@@ -527,7 +528,9 @@ def run_bench(bundle: Path, settings: Settings, scenes: Path, requests: int, con
                       "classifier": ref.classifier_mode, "session_options": "ort.SessionOptions() defaults",
                       "decode": "PIL full decode (no draft)", "annotate": "same JPEG annotate as ours"},
         "settings": {"ort_threads": settings.ort_threads, "workers": settings.workers,
-                     "concurrency": concurrency, "queue_size": max(concurrency, 1)},
+                     "concurrency": concurrency, "queue_size": max(concurrency, 1),
+                     "malloc_mmap_threshold_mb": settings.malloc_mmap_threshold_mb,
+                     "malloc_applied": memory.applied()},
         "bundle": {"path": str(bundle), "name": pipe.info.get("name"), "version": pipe.info.get("version"),
                    "detector_format": pipe.info.get("detector_format")},
         "machine": machine(),

@@ -21,6 +21,7 @@ from .detect import Detector
 from .embed import Embedder
 from .errors import ImageError
 from .gallery import Gallery
+from .memory import tune_malloc
 from .result import Head, Result
 from .settings import Settings
 
@@ -46,6 +47,7 @@ class Pipeline:
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, settings: Settings | None = None) -> Pipeline:
         settings = settings or Settings()
+        tune_malloc(settings.malloc_mmap_threshold_mb)  # process-wide, idempotent; see inference/memory.py
         bundle = Bundle.load(path or settings.bundle_dir, threads=settings.ort_threads)
         return cls(bundle, settings)
 

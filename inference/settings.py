@@ -65,6 +65,7 @@ class Settings:
     max_image_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000  # checked from the header before decoding
     decode_max_side: int = 2048  # bigger pictures are downscaled early (JPEG draft mode)
+    malloc_mmap_threshold_mb: float = 4.0  # glibc: buffers this big go back to the OS on free (0 = default)
     # --- recognition defaults ---
     top_k: int = 3
     unsure_threshold: float = 0.30  # top-1 probability below this is reported as "not sure"
@@ -96,6 +97,7 @@ class Settings:
             max_image_bytes=env_int("MAX_IMAGE_BYTES", cls.max_image_bytes),
             max_image_pixels=env_int("MAX_IMAGE_PIXELS", cls.max_image_pixels),
             decode_max_side=env_int("DECODE_MAX_SIDE", cls.decode_max_side),
+            malloc_mmap_threshold_mb=env_float("MALLOC_MMAP_THRESHOLD_MB", cls.malloc_mmap_threshold_mb),
             top_k=env_int("TOP_K", cls.top_k),
             unsure_threshold=env_float("UNSURE_THRESHOLD", cls.unsure_threshold),
             workers=env_int("WORKERS", cls.workers),

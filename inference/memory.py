@@ -1,0 +1,54 @@
+"""Process memory: keep the allocator from holding on to freed picture buffers.
+
+A decoded picture is big (a 3000x3000 RGB PNG is 27 MB, and decode, convert and resize each make one).
+glibc serves buffers above its mmap threshold with mmap, and gives them back to the kernel on free.
+But by default that threshold is *dynamic*: after the first big buffer is freed, glibc raises it to
+that buffer's size (up to 32 MB), so later pictures come from the heap, which fragments and stays at
+its high-water mark. A long run then settles about 55 MB higher (see README "Performance").
+
+`tune_malloc` fixes the threshold (which also turns the dynamic raise off), so buffers of at least
+`MALLOC_MMAP_THRESHOLD_MB` are always mapped and unmapped, while small ones (crops, tensors) keep
+the fast heap path. glibc only; elsewhere it does nothing and says so.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import platform
+
+log = logging.getLogger(__name__)
+
+M_MMAP_THRESHOLD = -3  # from glibc's <malloc.h>
+_applied: dict[str, int] = {}
+
+
+def tune_malloc(threshold_mb: float) -> bool:
+    """Set glibc's mmap threshold to `threshold_mb` MiB (0 or less: leave the allocator alone).
+
+    Returns True when the allocator took the setting. Idempotent; process-wide.
+    """
+    if threshold_mb <= 0:
+        return False
+    value = int(threshold_mb * 1024 * 1024)
+    if _applied.get("mmap_threshold") == value:
+        return True
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        log.debug("tune_malloc: not glibc, allocator left as is")
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = libc.mallopt(ctypes.c_int(M_MMAP_THRESHOLD), ctypes.c_int(value)) == 1
+    except (OSError, AttributeError):  # pragma: no cover - exotic libc
+        ok = False
+    if ok:
+        _applied["mmap_threshold"] = value
+    else:  # older glibc refuses values above 32 MiB on 64-bit
+        log.warning("tune_malloc: glibc refused an mmap threshold of %s MiB", threshold_mb)
+    return ok
+
+
+def applied() -> dict[str, int]:
+    """What tune_malloc has set in this process (for bench output and tests)."""
+    return dict(_applied)
