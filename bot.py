@@ -18,6 +18,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
+from inference.memory import freeze_startup_heap, unfreeze_heap
 from inference.settings import Settings
 from service.config import BotConfig
 from service.cooldown import Limiter
@@ -121,12 +122,14 @@ class CrystalEyes(commands.Bot):
                 log.exception("extension %s failed to load; continuing without it", name)
         if self.config.health_file:
             self.heartbeat.start()
+        frozen = freeze_startup_heap()  # keeps full GC pauses on the event loop short (tests/bot/test_hostile.py)
         log.info(
-            "ready to serve: %d labels, %d worker(s), queue %d, message-content intent %s",
+            "ready to serve: %d labels, %d worker(s), queue %d, message-content intent %s, %d startup objects frozen",
             len(self.pipeline.labels),
             self.recognizer.workers,
             self.recognizer.capacity - self.recognizer.workers,
             "on" if self.intents.message_content else "off",
+            frozen,
         )
 
     @tasks.loop(seconds=30)
@@ -152,6 +155,7 @@ class CrystalEyes(commands.Bot):
             self.recognizer.close()
             self.storage.close()
         finally:
+            unfreeze_heap()
             await super().close()
 
 

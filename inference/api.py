@@ -14,6 +14,7 @@ import logging
 from aiohttp import web
 
 from .errors import ImageError, ImageTooLargeError, NotAnImageError
+from .memory import freeze_startup_heap, unfreeze_heap
 from .runner import BoundedRunner, Busy
 from .settings import Settings
 
@@ -107,9 +108,14 @@ def create_app(pipeline, settings: Settings | None = None, runner: BoundedRunner
     app.router.add_post("/dectect", detect)
     app.router.add_get("/healthz", healthz)
 
+    async def freeze_heap(app):  # startup is done: keep full GC pauses on the loop short (inference/memory.py)
+        log.info("serving; %d startup objects frozen", freeze_startup_heap())
+
     async def close_runner(app):
         app[RUNNER].close()
+        unfreeze_heap()
 
+    app.on_startup.append(freeze_heap)
     app.on_cleanup.append(close_runner)
     return app
 

@@ -52,3 +52,23 @@ def tune_malloc(threshold_mb: float) -> bool:
 def applied() -> dict[str, int]:
     """What tune_malloc has set in this process (for bench output and tests)."""
     return dict(_applied)
+
+
+def freeze_startup_heap() -> int:
+    """Collect once, then move every object alive now (modules, models, the bot's cogs) into the
+    garbage collector's permanent generation. They live for the whole process anyway; afterwards a
+    full (generation 2) collection walks only what serving allocates, so its pause on the event loop
+    stays short. Returns how many objects were frozen. Call it once startup is done."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
+def unfreeze_heap() -> None:
+    """Undo freeze_startup_heap when the service shuts down, so a process that starts services again
+    (the tests) can collect what the stopped one left behind."""
+    import gc
+
+    gc.unfreeze()

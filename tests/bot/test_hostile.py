@@ -185,7 +185,7 @@ async def test_200_concurrent_whois(world, monkeypatch):
     await burst(world, members, photo, 4, monkeypatch)  # warm-up
     report = []
     for _batch in range(2):
-        with LagMonitor() as lag:
+        with LagMonitor(owners=True) as lag:
             t0 = time.perf_counter()
             results = await burst(world, members, photo, 200, monkeypatch, lag)
             seconds = time.perf_counter() - t0
@@ -198,14 +198,20 @@ async def test_200_concurrent_whois(world, monkeypatch):
         assert lag.samples > 10
         assert lag.max_lag < HARD_LAG, f"event loop late by {lag.max_lag * 1000:.0f} ms"
         assert lag.max_busy < HARD_BUSY, f"event loop blocked by work for {lag.max_busy * 1000:.0f} ms"
-        # The simulated Discord and this test's burst run on the bot's loop, so the lag measured here is not the
-        # bot's alone (28-60 ms on a quiet machine, once 225 ms in a full CI run): the 100 ms bound is asserted
-        # only on request (LOOP_LAG_STRICT=1); the HTTP load test asserts it whenever the machine is not busy.
+        # Issue 7's bound, asserted on every run: the bot's own steps (discord.py, cogs, service, inference; see
+        # hostile/looplag.py) never held the loop for 100 ms, neither summed between two wake-ups of the monitor
+        # (CPU time, so a busy CI box does not inflate it) nor in one step (wall time, so a blocking wait on the
+        # loop, say a locked database or a sync download, would show even though it costs no CPU).
+        service = "service"
+        assert lag.steps_by[service] > 3 * 200, lag.by_owner()  # the bot's steps were seen: not vacuous
+        assert lag.max_busy_by[service] < MAX_LAG, f"bot's steps held the loop: {lag.by_owner()}"
+        assert lag.max_step_wall_by[service] < MAX_LAG, f"one bot step blocked the loop: {lag.by_owner()}"
+        # Wall-clock lateness also counts SimCord's work on the same loop and other processes: asserted on request.
         if strict_now := strict(auto=False):
             assert lag.max_lag < MAX_LAG, f"event loop late by {lag.max_lag * 1000:.0f} ms"
         report.append(f"{len(ok)} results / {len(busy)} busy in {seconds:.2f} s, max loop lag "
                       f"{lag.max_lag * 1000:.1f} ms (blocked by work {lag.max_busy * 1000:.1f} ms) over {lag.samples} samples (load {os.getloadavg()[0]:.1f} on "
-                      f"{cpu_count()} CPUs, strict {strict_now})")
+                      f"{cpu_count()} CPUs, strict {strict_now}); by owner: {lag.by_owner()}")
     assert world.env.errors == []
     # bounded state: each result keeps one live view (its buttons) until it times out, capped by the cog
     cog = bot.get_cog("Recognition")
@@ -215,6 +221,25 @@ async def test_200_concurrent_whois(world, monkeypatch):
     await world.env.advance_time(601)  # the buttons time out: nothing stays behind
     assert live_views(bot) == set()
     print("\n" + "\n".join(report))
+
+
+async def test_the_lag_monitor_catches_a_bot_step_that_blocks(world, scene_bytes, monkeypatch):
+    """Not vacuous: a handler that waits 150 ms on the loop (as a locked database read would) is charged to the
+    bot as one long step in wall time, although it costs no CPU."""
+    storage = world.env.bot.storage
+    real_get = storage.get
+
+    def slow_get(guild_id):
+        time.sleep(0.15)  # a blocking wait inside the bot's handler, on the event loop
+        return real_get(guild_id)
+
+    monkeypatch.setattr(storage, "get", slow_get)
+    with LagMonitor(owners=True) as lag:
+        res = await world.member.slash(world.channel, "whois", image=("art.jpg", scene_bytes))
+    assert res.response.embeds[0].fields
+    assert lag.max_step_wall_by["service"] >= 0.15, lag.by_owner()
+    assert lag.max_busy_by["service"] < 0.1, lag.by_owner()  # sleeping is not work: the CPU view stays low
+    assert lag.max_step_wall_by["simcord"] < 0.15 and lag.max_step_wall_by["test"] < 0.15, lag.by_owner()
 
 
 async def test_live_views_and_handled_messages_are_capped(world, scene_bytes):

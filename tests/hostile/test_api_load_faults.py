@@ -9,11 +9,14 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import gc
 import hashlib
 import json
 import logging
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -31,8 +34,18 @@ from inference.settings import Settings, cpu_count
 ROOT = Path(__file__).resolve().parents[2]
 CONCURRENCY = 200
 MAX_LAG = 0.100
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 
+
+
+def live_rss_mib() -> float:
+    """RSS once garbage is collected and the allocator has handed its free pages back (malloc_trim), so a
+    batch that merely left free memory cached in a thread's malloc arena does not read as growth."""
+    gc.collect()
+    if GLIBC:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    return rss_mib()
 
 
 def rss_mib() -> float:
@@ -69,7 +82,7 @@ async def test_200_concurrent_requests(tiny_pipeline, photo, tmp_path):
         url = str(server.make_url("/detect?topN=3"))
         await burst(url, picture, 4)  # warm-up
         for _batch in range(3):
-            with LagMonitor() as lag:
+            with LagMonitor(owners=True) as lag:
                 t0 = time.perf_counter()
                 results = await burst(url, picture, CONCURRENCY)
                 seconds = time.perf_counter() - t0
@@ -83,20 +96,22 @@ async def test_200_concurrent_requests(tiny_pipeline, photo, tmp_path):
             assert app[RUNNER].pending == 0
             assert lag.samples > 10
             # Hard bounds, on any machine: no request ever blocks the loop for long (inference runs in the
-            # executor). The 100 ms bound of issue 7 holds where the machine is not oversubscribed; on a
-            # shared box (load > CPUs) the OS and the GIL stretch every loop step, so it is reported only.
+            # executor). Issue 7's 100 ms bound, asserted on every run for the server's own steps (aiohttp's
+            # server, inference/): CPU time summed between two wake-ups, and wall time of any single step.
             assert lag.max_busy < HARD_BUSY, f"event loop blocked by work for {lag.max_busy * 1000:.0f} ms"
             assert lag.max_lag < HARD_LAG, f"event loop late by {lag.max_lag * 1000:.0f} ms"
-            if strict_now := strict():  # the loop's own work between two wake-ups: what "blocked" means
+            assert lag.steps_by["service"] > CONCURRENCY, lag.by_owner()
+            assert lag.max_busy_by["service"] < MAX_LAG, f"server steps held the loop: {lag.by_owner()}"
+            assert lag.max_step_wall_by["service"] < MAX_LAG, f"one server step blocked the loop: {lag.by_owner()}"
+            if strict_now := strict():  # all of the loop's work between two wake-ups, whoever owns it
                 assert lag.max_busy < MAX_LAG, f"event loop blocked by work for {lag.max_busy * 1000:.0f} ms"
             if strict(auto=False):  # wall-clock lateness also counts other processes: only on request
                 assert lag.max_lag < MAX_LAG, f"event loop late by {lag.max_lag * 1000:.0f} ms"
-            gc.collect()
-            rss.append(rss_mib())
+            rss.append(live_rss_mib())
             report.append(f"{len(ok)} ok / {len(busy)} busy in {seconds:.2f} s (slowest answer "
                           f"{max(r['seconds'] for r in results):.2f} s), max loop lag {lag.max_lag * 1000:.1f} ms "
                           f"(blocked by work {lag.max_busy * 1000:.1f} ms) over {lag.samples} samples, load "
-                          f"{os.getloadavg()[0]:.1f} on {cpu_count()} CPUs, strict {strict_now}, RSS {rss[-1]:.0f} MiB")
+                          f"{os.getloadavg()[0]:.1f} on {cpu_count()} CPUs, strict {strict_now}, RSS {rss[-1]:.0f} MiB; by owner: {lag.by_owner()}")
     finally:
         await server.close()
     # No unbounded growth: the third batch costs (almost) nothing more than the second.

@@ -74,3 +74,16 @@ def test_pipeline_applies_the_setting(tiny_bundle):
     assert memory.applied()["mmap_threshold"] == 8 * 1024 * 1024
     Pipeline.from_bundle(tiny_bundle, Settings())  # back to the default for the rest of the session
     assert memory.applied()["mmap_threshold"] == 4 * 1024 * 1024
+
+
+def test_freeze_and_unfreeze_the_startup_heap():
+    import gc
+
+    try:
+        frozen = memory.freeze_startup_heap()
+        assert frozen == gc.get_freeze_count() > 1000  # modules, pytest, numpy...: all of startup
+        before = len(gc.get_objects(generation=2))
+        memory.unfreeze_heap()
+        assert gc.get_freeze_count() == 0 and len(gc.get_objects(generation=2)) >= before + frozen - 100
+    finally:
+        gc.unfreeze()
