@@ -1,6 +1,6 @@
 """Put a trained detector into the default bundle: models/detector.onnx + the manifest's detector section.
 
-    python -m training.detector.ship runs/detector/student.onnx
+    python -m training.detector.ship runs/detector/student.onnx [BUNDLE_DIR]   # default: models/
 
 Defaults (score_threshold, nms_iou) are chosen on TRAINING pictures (teacher-ensemble labels, never the
 held-out set): the pair with the best F1 at IoU >= 0.5, ties to the lower threshold.
@@ -81,19 +81,20 @@ def calibrate(onnx_path: Path, n: int = 200, seed: int = 0) -> tuple[float, floa
                                                 "precision": round(pr, 4)}}
 
 
-def ship(onnx_path: Path) -> dict:
+def ship(onnx_path: Path, bundle: Path = MODELS) -> dict:
+    """Into `bundle` (models/ by default; a copy of it to try a detector before shipping it)."""
     from training.manifest import update_section
 
     thr, nms_iou, metrics = calibrate(onnx_path)
-    shutil.copyfile(onnx_path, MODELS / "detector.onnx")
+    shutil.copyfile(onnx_path, bundle / "detector.onnx")
     old = {}
-    if (MODELS / "manifest.json").exists():
-        old = json.loads((MODELS / "manifest.json").read_text()).get("detector", {}).get("metrics", {})
+    if (bundle / "manifest.json").exists():
+        old = json.loads((bundle / "manifest.json").read_text()).get("detector", {}).get("metrics", {})
     keep = {k: v for k, v in old.items() if k not in metrics and not k.startswith("heldout")}
-    m = update_section("detector", spec(thr, nms_iou, {**keep, **metrics}))
-    print("wrote models/detector.onnx and the detector section of models/manifest.json")
+    m = update_section("detector", spec(thr, nms_iou, {**keep, **metrics}), bundle=bundle)
+    print(f"wrote {bundle / 'detector.onnx'} and the detector section of {bundle / 'manifest.json'}")
     return m
 
 
 if __name__ == "__main__":
-    ship(Path(sys.argv[1]))
+    ship(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else MODELS)
