@@ -7,8 +7,10 @@ that buffer's size (up to 32 MB), so later pictures come from the heap, which fr
 its high-water mark. A long run then settles about 55 MB higher (see README "Performance").
 
 `tune_malloc` fixes the threshold (which also turns the dynamic raise off), so buffers of at least
-`MALLOC_MMAP_THRESHOLD_MB` are always mapped and unmapped, while small ones (crops, tensors) keep
-the fast heap path. glibc only; elsewhere it does nothing and says so.
+`MALLOC_MMAP_THRESHOLD_MB` (default 8) are always mapped and unmapped, while smaller ones (crops,
+tensors, a 2 MP picture and its annotated copy) keep the fast heap path. With 4 MiB the annotate step
+paid page faults on every reply (overhead 1.37 > 1.3); with 8 MiB all bench targets hold (README).
+glibc only; elsewhere it does nothing and says so.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ class Settings:
     max_image_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000  # checked from the header before decoding
     decode_max_side: int = 2048  # bigger pictures are downscaled early (JPEG draft mode)
-    malloc_mmap_threshold_mb: float = 4.0  # glibc: buffers this big go back to the OS on free (0 = default)
+    malloc_mmap_threshold_mb: float = 8.0  # glibc: buffers this big go back to the OS on free (0 = default)
     # --- recognition defaults ---
     top_k: int = 3
     unsure_threshold: float = 0.30  # top-1 probability below this is reported as "not sure"

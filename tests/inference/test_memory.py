@@ -70,10 +70,10 @@ def test_pipeline_applies_the_setting(tiny_bundle):
     from inference.pipeline import Pipeline
     from inference.settings import Settings
 
-    Pipeline.from_bundle(tiny_bundle, Settings(malloc_mmap_threshold_mb=8))
+    Pipeline.from_bundle(tiny_bundle, Settings(malloc_mmap_threshold_mb=16))
+    assert memory.applied()["mmap_threshold"] == 16 * 1024 * 1024
+    Pipeline.from_bundle(tiny_bundle, Settings())  # back to the default (8 MiB) for the rest of the session
     assert memory.applied()["mmap_threshold"] == 8 * 1024 * 1024
-    Pipeline.from_bundle(tiny_bundle, Settings())  # back to the default for the rest of the session
-    assert memory.applied()["mmap_threshold"] == 4 * 1024 * 1024
 
 
 def test_freeze_and_unfreeze_the_startup_heap():
