@@ -160,10 +160,12 @@ def decode(
             im = im.transpose(_TRANSPOSE[orientation])
         arr = np.asarray(_to_rgb(im), dtype=np.uint8)
         if max(arr.shape[:2]) > max_side:
-            # OpenCV's area resize: ~3x faster than Pillow's for the same shrink (29 vs 80 ms, 3000 -> 2048 px)
+            # What is left is a shrink by less than 2x (bigger factors were taken by _reduce above), where
+            # bilinear already uses every source pixel: OpenCV's bilinear takes 4 ms for 3000 -> 2048 px,
+            # its area resize 31 ms, Pillow's 80 ms.
             f = max_side / max(arr.shape[:2])
             size = (max(1, round(arr.shape[1] * f)), max(1, round(arr.shape[0] * f)))
-            arr = cv2.resize(arr, size, interpolation=cv2.INTER_AREA)
+            arr = cv2.resize(arr, size, interpolation=cv2.INTER_LINEAR)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageTooLargeError(f"The picture has too many pixels (the limit is {max_pixels:,}).") from None
     except MemoryError:
