@@ -23,7 +23,12 @@ import platform
 log = logging.getLogger(__name__)
 
 M_MMAP_THRESHOLD = -3  # from glibc's <malloc.h>
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 _applied: dict[str, int] = {}
+
+
+def _libc():
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 
 
 def tune_malloc(threshold_mb: float) -> bool:
@@ -36,12 +41,11 @@ def tune_malloc(threshold_mb: float) -> bool:
     value = int(threshold_mb * 1024 * 1024)
     if _applied.get("mmap_threshold") == value:
         return True
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not GLIBC:
         log.debug("tune_malloc: not glibc, allocator left as is")
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        ok = libc.mallopt(ctypes.c_int(M_MMAP_THRESHOLD), ctypes.c_int(value)) == 1
+        ok = _libc().mallopt(ctypes.c_int(M_MMAP_THRESHOLD), ctypes.c_int(value)) == 1
     except (OSError, AttributeError):  # pragma: no cover - exotic libc
         ok = False
     if ok:
@@ -49,6 +53,11 @@ def tune_malloc(threshold_mb: float) -> bool:
     else:  # older glibc refuses values above 32 MiB on 64-bit
         log.warning("tune_malloc: glibc refused an mmap threshold of %s MiB", threshold_mb)
     return ok
+
+
+def trim() -> bool:
+    """Hand the allocator's free pages back to the OS now (glibc's malloc_trim); False elsewhere."""
+    return bool(GLIBC and _libc().malloc_trim(0))
 
 
 def applied() -> dict[str, int]:

@@ -9,14 +9,11 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import gc
 import hashlib
 import json
 import logging
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -28,13 +25,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from hostile.corpus import encode, picture
 from hostile.looplag import HARD_BUSY, HARD_LAG, LagMonitor, strict
+from inference import memory
 from inference.api import RUNNER, create_app
 from inference.settings import Settings, cpu_count
 
 ROOT = Path(__file__).resolve().parents[2]
 CONCURRENCY = 200
 MAX_LAG = 0.100
-GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 
 
@@ -43,8 +40,7 @@ def live_rss_mib() -> float:
     """RSS once garbage is collected and the allocator has handed its free pages back (malloc_trim), so a
     batch that merely left free memory cached in a thread's malloc arena does not read as growth."""
     gc.collect()
-    if GLIBC:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    memory.trim()
     return rss_mib()
 
 
