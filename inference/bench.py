@@ -58,14 +58,6 @@ def _pct(xs, q: float) -> float:
     return float(np.percentile(np.asarray(xs, np.float64), q)) if len(xs) else float("nan")
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")  # pragma: no cover
-
-
 def machine() -> dict:
     cpu = platform.processor() or "?"
     try:
@@ -247,7 +239,7 @@ async def _long_run(pipe, inputs: list[bytes], n: int, concurrency: int, workers
 
     def sampler():
         while not stop.is_set():
-            samples.append((time.perf_counter(), state["done"], _rss_mb()))
+            samples.append((time.perf_counter(), state["done"], memory.rss_mb()))
             stop.wait(0.1)
 
     th = threading.Thread(target=sampler, daemon=True)
@@ -260,7 +252,7 @@ async def _long_run(pipe, inputs: list[bytes], n: int, concurrency: int, workers
         stop.set()
         th.join()
         runner.close()
-    samples.append((time.perf_counter(), state["done"], _rss_mb()))
+    samples.append((time.perf_counter(), state["done"], memory.rss_mb()))
     return wall, lat, samples, state
 
 

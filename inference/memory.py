@@ -55,6 +55,18 @@ def tune_malloc(threshold_mb: float) -> bool:
     return ok
 
 
+def rss_mb() -> float:
+    """This process's resident memory (VmRSS) in MiB; NaN where /proc is missing."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return float("nan")
+
+
 def trim() -> bool:
     """Hand the allocator's free pages back to the OS now (glibc's malloc_trim); False elsewhere."""
     return bool(GLIBC and _libc().malloc_trim(0))

@@ -41,12 +41,7 @@ def live_rss_mib() -> float:
     batch that merely left free memory cached in a thread's malloc arena does not read as growth."""
     gc.collect()
     memory.trim()
-    return rss_mib()
-
-
-def rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return memory.rss_mb()
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,7 @@ GLIBC = memory.GLIBC
 _CHILD = textwrap.dedent("""
     import sys
     import numpy as np
-    from inference.memory import tune_malloc
-
-    def rss_mb():
-        for line in open("/proc/self/status"):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+    from inference.memory import rss_mb, tune_malloc
 
     if sys.argv[1] != "0":
         assert tune_malloc(float(sys.argv[1]))
