@@ -174,7 +174,7 @@ class Sampler:
         if u > 0.88 and len(sc["boxes"]):  # one big head near the middle (head-only pictures)
             b = sc["boxes"][rng.randrange(len(sc["boxes"]))]
             bs = max(4.0, math.sqrt((b[2] - b[0]) * (b[3] - b[1])))
-            s = rng.uniform(110, 330) / bs
+            s = rng.uniform(110, 330) * size / SIZE / bs
             tx = size / 2 - s * (b[0] + b[2]) / 2 + rng.uniform(-0.15, 0.15) * size
             ty = size / 2 - s * (b[1] + b[3]) / 2 + rng.uniform(-0.15, 0.15) * size
         m = np.array([[s, 0, tx], [0, s, ty]], np.float64)

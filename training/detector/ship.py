@@ -1,9 +1,16 @@
 """Put a trained detector into the default bundle: models/detector.onnx + the manifest's detector section.
 
     python -m training.detector.ship runs/detector/student.onnx [BUNDLE_DIR]   # default: models/
+    python -m training.detector.ship runs/detector/v5.pt --sizes 320,352,384,416 [BUNDLE_DIR]
 
 Defaults (score_threshold, nms_iou) are chosen on TRAINING pictures (teacher-ensemble labels, never the
 held-out set): the pair with the best F1 at IoU >= 0.5, ties to the lower threshold.
+
+The net is fully convolutional, so a checkpoint (.pt) can be served at another input size than it was
+trained at; a larger input shows small heads with more pixels and costs time. With --sizes it is exported at
+each size and the size is chosen like the thresholds, by the best F1 on training material only: the same
+200 training pictures plus 150 mosaics (2x2 and 3x3 grids of other training pictures, so that the heads are
+small and many, as in crowded pictures); ties go to the smaller (faster) size.
 """
 
 from __future__ import annotations
@@ -11,7 +18,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import sys
 from pathlib import Path
 
 import cv2
@@ -27,12 +33,54 @@ INPUT = {"name": "images", "size": [SIZE, SIZE], "color": "RGB", "scale": 1 / 25
          "std": [1.0, 1.0, 1.0], "resize": "letterbox", "pad_value": 114}
 
 
-def spec(score: float = 0.3, nms_iou: float = 0.45, metrics: dict | None = None) -> dict:
-    return {"file": "detector.onnx", "format": "boxes", "input": dict(INPUT), "score_threshold": score,
+def spec(score: float = 0.3, nms_iou: float = 0.45, metrics: dict | None = None, size: int = SIZE) -> dict:
+    return {"file": "detector.onnx", "format": "boxes", "input": {**INPUT, "size": [size, size]}, "score_threshold": score,
             "nms_iou": nms_iou, "max_heads": 50, "outputs_topk": TOPK, "metrics": metrics or {}}
 
 
-def calibrate(onnx_path: Path, n: int = 200, seed: int = 0) -> tuple[float, float, dict]:
+def onnx_size(onnx_path: Path) -> int:
+    import onnx
+
+    dims = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return int(dims[-1].dim_value)
+
+
+def mosaic(items: list[tuple[np.ndarray, dict]], k: int, cell: int = 384) -> tuple[np.ndarray, dict]:
+    """k x k training pictures, each letterboxed into a cell x cell tile; their labels moved along."""
+    canvas = np.full((k * cell, k * cell, 3), 114, np.uint8)
+    out = {"boxes": [], "ignore": []}
+    for i, (img, lab) in enumerate(items[:k * k]):
+        h, w = img.shape[:2]
+        r = cell / max(h, w)
+        im = cv2.resize(img, (max(1, round(w * r)), max(1, round(h * r))), interpolation=cv2.INTER_AREA)
+        y, x = (i // k) * cell, (i % k) * cell
+        canvas[y:y + im.shape[0], x:x + im.shape[1]] = im
+        for key in out:
+            for b in lab[key]:
+                out[key].append([b[0] * r + x, b[1] * r + y, b[2] * r + x, b[3] * r + y])
+    return canvas, out
+
+
+def calibration_set(n: int = 200, seed: int = 0, mosaics: bool = False) -> list[tuple[np.ndarray, dict]]:
+    """(picture BGR, labels) of training pictures with at least one head, the same labels as training."""
+    raw = load_json(RAW)
+    verified = load_json(VERIFIED) if VERIFIED.exists() else {}
+    paths = train_paths()
+    random.Random(seed).shuffle(paths)
+    labels = {p: merge_labels(raw[p], verified=verified.get(p)) for p in paths}
+    paths = [p for p in paths if labels[p]["boxes"]]
+    out = [(read_bgr(DATA / p), labels[p]) for p in paths[:n]]
+    if mosaics:
+        rest = paths[n:]
+        rng = random.Random(seed + 1)
+        for k, count in ((2, 100), (3, 50)):
+            for _ in range(count):
+                pick = rng.sample(rest, k * k)
+                out.append(mosaic([(read_bgr(DATA / p), labels[p]) for p in pick], k))
+    return out
+
+
+def calibrate(onnx_path: Path, n: int = 200, seed: int = 0, pictures: list | None = None) -> tuple[float, float, dict]:
     import onnxruntime as ort
 
     from inference.detect import Detector
@@ -40,19 +88,13 @@ def calibrate(onnx_path: Path, n: int = 200, seed: int = 0) -> tuple[float, floa
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-    raw = load_json(RAW)
-    verified = load_json(VERIFIED) if VERIFIED.exists() else {}
-    paths = train_paths()
-    random.Random(seed).shuffle(paths)
-    labels = {p: merge_labels(raw[p], verified=verified.get(p)) for p in paths}
-    paths = [p for p in paths if labels[p]["boxes"]][:n]  # same labels as training (pictures without heads skipped)
+    pictures = calibration_set(n, seed) if pictures is None else pictures
     cache = []
-    det = Detector(spec(0.05, 1.0), sess)  # no NMS here: applied per setting below
+    det = Detector(spec(0.05, 1.0, size=onnx_size(onnx_path)), sess)  # no NMS here: applied per setting below
     from inference.detect import nms
 
-    for p in paths:
-        lab = labels[p]
-        boxes, scores = det(cv2.cvtColor(read_bgr(DATA / p), cv2.COLOR_BGR2RGB))
+    for img, lab in pictures:
+        boxes, scores = det(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
         cache.append((boxes, scores, np.asarray(lab["boxes"], np.float32).reshape(-1, 4),
                       np.asarray(lab["ignore"], np.float32).reshape(-1, 4)))
     best = None
@@ -75,26 +117,66 @@ def calibrate(onnx_path: Path, n: int = 200, seed: int = 0) -> tuple[float, floa
             if best is None or f1 > best[0] + 1e-9:
                 best = (f1, float(round(thr, 2)), nms_iou, r, pr)
     f1, thr, nms_iou, r, pr = best
-    print(f"calibration on {len(paths)} training pictures: score >= {thr}, NMS {nms_iou}: recall {r:.3f} "
+    print(f"calibration on {len(pictures)} training pictures: score >= {thr}, NMS {nms_iou}: recall {r:.3f} "
           f"precision {pr:.3f} (F1 {f1:.3f})")
-    return thr, nms_iou, {"train_calibration": {"pictures": len(paths), "recall": round(r, 4),
-                                                "precision": round(pr, 4)}}
+    return thr, nms_iou, {"train_calibration": {"pictures": len(pictures), "recall": round(r, 4),
+                                                "precision": round(pr, 4), "f1": round(f1, 4)}}
 
 
-def ship(onnx_path: Path, bundle: Path = MODELS) -> dict:
+def choose_size(checkpoint: Path, sizes: list[int]) -> tuple[Path, dict]:
+    """Export `checkpoint` at each input size; keep the one with the best calibration F1 (ties: smaller)."""
+    import torch
+
+    from training.detector.model import HeadNet
+    from training.detector.train import export
+
+    net = HeadNet()
+    net.load_state_dict(torch.load(checkpoint, weights_only=True))
+    pictures = calibration_set(mosaics=True)
+    results = {}
+    for size in sorted(sizes):
+        path = checkpoint.with_name(f"{checkpoint.stem}_{size}.onnx")
+        export(net, path, size=size)
+        print(f"input {size}: ", end="", flush=True)
+        thr, nms_iou, m = calibrate(path, pictures=pictures)
+        results[size] = (m["train_calibration"]["f1"], path)
+    best = max(results, key=lambda z: (results[z][0], -z))
+    print(f"chosen input size {best} (calibration F1 by size: "
+          f"{', '.join(f'{z}: {f:.3f}' for z, (f, _) in results.items())})")
+    return results[best][1], {"size_choice": {str(z): f for z, (f, _) in results.items()}}
+
+
+def ship(onnx_path: Path, bundle: Path = MODELS, extra: dict | None = None) -> dict:
     """Into `bundle` (models/ by default; a copy of it to try a detector before shipping it)."""
     from training.manifest import update_section
 
     thr, nms_iou, metrics = calibrate(onnx_path)
+    metrics.update(extra or {})
     shutil.copyfile(onnx_path, bundle / "detector.onnx")
     old = {}
     if (bundle / "manifest.json").exists():
         old = json.loads((bundle / "manifest.json").read_text()).get("detector", {}).get("metrics", {})
     keep = {k: v for k, v in old.items() if k not in metrics and not k.startswith("heldout")}
-    m = update_section("detector", spec(thr, nms_iou, {**keep, **metrics}), bundle=bundle)
+    m = update_section("detector", spec(thr, nms_iou, {**keep, **metrics}, size=onnx_size(onnx_path)), bundle=bundle)
     print(f"wrote {bundle / 'detector.onnx'} and the detector section of {bundle / 'manifest.json'}")
     return m
 
 
+def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="ship a detector into a bundle (see the module docstring)")
+    ap.add_argument("model", help="an exported .onnx, or a .pt checkpoint with --sizes")
+    ap.add_argument("bundle", nargs="?", default=str(MODELS))
+    ap.add_argument("--sizes", default="", help="input sizes to choose from (multiples of 32), e.g. 320,352,384,416")
+    a = ap.parse_args()
+    model, extra = Path(a.model), {}
+    if a.sizes:
+        model, extra = choose_size(model, [int(z) for z in a.sizes.split(",")])
+    elif model.suffix != ".onnx":
+        ap.error("a checkpoint needs --sizes")
+    ship(model, Path(a.bundle), extra)
+
+
 if __name__ == "__main__":
-    ship(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else MODELS)
+    main()

@@ -3,6 +3,7 @@
     python -m training.detector.train                 # ~35 min on 1 CPU thread
     python -m training.detector.train --minutes 5 --no-ship    # quick run, models/ untouched
     python -m training.detector.train --init runs/detector/v1.pt --lr 1.5e-3    # continue from a checkpoint
+    python -m training.detector.train --sizes 320,384,416 ...   # batches at mixed input sizes
 Needs runs/detector/teacher_raw.json (python -m training.detector.label) and, for pasted crops,
 runs/detector/paste_box.json (python -m training.detector.paste_box).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import random
 import time
 from pathlib import Path
 
@@ -64,9 +66,9 @@ def targets(boxes: np.ndarray, ignore: np.ndarray, size: int = SIZE):
     return out
 
 
-def batch_targets(items):
+def batch_targets(items, size: int = SIZE):
     levels = []
-    per = [targets(b, i) for _, b, i in items]
+    per = [targets(b, i, size) for _, b, i in items]
     for k in range(len(STRIDES)):
         levels.append(tuple(torch.from_numpy(np.stack([p[k][j] for p in per])) for j in range(4)))
     return levels
@@ -112,12 +114,13 @@ def loss_fn(outs, levels, centres):
     return lc + 2.0 * lr, float(lc), float(lr)
 
 
-def export(net: HeadNet, path: Path, flip: bool = False) -> None:
+def export(net: HeadNet, path: Path, flip: bool = False, size: int = SIZE) -> None:
+    """The graph is fully convolutional: it can be exported (and served) at another input size."""
     from training.detector.model import Exportable
 
     net.eval()
-    model = Exportable(net, flip=flip)
-    x = torch.zeros(1, 3, SIZE, SIZE)
+    model = Exportable(net, size=size, flip=flip).eval()  # (the exporter restores the wrapper's mode after)
+    x = torch.zeros(1, 3, size, size)
     torch.onnx.export(model, (x,), str(path), input_names=["images"], output_names=["boxes"], opset_version=17,
                       dynamo=False)
 
@@ -129,6 +132,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", default="")
+    ap.add_argument("--sizes", default=str(SIZE),
+                    help="training input sizes, one drawn per batch (multiples of 32), e.g. 320,384,416: the net "
+                         "is fully convolutional and can then be served at any of them (ship --sizes chooses)")
     ap.add_argument("--out", default=str(RUNS / "student.pt"))
     ap.add_argument("--no-ship", action="store_true", help="do not copy into models/ nor write the manifest")
     a = ap.parse_args()
@@ -140,12 +146,14 @@ def main() -> None:
     crops = load_crops()
     print(f"{len(scenes)} train scenes, {sum(len(s['boxes']) for s in scenes)} heads, {len(crops)} crops, "
           f"loaded in {time.time() - t0:.0f}s", flush=True)
-    sampler = Sampler(scenes, crops, seed=a.seed)
+    sizes = [int(z) for z in a.sizes.split(",")]
+    samplers = {z: Sampler(scenes, crops, seed=a.seed + k, size=z) for k, z in enumerate(sizes)}
+    pick = random.Random(a.seed)
     net = HeadNet()
     if a.init:
         net.load_state_dict(torch.load(a.init, weights_only=True))
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=5e-4)
-    centres = grid_centres(SIZE)
+    centres = {z: grid_centres(z) for z in sizes}
     budget = a.minutes * 60
     t0 = time.time()
     it, ema = 0, None
@@ -158,12 +166,13 @@ def main() -> None:
         lr = a.lr * min(1.0, (it + 1) / 100) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
-        items = [sampler.sample() for _ in range(a.batch)]
+        size = pick.choice(sizes)
+        items = [samplers[size].sample() for _ in range(a.batch)]
         x = torch.from_numpy(np.stack([i[0] for i in items])).permute(0, 3, 1, 2).float() / 255.0 - mean
-        levels = batch_targets(items)
+        levels = batch_targets(items, size)
         net.train()
         outs = net(x)
-        loss, lc, lr_ = loss_fn(outs, levels, centres)
+        loss, lc, lr_ = loss_fn(outs, levels, centres[size])
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
@@ -180,9 +189,12 @@ def main() -> None:
     export(net, onnx_path)
     print(f"saved {a.out} and {onnx_path} after {it} iterations", flush=True)
     if not a.no_ship:
-        from training.detector.ship import ship
+        from training.detector.ship import choose_size, ship
 
-        ship(onnx_path)
+        if len(sizes) > 1:
+            ship(*choose_size(Path(a.out), sizes))
+        else:
+            ship(onnx_path)
 
 
 if __name__ == "__main__":
