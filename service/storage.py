@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -202,7 +203,15 @@ class Galleries:
         try:
             return self.pipeline.load_gallery(path)
         except (GalleryError, OSError, ValueError) as exc:
-            log.error("gallery of guild %s at %s is unusable (%s); ignoring it", guild_id, path, exc)
+            # e.g. made with another encoder (a new model bundle): its vectors mean nothing to this one. Keep
+            # the file (a rollback can use it again), out of the way of the next /teach, which starts afresh.
+            kept = path.with_name(f"{path.stem}.unusable-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
+            try:
+                path.replace(kept)
+            except OSError as move_error:
+                kept = f"nowhere ({move_error})"
+            log.error("gallery of guild %s at %s is unusable (%s); ignoring it, the file is kept as %s: "
+                      "teach its characters again", guild_id, path, exc, kept)
             return None
 
     def get(self, guild_id: int | None):

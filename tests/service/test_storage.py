@@ -100,4 +100,12 @@ def test_a_gallery_from_another_encoder_is_ignored_with_a_log_line(tmp_path, tin
     galleries = Galleries(directory, tiny_pipeline)
     with caplog.at_level(logging.ERROR):
         assert galleries.get(7) is None
-    assert "unusable" in caplog.text
+    assert "unusable" in caplog.text and "another encoder" in caplog.text
+    # the old file is kept aside, so that teaching again does not overwrite it
+    kept = list(directory.glob("7.unusable-*.npz"))
+    assert len(kept) == 1 and not (directory / "7.npz").exists()
+    with np.load(kept[0]) as z:
+        assert str(z["encoder_id"]) == "another-encoder"
+    assert galleries.enroll(7, "aqua_(konosuba)", np.ones(16, np.float32)) == 1
+    assert galleries.names(7) == ["aqua_(konosuba)"]
+    assert kept[0].exists()
