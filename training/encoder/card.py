@@ -88,6 +88,33 @@ def kept_sections(old: str | None) -> str:
     return "\n".join(parts)
 
 
+def whiten_text(w: dict | list | None) -> str:
+    if not w:
+        return ""
+    ws = w if isinstance(w, list) else [w]
+    span = ", ".join(f"{x['eigenvalue_ratio']:.0e}" for x in ws)
+    return (f"""
+- **Whitening in the graph** (`export --whiten`): the last step {'of each member ' if len(ws) > 1 else ''}maps its
+  embedding e to normalise((e - mean) @ W), PCA whitening (W = V diag(1/sqrt(lambda + r)) V^T, ridge r =
+  {ws[0]['ridge']} x the mean eigenvalue) fitted on the encoder's own {ws[0]['faces']:,} training faces. Metric
+  learning packs the 26 training identities into a few dominant directions (eigenvalues span {span}); whitening
+  gives the remaining directions, which separate characters the encoder never saw, equal weight. It is what
+  lifted 10-shot enrolment of unseen characters (see "Experiments and misses"); the classifier is fitted
+  on the whitened embeddings.""")
+
+
+def ensemble_text(t: dict) -> str:
+    runs = t.get("runs") or []
+    if len(runs) < 2:
+        return ""
+    steps = " / ".join(f"{n:,}" for n in t.get("steps_per_run") or [])
+    return (f"""
+- **Ensemble**: `models/encoder.onnx` holds {len(runs)} encoders of the recipe below, every completed run of it
+  ({', '.join(runs)}: {steps} steps; same data, different seeds and lengths). The graph embeds the crop with
+  each, whitens each (below) and returns the L2-normalised concatenation ({sum(128 for _ in runs)}-d). Every
+  member is trained without the same 6 held-out characters.""")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--run", default="heldout", help="training run whose loss curve is plotted")
@@ -142,7 +169,7 @@ Every number below was printed by the commands in "Commands", and the same numbe
 pip install -e '.[train]'                                   # torch==2.13.0 CPU, onnx, tqdm, matplotlib
 python -m training.encoder.data                             # 1. decode + cache faces, splits, line art (runs/encoder)
 python -m training.encoder.train {train_cmd}   # 2. encoder, 6 characters held out
-python -m training.encoder.export --run {args_['run']} --out models/encoder.onnx{' --flip-tta' if m['encoder_training']['flip_tta_in_graph'] else ''}   # 3. ONNX + torch check
+python -m training.encoder.export --run {args_['run']} --out models/encoder.onnx{' --flip-tta' if m['encoder_training']['flip_tta_in_graph'] else ''}{' --whiten' if m['encoder_training'].get('whitening') else ''}   # 3. ONNX + torch check
 python -m training.encoder.classifier                       # 4+5. classifier, calibration, chara.json, manifest
 python -m training.encoder.evaluate                         # metrics -> manifest + runs/encoder/eval.json
 python -m training.encoder.card --run {args_['run']}                  # this card + plots
@@ -153,11 +180,12 @@ Training ran on 2 shared CPU cores (one torch thread, bf16 autocast): {history.g
 
 ## Encoder
 
+{ensemble_text(m['encoder_training'])}
 - A compact ResNet: stem, then 5 basic blocks (widths 32-64-128-256), global average pooling, then
-  linear + BN to a **{enc['dim']}-d** embedding. Input {enc['input']['size'][0]}x{enc['input']['size'][1]} RGB,
+  linear + BN to a **{enc['dim'] // len(m['encoder_training'].get('runs') or [1])}-d** embedding. Input {enc['input']['size'][0]}x{enc['input']['size'][1]} RGB,
   squash-resized, x/255, then (x-0.5)/0.5. Dynamic batch, input `input0`, output `embedding`
   (L2-normalised in the graph{', with the horizontal flip averaged in the graph (test-time flip)' if m['encoder_training']['flip_tta_in_graph'] else ''}).
-  The export step checks the ONNX output against torch.
+  The export step checks the ONNX output against torch.{whiten_text(m['encoder_training'].get('whitening'))}
 - Trained **without the 6 held-out characters** ({', '.join(os_['heldout'])}), so one model serves both the
   open-set evaluation and the bundle. The 6 are known to the bundle only through the classifier.
 - Each step: a P x K batch ({args_['p']} characters x {args_['k']} faces; characters drawn ~ sqrt(count)) plus

@@ -177,7 +177,8 @@ def main() -> None:
         "latency": {k: round(v, 3) for k, v in lat.items()},
         "sizes": files,
         "encoder_training": {"steps": info.get("steps"), "heldout_in_shipped_encoder": info.get("heldout"),
-                             "flip_tta_in_graph": info.get("flip_tta")},
+                             "flip_tta_in_graph": info.get("flip_tta"), "whitening": info.get("whitening"),
+                             "runs": info.get("runs"), "steps_per_run": info.get("steps_per_run")},
     }
     cal = OUT / "calibration.json"
     if cal.exists():
