@@ -18,7 +18,8 @@ def test_targets_put_a_head_in_its_cell_at_any_size(size):
     box = np.array([[size - 100, 20, size - 40, 80]], np.float32)  # a 60 px head near the top right
     levels = targets(box, np.zeros((0, 4), np.float32), size)
     for (heat, clsw, reg, regw), s in zip(levels, STRIDES):
-        assert heat.shape == ((size // s) ** 2,)
+        cells = (size // s) ** 2
+        assert heat.shape == clsw.shape == regw.shape == (cells,) and reg.shape == (cells, 4)
     heat, _, reg, regw = levels[0]  # 60 px heads belong to the stride-8 level
     n = size // 8
     cell = int(50 // 8) * n + int((size - 70) // 8)
@@ -42,6 +43,14 @@ def test_export_at_another_size_is_served_at_that_size(tmp_path):
         ref = decode(net(torch.from_numpy(x)), 384)[0]
     best = ref[ref[:, 4].argsort(descending=True)[:5]].numpy()
     np.testing.assert_allclose(rows[0, :5], best, rtol=1e-3, atol=1e-3)
+    # height and width are symbolic: the same graph runs at another (even non-square) size, decoding included
+    x2 = np.random.default_rng(1).random((1, 3, 256, 320), np.float32)
+    rows2 = sess.run(None, {"images": x2})[0]
+    with torch.no_grad():
+        ref2 = decode(net(torch.from_numpy(x2)))[0]
+    assert ref2.shape[0] == sum((256 // s) * (320 // s) for s in STRIDES)
+    best2 = ref2[ref2[:, 4].argsort(descending=True)[:5]].numpy()
+    np.testing.assert_allclose(rows2[0, :5], best2, rtol=1e-3, atol=1e-3)
     # the serving detector letterboxes a 600x300 picture to 384 and maps boxes back into its pixels
     det = Detector(spec, sess)
     boxes, scores = det(np.full((300, 600, 3), 128, np.uint8))

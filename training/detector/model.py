@@ -72,14 +72,24 @@ def grid_centres(size: int = SIZE) -> list[torch.Tensor]:
     return out
 
 
-def decode(outs, size: int = SIZE) -> torch.Tensor:
-    """Net outputs -> (B, M, 5) x1, y1, x2, y2, score over all levels."""
+def level_centres(feat: torch.Tensor, stride: int) -> torch.Tensor:
+    """(H*W, 2) cell centres of a (B, C, H, W) level, from its own shape: in the ONNX graph these are computed
+    from the input's size (Shape + Range), so one exported graph runs at any input size."""
+    h, w = feat.shape[2], feat.shape[3]
+    ys = (torch.arange(h, device=feat.device, dtype=torch.float32) + 0.5) * stride
+    xs = (torch.arange(w, device=feat.device, dtype=torch.float32) + 0.5) * stride
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx, gy], -1).reshape(-1, 2)
+
+
+def decode(outs, size: int | None = None) -> torch.Tensor:
+    """Net outputs -> (B, M, 5) x1, y1, x2, y2, score over all levels (`size` is implied by the outputs)."""
     rows = []
-    for (cls, reg), c, s in zip(outs, grid_centres(size), STRIDES):
+    for (cls, reg), s in zip(outs, STRIDES):
         b = cls.shape[0]
         score = torch.sigmoid(cls).reshape(b, -1, 1)
         d = torch.exp(reg.clamp(-6, 6)).reshape(b, 4, -1).transpose(1, 2) * s
-        c = c.to(cls.device)[None]
+        c = level_centres(cls, s)[None]
         rows.append(torch.cat([c - d[..., :2], c + d[..., 2:], score], -1))
     return torch.cat(rows, 1)
 

@@ -41,8 +41,11 @@ def spec(score: float = 0.3, nms_iou: float = 0.45, metrics: dict | None = None,
 def onnx_size(onnx_path: Path) -> int:
     import onnx
 
-    dims = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
-    return int(dims[-1].dim_value)
+    m = onnx.load(str(onnx_path), load_external_data=False)
+    props = {p.key: p.value for p in m.metadata_props}
+    if "input_size" in props:  # graphs with symbolic height/width record the size they were made for
+        return int(props["input_size"])
+    return int(m.graph.input[0].type.tensor_type.shape.dim[-1].dim_value)
 
 
 def mosaic(items: list[tuple[np.ndarray, dict]], k: int, cell: int = 384) -> tuple[np.ndarray, dict]:

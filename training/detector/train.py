@@ -121,8 +121,15 @@ def export(net: HeadNet, path: Path, flip: bool = False, size: int = SIZE) -> No
     net.eval()
     model = Exportable(net, size=size, flip=flip).eval()  # (the exporter restores the wrapper's mode after)
     x = torch.zeros(1, 3, size, size)
+    # height and width stay symbolic (the decoding follows the input's shape): the manifest's input size is the
+    # one served; the size the graph was made for is kept in its metadata (`input_size`)
     torch.onnx.export(model, (x,), str(path), input_names=["images"], output_names=["boxes"], opset_version=17,
-                      dynamo=False)
+                      dynamic_axes={"images": {2: "height", 3: "width"}}, dynamo=False)
+    import onnx
+
+    m = onnx.load(str(path))
+    onnx.helper.set_model_props(m, {"input_size": str(size)})
+    onnx.save(m, str(path))
 
 
 def main() -> None:
