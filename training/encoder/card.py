@@ -110,7 +110,7 @@ def ensemble_text(t: dict) -> str:
     steps = " / ".join(f"{n:,}" for n in t.get("steps_per_run") or [])
     return (f"""
 - **Ensemble**: `models/encoder.onnx` holds {len(runs)} encoders of the recipe below, every completed run of it
-  ({', '.join(runs)}: {steps} steps; same data, different seeds and lengths). The graph embeds the crop with
+  ({', '.join(runs)}: {steps} steps; same data and recipe, different lengths and seeds). The graph embeds the crop with
   each, whitens each (below) and returns the L2-normalised concatenation ({sum(128 for _ in runs)}-d). Every
   member is trained without the same 6 held-out characters.""")
 
@@ -141,7 +141,14 @@ def main() -> None:
     args_ = history["args"]
     flags = ("run", "size", "p", "k", "unlabeled", "steps", "max_minutes", "lr", "cf_s", "cf_m", "cosface", "supcon",
              "p_line", "seed")
-    train_cmd = " ".join(f"--{f.replace('_', '-')} {args_[f]}" for f in flags if f in args_)
+    runs = m["encoder_training"].get("runs") or [args_["run"]]
+    histories = {r: history if r == args.run else json.loads((OUT / r / "history.json").read_text()) for r in runs}
+    train_cmd = "\n".join(
+        "python -m training.encoder.train " + " ".join(f"--{f.replace('_', '-')} {h['args'][f]}" for f in flags
+                                                       if f in h["args"])
+        + ("   # 2. encoder, 6 characters held out" if i == 0 else "")
+        for i, h in enumerate(histories.values()))
+    trained = ", ".join(f"{r}: {h.get('steps_done')} steps in {h.get('minutes')} min" for r, h in histories.items())
     text = f"""# Crystal Eyes default bundle: model card
 
 Bundle `models/` version {manifest.get('version')}: head detector, then encoder (metric-learned embedding,
@@ -168,15 +175,14 @@ Every number below was printed by the commands in "Commands", and the same numbe
 ```sh
 pip install -e '.[train]'                                   # torch==2.13.0 CPU, onnx, tqdm, matplotlib
 python -m training.encoder.data                             # 1. decode + cache faces, splits, line art (runs/encoder)
-python -m training.encoder.train {train_cmd}   # 2. encoder, 6 characters held out
-python -m training.encoder.export --run {args_['run']} --out models/encoder.onnx{' --flip-tta' if m['encoder_training']['flip_tta_in_graph'] else ''}{' --whiten' if m['encoder_training'].get('whitening') else ''}   # 3. ONNX + torch check
+{train_cmd}
+python -m training.encoder.export --run {','.join(runs)} --out models/encoder.onnx{' --flip-tta' if m['encoder_training']['flip_tta_in_graph'] else ''}{' --whiten' if m['encoder_training'].get('whitening') else ''}   # 3. ONNX + torch check
 python -m training.encoder.classifier                       # 4+5. classifier, calibration, chara.json, manifest
 python -m training.encoder.evaluate                         # metrics -> manifest + runs/encoder/eval.json
 python -m training.encoder.card --run {args_['run']}                  # this card + plots
 ```
 
-Training ran on 2 shared CPU cores (one torch thread, bf16 autocast): {history.get('steps_done')} steps in
-{history.get('minutes')} min.
+Training ran on 2 shared CPU cores (one torch thread, bf16 autocast): {trained}.
 
 ## Encoder
 
@@ -251,7 +257,7 @@ Line art per rendering (top-1 / top-3): {', '.join(f"{k} {v['top1']:.2f} / {v['t
 | encoder, per head in a batch of 16 | {lat['ms_per_head_batch16']:.2f} ms |
 | pre-processing (resize + normalise), per head | {lat['ms_preprocess_per_head']:.2f} ms |
 
-The latency was measured on the training machine (2 CPU cores, which other jobs were also using).
+The latency was measured on the training machine (2 CPU cores) by `python -m training.encoder.evaluate`; it depends on what else runs there (see "Performance" for the whole pipeline on a quiet machine).
 
 ## Experiments and misses
 
