@@ -1,16 +1,18 @@
 """Put a trained detector into the default bundle: models/detector.onnx + the manifest's detector section.
 
     python -m training.detector.ship runs/detector/student.onnx [BUNDLE_DIR]   # default: models/
-    python -m training.detector.ship runs/detector/v5.pt --sizes 320,352,384,416 [BUNDLE_DIR]
+    python -m training.detector.ship runs/detector/v6.onnx --sizes 320,352,384,416 [BUNDLE_DIR]
 
 Defaults (score_threshold, nms_iou) are chosen on TRAINING pictures (teacher-ensemble labels, never the
 held-out set): the pair with the best F1 at IoU >= 0.5, ties to the lower threshold.
 
-The net is fully convolutional, so a checkpoint (.pt) can be served at another input size than it was
-trained at; a larger input shows small heads with more pixels and costs time. With --sizes it is exported at
-each size and the size is chosen like the thresholds, by the best F1 on training material only: the same
-200 training pictures plus 150 mosaics (2x2 and 3x3 grids of other training pictures, so that the heads are
-small and many, as in crowded pictures); ties go to the smaller (faster) size.
+The net is fully convolutional and its exported graph decodes at whatever size it is fed, so it can be
+served at another input size than it was trained at; a larger input shows small heads with more pixels and
+costs time. With --sizes the size is chosen like the thresholds, by the best F1 on training material only:
+the same 200 training pictures plus 150 mosaics (2x2 and 3x3 grids of other training pictures, so that the
+heads are small and many, as in crowded pictures); ties go to the smaller (faster) size. The manifest's
+`input.size` is the size served. (Graphs exported before the decoding followed the input's shape have a
+fixed size: re-export them from their checkpoint with `training.detector.train.export`.)
 """
 
 from __future__ import annotations
@@ -38,14 +40,16 @@ def spec(score: float = 0.3, nms_iou: float = 0.45, metrics: dict | None = None,
             "nms_iou": nms_iou, "max_heads": 50, "outputs_topk": TOPK, "metrics": metrics or {}}
 
 
-def onnx_size(onnx_path: Path) -> int:
+def onnx_size(onnx_path: Path) -> tuple[int, bool]:
+    """(the input size the graph was made for, whether it runs at other sizes too)."""
     import onnx
 
     m = onnx.load(str(onnx_path), load_external_data=False)
     props = {p.key: p.value for p in m.metadata_props}
+    dim = m.graph.input[0].type.tensor_type.shape.dim[-1]
     if "input_size" in props:  # graphs with symbolic height/width record the size they were made for
-        return int(props["input_size"])
-    return int(m.graph.input[0].type.tensor_type.shape.dim[-1].dim_value)
+        return int(props["input_size"]), not dim.dim_value
+    return int(dim.dim_value), not dim.dim_value
 
 
 def mosaic(items: list[tuple[np.ndarray, dict]], k: int, cell: int = 384) -> tuple[np.ndarray, dict]:
@@ -83,7 +87,8 @@ def calibration_set(n: int = 200, seed: int = 0, mosaics: bool = False) -> list[
     return out
 
 
-def calibrate(onnx_path: Path, n: int = 200, seed: int = 0, pictures: list | None = None) -> tuple[float, float, dict]:
+def calibrate(onnx_path: Path, n: int = 200, seed: int = 0, pictures: list | None = None,
+              size: int | None = None) -> tuple[float, float, dict]:
     import onnxruntime as ort
 
     from inference.detect import Detector
@@ -93,7 +98,11 @@ def calibrate(onnx_path: Path, n: int = 200, seed: int = 0, pictures: list | Non
     sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
     pictures = calibration_set(n, seed) if pictures is None else pictures
     cache = []
-    det = Detector(spec(0.05, 1.0, size=onnx_size(onnx_path)), sess)  # no NMS here: applied per setting below
+    made_for, any_size = onnx_size(onnx_path)
+    size = size or made_for
+    if size != made_for and not any_size:
+        raise SystemExit(f"{onnx_path} has a fixed {made_for} px input: re-export it from its checkpoint to try {size}")
+    det = Detector(spec(0.05, 1.0, size=size), sess)  # no NMS here: applied per setting below
     from inference.detect import nms
 
     for img, lab in pictures:
@@ -126,41 +135,32 @@ def calibrate(onnx_path: Path, n: int = 200, seed: int = 0, pictures: list | Non
                                                 "precision": round(pr, 4), "f1": round(f1, 4)}}
 
 
-def choose_size(checkpoint: Path, sizes: list[int]) -> tuple[Path, dict]:
-    """Export `checkpoint` at each input size; keep the one with the best calibration F1 (ties: smaller)."""
-    import torch
-
-    from training.detector.model import HeadNet
-    from training.detector.train import export
-
-    net = HeadNet()
-    net.load_state_dict(torch.load(checkpoint, weights_only=True))
+def choose_size(onnx_path: Path, sizes: list[int]) -> tuple[int, dict]:
+    """The input size (of `sizes`) with the best calibration F1 on training pictures + mosaics (ties: smaller)."""
     pictures = calibration_set(mosaics=True)
     results = {}
     for size in sorted(sizes):
-        path = checkpoint.with_name(f"{checkpoint.stem}_{size}.onnx")
-        export(net, path, size=size)
         print(f"input {size}: ", end="", flush=True)
-        thr, nms_iou, m = calibrate(path, pictures=pictures)
-        results[size] = (m["train_calibration"]["f1"], path)
-    best = max(results, key=lambda z: (results[z][0], -z))
-    print(f"chosen input size {best} (calibration F1 by size: "
-          f"{', '.join(f'{z}: {f:.3f}' for z, (f, _) in results.items())})")
-    return results[best][1], {"size_choice": {str(z): f for z, (f, _) in results.items()}}
+        results[size] = calibrate(onnx_path, pictures=pictures, size=size)[2]["train_calibration"]["f1"]
+    best = max(results, key=lambda z: (results[z], -z))
+    print(f"chosen input size {best} (calibration F1 by size: {', '.join(f'{z}: {f:.3f}' for z, f in results.items())})")
+    return best, {"size_choice": {str(z): f for z, f in results.items()}}
 
 
-def ship(onnx_path: Path, bundle: Path = MODELS, extra: dict | None = None) -> dict:
-    """Into `bundle` (models/ by default; a copy of it to try a detector before shipping it)."""
+def ship(onnx_path: Path, bundle: Path = MODELS, extra: dict | None = None, size: int | None = None) -> dict:
+    """Into `bundle` (models/ by default; a copy of it to try a detector before shipping it), served at `size`
+    (default: the size the graph was made for)."""
     from training.manifest import update_section
 
-    thr, nms_iou, metrics = calibrate(onnx_path)
+    size = size or onnx_size(onnx_path)[0]
+    thr, nms_iou, metrics = calibrate(onnx_path, size=size)
     metrics.update(extra or {})
     shutil.copyfile(onnx_path, bundle / "detector.onnx")
     old = {}
     if (bundle / "manifest.json").exists():
         old = json.loads((bundle / "manifest.json").read_text()).get("detector", {}).get("metrics", {})
     keep = {k: v for k, v in old.items() if k not in metrics and not k.startswith("heldout")}
-    m = update_section("detector", spec(thr, nms_iou, {**keep, **metrics}, size=onnx_size(onnx_path)), bundle=bundle)
+    m = update_section("detector", spec(thr, nms_iou, {**keep, **metrics}, size=size), bundle=bundle)
     print(f"wrote {bundle / 'detector.onnx'} and the detector section of {bundle / 'manifest.json'}")
     return m
 
@@ -169,16 +169,14 @@ def main() -> None:
     import argparse
 
     ap = argparse.ArgumentParser(description="ship a detector into a bundle (see the module docstring)")
-    ap.add_argument("model", help="an exported .onnx, or a .pt checkpoint with --sizes")
+    ap.add_argument("model", help="an exported detector (.onnx)")
     ap.add_argument("bundle", nargs="?", default=str(MODELS))
     ap.add_argument("--sizes", default="", help="input sizes to choose from (multiples of 32), e.g. 320,352,384,416")
     a = ap.parse_args()
-    model, extra = Path(a.model), {}
+    model, size, extra = Path(a.model), None, {}
     if a.sizes:
-        model, extra = choose_size(model, [int(z) for z in a.sizes.split(",")])
-    elif model.suffix != ".onnx":
-        ap.error("a checkpoint needs --sizes")
-    ship(model, Path(a.bundle), extra)
+        size, extra = choose_size(model, [int(z) for z in a.sizes.split(",")])
+    ship(model, Path(a.bundle), extra, size)
 
 
 if __name__ == "__main__":

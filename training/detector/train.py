@@ -198,10 +198,8 @@ def main() -> None:
     if not a.no_ship:
         from training.detector.ship import choose_size, ship
 
-        if len(sizes) > 1:
-            ship(*choose_size(Path(a.out), sizes))
-        else:
-            ship(onnx_path)
+        size, extra = choose_size(onnx_path, sizes) if len(sizes) > 1 else (None, {})
+        ship(onnx_path, extra=extra, size=size)
 
 
 if __name__ == "__main__":

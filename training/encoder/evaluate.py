@@ -69,6 +69,54 @@ def open_set(e: np.ndarray, meta: dict, trials: int = 20, seed: int = 0) -> dict
     return out
 
 
+def open_set_serving(e: dict, meta: dict, scale: float, bias: float, trials: int = 20, seed: int = 0) -> dict:
+    """The open set as the bot scores it: a linear classifier over the characters the encoder trained on
+    (fitted like the shipped one, temperature from 'calib'), and the held-out characters enrolled in a
+    gallery with k shots (logit = scale x cosine + bias, the manifest's constants). Queries: the held-out
+    characters' other pictures (no post shared with a shot); also the known characters' 'val' faces with that
+    gallery present (does enrolling steal their answers?)."""
+    from training.encoder.classifier import fit_classifier, fit_temperature
+
+    chars = meta["characters"]
+    lab, split, post = np.array(meta["label"]), np.array(meta["split"]), np.array(meta["post"])
+    held = [chars.index(c) for c in meta["heldout"]]
+    known = [c for c in range(len(chars)) if c not in held]
+    w, b = fit_classifier(e, meta, known)
+    calk = (split == "calib") & np.isin(lab, known)
+    remap = {c: i for i, c in enumerate(known)}
+    t = fit_temperature(e["faces"][calk] @ w.T + b, np.array([remap[c] for c in lab[calk]]))
+    w, b = w / t, b / t
+    col = {c: j for j, c in enumerate(known + held)}
+    vk = (split == "val") & np.isin(lab, known)
+    yk = np.array([col[c] for c in lab[vk]])
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k in (1, 5, 10):
+        t1, t3, kn = [], [], []
+        for _ in range(trials):
+            protos, qs = [], []
+            for c in held:
+                idx = np.where(lab == c)[0]
+                shots = rng.choice(idx, k, replace=False)
+                p = e["faces"][shots].mean(0)
+                protos.append(p / np.linalg.norm(p))
+                qs.append(idx[~np.isin(post[idx], post[shots])])
+            protos = np.stack(protos)
+            q = np.concatenate(qs)
+
+            def logits(x, protos=protos):
+                return np.concatenate([x @ w.T + b, scale * (x @ protos.T) + bias], 1)
+
+            y = np.array([col[c] for c in lab[q]])
+            z = logits(e["faces"][q])
+            t1.append(topk(z, y, 1))
+            t3.append(topk(z, y, 3))
+            kn.append(topk(logits(e["faces"][vk]), yk, 1))
+        out[f"k{k}"] = {"top1": float(np.mean(t1)), "top3": float(np.mean(t3)),
+                        "known_top1_with_gallery": float(np.mean(kn))}
+    return out
+
+
 def latency(path: Path, size: int) -> dict:
     sess = session(path, threads=2)
     x1 = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
@@ -164,6 +212,13 @@ def main() -> None:
     open_res = open_set(e_all, meta)
     open_res["heldout"] = meta["heldout"]
     open_res["encoder"] = str(os_path.relative_to(ROOT))
+    if os_path == enc_path:
+        from training.encoder.classifier import embeddings
+
+        clf_spec = manifest["classifier"]
+        serving = open_set_serving(embeddings(enc_path, size), meta, float(clf_spec.get("gallery_scale", 16.0)),
+                                   float(clf_spec.get("gallery_bias", 0.0)))
+        open_res["serving"] = {k: {kk: round(vv, 4) for kk, vv in v.items()} for k, v in serving.items()}
 
     lat = latency(enc_path, size)
     files = {"encoder_bytes": enc_path.stat().st_size, "classifier_bytes": (bundle / manifest["classifier"]["file"]).stat().st_size}
