@@ -115,6 +115,20 @@ def fit_classifier(e: dict, meta: dict, classes: list[int], lineart_w: float = 0
     return fit_softmax(x, yy, len(classes), sw)
 
 
+def open_set_classifier(e: dict, meta: dict) -> tuple[np.ndarray, np.ndarray, list[int], list[int]]:
+    """The classifier the bundle would have without the held-out characters: fitted like the shipped one on the
+    others, its 'calib' temperature folded in. Returns W, b, the known class ids (W's rows) and the held-out ids."""
+    chars = meta["characters"]
+    lab, split = np.array(meta["label"]), np.array(meta["split"])
+    held = [chars.index(c) for c in meta["heldout"]]
+    known = [c for c in range(len(chars)) if c not in held]
+    w, b = fit_classifier(e, meta, known)
+    calk = (split == "calib") & np.isin(lab, known)
+    remap = {c: i for i, c in enumerate(known)}
+    t = fit_temperature(e["faces"][calk] @ w.T + b, np.array([remap[c] for c in lab[calk]]))
+    return w / t, b / t, known, held
+
+
 def calibrate(e: dict, meta: dict, seed: int = 0) -> dict:
     chars = meta["characters"]
     lab = np.array(meta["label"])
@@ -125,13 +139,7 @@ def calibrate(e: dict, meta: dict, seed: int = 0) -> dict:
     w, b = fit_classifier(e, meta, list(range(nc)))
     t_full = fit_temperature(e["faces"][cal] @ w.T + b, lab[cal])
     # gallery: classifier without the held-out characters, those enrolled from 5 training shots
-    held = [chars.index(c) for c in meta["heldout"]]
-    known = [c for c in range(nc) if c not in held]
-    ws, bs = fit_classifier(e, meta, known)
-    calk = cal & np.isin(lab, known)
-    remap = {c: i for i, c in enumerate(known)}
-    t_sub = fit_temperature(e["faces"][calk] @ ws.T + bs, np.array([remap[c] for c in lab[calk]]))
-    ws, bs = ws / t_sub, bs / t_sub
+    ws, bs, known, held = open_set_classifier(e, meta)
     rng = np.random.default_rng(seed)
     rows, ys = [], []
     for _ in range(5):

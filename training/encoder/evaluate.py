@@ -75,17 +75,10 @@ def open_set_serving(e: dict, meta: dict, scale: float, bias: float, trials: int
     gallery with k shots (logit = scale x cosine + bias, the manifest's constants). Queries: the held-out
     characters' other pictures (no post shared with a shot); also the known characters' 'val' faces with that
     gallery present (does enrolling steal their answers?)."""
-    from training.encoder.classifier import fit_classifier, fit_temperature
+    from training.encoder.classifier import open_set_classifier
 
-    chars = meta["characters"]
     lab, split, post = np.array(meta["label"]), np.array(meta["split"]), np.array(meta["post"])
-    held = [chars.index(c) for c in meta["heldout"]]
-    known = [c for c in range(len(chars)) if c not in held]
-    w, b = fit_classifier(e, meta, known)
-    calk = (split == "calib") & np.isin(lab, known)
-    remap = {c: i for i, c in enumerate(known)}
-    t = fit_temperature(e["faces"][calk] @ w.T + b, np.array([remap[c] for c in lab[calk]]))
-    w, b = w / t, b / t
+    w, b, known, held = open_set_classifier(e, meta)
     col = {c: j for j, c in enumerate(known + held)}
     vk = (split == "val") & np.isin(lab, known)
     yk = np.array([col[c] for c in lab[vk]])
