@@ -40,7 +40,7 @@ def test_export_at_another_size_is_served_at_that_size(tmp_path):
     x = np.random.default_rng(0).random((1, 3, 384, 384), np.float32)
     rows = sess.run(None, {"images": x})[0]
     with torch.no_grad():
-        ref = decode(net(torch.from_numpy(x)), 384)[0]
+        ref = decode(net(torch.from_numpy(x)))[0]
     best = ref[ref[:, 4].argsort(descending=True)[:5]].numpy()
     np.testing.assert_allclose(rows[0, :5], best, rtol=1e-3, atol=1e-3)
     # height and width are symbolic: the same graph runs at another (even non-square) size, decoding included

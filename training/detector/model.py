@@ -63,15 +63,6 @@ class HeadNet(nn.Module):
         return outs
 
 
-def grid_centres(size: int = SIZE) -> list[torch.Tensor]:
-    out = []
-    for s in STRIDES:
-        n = size // s
-        ys, xs = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
-        out.append(torch.stack([(xs + 0.5) * s, (ys + 0.5) * s], -1).reshape(-1, 2).float())
-    return out
-
-
 def level_centres(feat: torch.Tensor, stride: int) -> torch.Tensor:
     """(H*W, 2) cell centres of a (B, C, H, W) level, from its own shape: in the ONNX graph these are computed
     from the input's size (Shape + Range), so one exported graph runs at any input size."""
@@ -82,8 +73,8 @@ def level_centres(feat: torch.Tensor, stride: int) -> torch.Tensor:
     return torch.stack([gx, gy], -1).reshape(-1, 2)
 
 
-def decode(outs, size: int | None = None) -> torch.Tensor:
-    """Net outputs -> (B, M, 5) x1, y1, x2, y2, score over all levels (`size` is implied by the outputs)."""
+def decode(outs) -> torch.Tensor:
+    """Net outputs -> (B, M, 5) x1, y1, x2, y2, score over all levels, in input pixels (any input size)."""
     rows = []
     for (cls, reg), s in zip(outs, STRIDES):
         b = cls.shape[0]
@@ -107,12 +98,12 @@ def flip_average(net: HeadNet, images: torch.Tensor):
 
 
 class Exportable(nn.Module):
-    def __init__(self, net: HeadNet, size: int = SIZE, topk: int = TOPK, flip: bool = False):
+    def __init__(self, net: HeadNet, topk: int = TOPK, flip: bool = False):
         super().__init__()
-        self.net, self.size, self.topk, self.flip = net, size, topk, flip
+        self.net, self.topk, self.flip = net, topk, flip
 
     def forward(self, images):
         outs = flip_average(self.net, images) if self.flip else self.net(images)
-        rows = decode(outs, self.size)
+        rows = decode(outs)
         _, idx = torch.topk(rows[..., 4], self.topk, dim=1)
         return torch.gather(rows, 1, idx[..., None].expand(-1, -1, 5))

@@ -22,7 +22,7 @@ import torch
 
 from training.detector.common import RUNS
 from training.detector.data import SIZE, Sampler, load_crops, load_scenes, train_paths
-from training.detector.model import STRIDES, HeadNet, grid_centres
+from training.detector.model import STRIDES, HeadNet, level_centres
 
 # a head of side s (sqrt of area, model pixels) is a target on level k when LO[k] <= s < HI[k]
 LEVEL_LO = (0, 40, 96)
@@ -95,9 +95,10 @@ def giou_loss(pred: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
     return 1 - inter / union + (carea - union) / carea
 
 
-def loss_fn(outs, levels, centres):
+def loss_fn(outs, levels):
     cls_sum, npos, reg_sum, reg_w = 0.0, 0, 0.0, 0.0
-    for (cls, reg), (heat, clsw, rt, rw), c, s in zip(outs, levels, centres, STRIDES):
+    for (cls, reg), (heat, clsw, rt, rw), s in zip(outs, levels, STRIDES):
+        c = level_centres(cls, s)  # the same cell centres as the exported decoding
         b = cls.shape[0]
         lc, n = focal(cls.reshape(b, -1), heat, clsw)
         cls_sum, npos = cls_sum + lc, npos + n
@@ -119,7 +120,7 @@ def export(net: HeadNet, path: Path, flip: bool = False, size: int = SIZE) -> No
     from training.detector.model import Exportable
 
     net.eval()
-    model = Exportable(net, size=size, flip=flip).eval()  # (the exporter restores the wrapper's mode after)
+    model = Exportable(net, flip=flip).eval()  # (the exporter restores the wrapper's mode after)
     x = torch.zeros(1, 3, size, size)
     # height and width stay symbolic (the decoding follows the input's shape): the manifest's input size is the
     # one served; the size the graph was made for is kept in its metadata (`input_size`)
@@ -160,7 +161,6 @@ def main() -> None:
     if a.init:
         net.load_state_dict(torch.load(a.init, weights_only=True))
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=5e-4)
-    centres = {z: grid_centres(z) for z in sizes}
     budget = a.minutes * 60
     t0 = time.time()
     it, ema = 0, None
@@ -179,7 +179,7 @@ def main() -> None:
         levels = batch_targets(items, size)
         net.train()
         outs = net(x)
-        loss, lc, lr_ = loss_fn(outs, levels, centres[size])
+        loss, lc, lr_ = loss_fn(outs, levels)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
