@@ -113,7 +113,7 @@ def serving_rows(sv: dict | None) -> str:
         f"| known top-1 (the 26) while the 6 are enrolled with 10 shots | {sv['k10']['known_top1_with_gallery']:.3f} | |\n")
 
 
-def ensemble_text(t: dict) -> str:
+def ensemble_text(t: dict, dim: int) -> str:
     runs = t.get("runs") or []
     if len(runs) < 2:
         return ""
@@ -121,7 +121,7 @@ def ensemble_text(t: dict) -> str:
     return (f"""
 - **Ensemble**: `models/encoder.onnx` holds {len(runs)} encoders of the recipe below, every completed run of it
   ({', '.join(runs)}: {steps} steps; same data and recipe, different lengths and seeds). The graph embeds the crop with
-  each, whitens each (below) and returns the L2-normalised concatenation ({sum(128 for _ in runs)}-d). Every
+  each, whitens each (below) and returns the L2-normalised concatenation ({dim}-d). Every
   member is trained without the same 6 held-out characters.""")
 
 
@@ -196,7 +196,7 @@ Training ran on 2 shared CPU cores (one torch thread, bf16 autocast): {trained}.
 
 ## Encoder
 
-{ensemble_text(m['encoder_training'])}
+{ensemble_text(m['encoder_training'], enc['dim'])}
 - A compact ResNet: stem, then 5 basic blocks (widths 32-64-128-256), global average pooling, then
   linear + BN to a **{enc['dim'] // len(m['encoder_training'].get('runs') or [1])}-d** embedding. Input {enc['input']['size'][0]}x{enc['input']['size'][1]} RGB,
   squash-resized, x/255, then (x-0.5)/0.5. Dynamic batch, input `input0`, output `embedding`

@@ -35,6 +35,14 @@ def topk(scores: np.ndarray, y: np.ndarray, k: int) -> float:
     return float((top == y[:, None]).any(1).mean())
 
 
+def enrol(e: np.ndarray, lab: np.ndarray, post: np.ndarray, c: int, k: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """One draw of the open-set protocol for character c: the mean embedding of k random pictures of it, and its
+    query pictures (the others, none from a post that gave a shot)."""
+    idx = np.where(lab == c)[0]
+    shots = rng.choice(idx, k, replace=False)
+    return e[shots].mean(0), idx[~np.isin(post[idx], post[shots])]
+
+
 def open_set(e: np.ndarray, meta: dict, trials: int = 20, seed: int = 0) -> dict:
     chars = meta["characters"]
     lab = np.array(meta["label"])
@@ -50,10 +58,7 @@ def open_set(e: np.ndarray, meta: dict, trials: int = 20, seed: int = 0) -> dict
             protos = base.copy()
             qs, ys = [], []
             for c in held:
-                idx = np.where(lab == c)[0]
-                shots = rng.choice(idx, k, replace=False)
-                protos[c] = e[shots].mean(0)
-                q = idx[~np.isin(post[idx], post[shots])]
+                protos[c], q = enrol(e, lab, post, c, k, rng)
                 qs.append(q)
                 ys.append(np.full(len(q), c))
             protos /= np.linalg.norm(protos, axis=1, keepdims=True)
@@ -89,11 +94,9 @@ def open_set_serving(e: dict, meta: dict, scale: float, bias: float, trials: int
         for _ in range(trials):
             protos, qs = [], []
             for c in held:
-                idx = np.where(lab == c)[0]
-                shots = rng.choice(idx, k, replace=False)
-                p = e["faces"][shots].mean(0)
+                p, q = enrol(e["faces"], lab, post, c, k, rng)
                 protos.append(p / np.linalg.norm(p))
-                qs.append(idx[~np.isin(post[idx], post[shots])])
+                qs.append(q)
             protos = np.stack(protos)
             q = np.concatenate(qs)
 
@@ -199,17 +202,19 @@ def main() -> None:
     os_info = export_info(os_path)
     if not os_info.get("heldout"):
         raise SystemExit(f"{os_path} was trained on every character: no open-set evaluation possible")
-    e_all = embed(session(os_path, threads=2), faces, os_info["size"]) if os_path != enc_path else None
-    if e_all is None:
-        e_all = embed(sess, faces, size)
+    if os_path == enc_path:  # the classifier step's cache (every face + line art) of this very encoder
+        from training.encoder.classifier import embeddings
+
+        e_cache = embeddings(enc_path, size)
+        e_all = e_cache["faces"]
+    else:
+        e_all = embed(session(os_path, threads=2), faces, os_info["size"])
     open_res = open_set(e_all, meta)
     open_res["heldout"] = meta["heldout"]
     open_res["encoder"] = str(os_path.relative_to(ROOT))
     if os_path == enc_path:
-        from training.encoder.classifier import embeddings
-
         clf_spec = manifest["classifier"]
-        serving = open_set_serving(embeddings(enc_path, size), meta, float(clf_spec.get("gallery_scale", 16.0)),
+        serving = open_set_serving(e_cache, meta, float(clf_spec.get("gallery_scale", 16.0)),
                                    float(clf_spec.get("gallery_bias", 0.0)))
         open_res["serving"] = {k: {kk: round(vv, 4) for kk, vv in v.items()} for k, v in serving.items()}
 
