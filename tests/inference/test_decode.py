@@ -110,3 +110,56 @@ def test_extreme_shapes():
     assert decode(encode(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG")).image.shape == (1, 1, 3)
     long = decode(encode(Image.new("RGB", (20000, 10), (9, 9, 9)), "PNG"), max_side=2048)
     assert long.image.shape[1] == 2048 and (long.width, long.height) == (20000, 10)
+
+
+def _pillow_rgb(data: bytes) -> np.ndarray:
+    import io
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def test_plain_png_goes_the_opencv_way_and_matches_pillow(scene_bytes):
+    import io
+
+    from inference.decode import _png_by_opencv
+
+    rgb = Image.open(io.BytesIO(scene_bytes)).convert("RGB")
+    for im in (rgb, rgb.convert("L")):
+        data = encode(im, "PNG")
+        assert _png_by_opencv(data, Image.open(io.BytesIO(data)), 2048) is not None, im.mode
+        d = decode(data)
+        assert (d.width, d.height, d.scale, d.format) == (1024, 576, 1.0, "PNG")
+        assert np.array_equal(d.image, _pillow_rgb(data))  # lossless: the same pixels either way
+    # what the OpenCV way must leave to Pillow: alpha, a transparent colour, EXIF, animation
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    others = [encode(rgb.convert("RGBA"), "PNG"), encode(rgb, "PNG", transparency=(0, 0, 0)),
+              encode(rgb, "PNG", exif=exif.tobytes()),
+              encode(rgb, "PNG", save_all=True, append_images=[rgb.convert("L").convert("RGB")])]
+    for data in others:
+        assert _png_by_opencv(data, Image.open(io.BytesIO(data)), 2048) is None
+    assert decode(others[2]).image.shape == (1024, 576, 3)  # the EXIF rotation still applies
+
+
+def test_big_png_is_shrunk_the_same_either_way(scene_bytes):
+    import io
+
+    rgb = Image.open(io.BytesIO(scene_bytes)).convert("RGB")
+    for size in ((3000, 1688), (4600, 2588)):  # a < 2x shrink, and an integer box shrink first
+        big = rgb.resize(size, Image.BICUBIC)
+        fast = decode(encode(big, "PNG"), max_side=2048)
+        slow = decode(encode(big.convert("RGBA"), "PNG"), max_side=2048)  # the Pillow way (alpha all 255)
+        assert fast.image.shape == slow.image.shape and max(fast.image.shape) == 2048
+        assert fast.scale == pytest.approx(slow.scale)
+        assert np.abs(fast.image.astype(int) - slow.image.astype(int)).mean() < 1.0
+
+
+def test_damaged_png_is_refused_by_the_pillow_way():
+    data = encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 400, 3), np.uint8)), "PNG")
+    for cut in (data[: len(data) // 2], data[:-100]):
+        with pytest.raises(CorruptImageError, match="PNG"):
+            decode(cut)
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF  # a broken deflate stream / CRC in the middle of the pixels
+    with pytest.raises(CorruptImageError, match="PNG"):
+        decode(bytes(flipped))
