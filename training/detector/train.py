@@ -112,7 +112,7 @@ def loss_fn(outs, levels):
     npos = max(1, int(npos))
     lc = cls_sum / npos
     lr = reg_sum / max(1e-6, float(reg_w)) if reg_w else torch.zeros(())
-    return lc + 2.0 * lr, float(lc), float(lr)
+    return lc + 2.0 * lr, float(lc.detach()), float(lr.detach())
 
 
 def export(net: HeadNet, path: Path, flip: bool = False, size: int = SIZE) -> None:

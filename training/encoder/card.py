@@ -128,8 +128,8 @@ def ensemble_text(t: dict, dim: int) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--run", default="heldout", help="training run whose loss curve is plotted")
-    ap.add_argument("--notes", type=Path, default=OUT / "card_notes.md",
-                    help="optional markdown appended under 'Experiments and misses'")
+    ap.add_argument("--notes", type=Path, default=Path(__file__).with_name("card_notes.md"),
+                    help="markdown appended under 'Experiments and misses' (the record of what was tried)")
     ap.add_argument("--bundle", type=Path, default=MODELS)
     args = ap.parse_args()
     bundle = args.bundle
