@@ -121,11 +121,18 @@ def _shrink(arr: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(arr, size, interpolation=cv2.INTER_LINEAR)
 
 
+def _may_have_exif(data: bytes, im: Image.Image) -> bool:
+    """Whether Pillow could find EXIF (an orientation) in this PNG: an eXIf chunk, or the ImageMagick text chunk
+    'Raw profile type exif' that Pillow's getexif() also reads; either may come after the pixels, which the
+    header alone does not show, so the bytes are searched (a false hit only sends the file the Pillow way)."""
+    return "exif" in im.info or b"eXIf" in data or b"Raw profile type exif" in data
+
+
 def _png_by_opencv(data: bytes, im: Image.Image, max_side: int) -> np.ndarray | None:
     """A plain RGB or grey PNG decoded by OpenCV (RGB, shrunk like the Pillow way), or None where the
     Pillow way must do it: transparency, EXIF (orientation), animation, other modes, or a file
     OpenCV fails on (Pillow then names the damage)."""
-    if im.mode not in ("RGB", "L") or "transparency" in im.info or "exif" in im.info or b"eXIf" in data:
+    if im.mode not in ("RGB", "L") or "transparency" in im.info or _may_have_exif(data, im):
         return None
     if getattr(im, "is_animated", False):
         return None

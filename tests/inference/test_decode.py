@@ -139,6 +139,15 @@ def test_plain_png_goes_the_opencv_way_and_matches_pillow(scene_bytes):
     for data in others:
         assert _png_by_opencv(data, Image.open(io.BytesIO(data)), 2048) is None
     assert decode(others[2]).image.shape == (1024, 576, 3)  # the EXIF rotation still applies
+    # EXIF as ImageMagick writes it into PNGs (a text chunk after the pixels), which Pillow's getexif() reads
+    from PIL.PngImagePlugin import PngInfo
+
+    raw = exif.tobytes()
+    info = PngInfo()
+    info.add_text("Raw profile type exif", f"\nexif\n{len(raw)}\n{raw.hex()}", zip=True)
+    data = encode(rgb, "PNG", pnginfo=info)
+    assert _png_by_opencv(data, Image.open(io.BytesIO(data)), 2048) is None
+    assert decode(data).image.shape == (1024, 576, 3)
 
 
 def test_big_png_is_shrunk_the_same_either_way(scene_bytes):
