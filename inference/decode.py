@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -128,11 +129,28 @@ def _may_have_exif(data: bytes, im: Image.Image) -> bool:
     return "exif" in im.info or b"eXIf" in data or b"Raw profile type exif" in data
 
 
+def _png_chunks_fit(data: bytes) -> bool:
+    """Whether every chunk of this PNG lies inside the bytes, up to an IEND chunk. OpenCV (4.14) allocates
+    the length a chunk claims before it checks that the bytes are there: an 832-byte file whose IDAT says
+    3.9 GB made it take 3.8 GB of memory. Only the 12-byte chunk headers are read (0.03 ms for a 9.7 MiB PNG)."""
+    pos, end = 8, len(data)
+    while pos + 12 <= end:
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        pos += 12 + length
+        if pos > end:
+            return False
+        if kind == b"IEND":
+            return True
+    return False
+
+
 def _png_by_opencv(data: bytes, im: Image.Image, max_side: int) -> np.ndarray | None:
     """A plain RGB or grey PNG decoded by OpenCV (RGB, shrunk like the Pillow way), or None where the
-    Pillow way must do it: transparency, EXIF (orientation), animation, other modes, or a file
-    OpenCV fails on (Pillow then names the damage)."""
+    Pillow way must do it: transparency, EXIF (orientation), animation, other modes, chunks that claim
+    more bytes than the file has, or a file OpenCV fails on (Pillow then names the damage)."""
     if im.mode not in ("RGB", "L") or "transparency" in im.info or _may_have_exif(data, im):
+        return None
+    if not _png_chunks_fit(data):
         return None
     if getattr(im, "is_animated", False):
         return None

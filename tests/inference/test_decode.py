@@ -172,3 +172,25 @@ def test_damaged_png_is_refused_by_the_pillow_way():
     flipped[len(data) // 2] ^= 0xFF  # a broken deflate stream / CRC in the middle of the pixels
     with pytest.raises(CorruptImageError, match="PNG"):
         decode(bytes(flipped))
+
+
+def test_png_chunk_claiming_gigabytes_never_reaches_opencv(monkeypatch):
+    """Found by the fuzzer: OpenCV allocates what a chunk's length field claims before checking the bytes are
+    there (832 bytes whose IDAT claimed 3.9 GB took 3.8 GB and 5 s). Such files go the Pillow way."""
+    import cv2
+
+    import inference.decode as dec
+
+    header = _png_header_only(96, 64)
+    idat = header.index(b"IDAT") - 4
+    liar = header[:idat] + struct.pack(">I", 3_912_630_272) + b"IDAT" + bytes(range(256)) * 3
+    assert len(liar) < 1000
+    assert dec._png_chunks_fit(header) and not dec._png_chunks_fit(liar)
+    assert not dec._png_chunks_fit(header[:-12])  # no IEND: the file is cut short
+    calls, real = [], cv2.imdecode
+    monkeypatch.setattr(dec.cv2, "imdecode", lambda *a: calls.append(a) or real(*a))
+    with pytest.raises(CorruptImageError, match="PNG"):
+        decode(liar)
+    assert calls == []
+    decode(encode(Image.new("RGB", (96, 64), (10, 20, 30)), "PNG"))  # a whole PNG still goes the OpenCV way
+    assert len(calls) == 1
