@@ -19,6 +19,10 @@ class InputSpec:
     std: np.ndarray
     resize: str  # letterbox | squash
     pad_value: float
+    # letterbox only. 0: pad to the full size. k > 0: pad only up to the next multiple of k (a rectangle no larger
+    # than the full size), for graphs whose height and width are symbolic: a 16:9 picture then costs about
+    # 9/16 of the square's work. k is the graph's largest stride, so its cell grid stays whole.
+    pad_multiple: int = 0
 
     @classmethod
     def from_manifest(cls, spec: dict, default_resize: str = "letterbox") -> InputSpec:
@@ -34,8 +38,13 @@ class InputSpec:
         resize = spec.get("resize", default_resize)
         if resize not in ("letterbox", "squash"):
             raise ValueError(f"input.resize must be letterbox or squash, got {resize!r}")
+        k = spec.get("pad_multiple", 0)
+        if not isinstance(k, int) or isinstance(k, bool) or k < 0 or (k and (h % k or w % k)):
+            raise ValueError(f"input.pad_multiple must be 0 or a whole number dividing input.size, got {k!r}")
+        if k and resize != "letterbox":
+            raise ValueError("input.pad_multiple only applies to resize 'letterbox'")
         return cls(spec.get("name"), h, w, color, float(spec.get("scale", 1 / 255)), mean, std, resize,
-                   float(spec.get("pad_value", 114)))
+                   float(spec.get("pad_value", 114)), k)
 
     @property
     def channels(self) -> int:
@@ -62,14 +71,19 @@ def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def fit(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    """Resize to the model size. Returns the resized picture and (sx, sy, pad_x, pad_y) such that
+    """Resize to the model size (with `pad_multiple`, to the smallest canvas of whole multiples that holds the
+    fitted picture). Returns the resized picture and (sx, sy, pad_x, pad_y) such that
     model_x = x * sx + pad_x, model_y = y * sy + pad_y."""
     h, w = image.shape[:2]
     if spec.resize == "squash":
         return resize(image, spec.width, spec.height), (spec.width / w, spec.height / h, 0.0, 0.0)
     r = min(spec.width / w, spec.height / h)
     nw, nh = max(1, round(w * r)), max(1, round(h * r))
-    out = np.full((spec.height, spec.width, 3), int(spec.pad_value), np.uint8)
-    px, py = (spec.width - nw) // 2, (spec.height - nh) // 2
+    cw, ch = spec.width, spec.height
+    if spec.pad_multiple:
+        k = spec.pad_multiple
+        cw, ch = min(cw, -(-nw // k) * k), min(ch, -(-nh // k) * k)
+    out = np.full((ch, cw, 3), int(spec.pad_value), np.uint8)
+    px, py = (cw - nw) // 2, (ch - nh) // 2
     out[py:py + nh, px:px + nw] = resize(image, nw, nh)
     return out, (nw / w, nh / h, float(px), float(py))

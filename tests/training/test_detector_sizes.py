@@ -56,6 +56,16 @@ def test_export_at_another_size_is_served_at_that_size(tmp_path):
     boxes, scores = det(np.full((300, 600, 3), 128, np.uint8))
     assert len(boxes) and (boxes[:, 2] <= 600).all() and (boxes[:, 3] <= 300).all()
     assert (np.diff(scores) <= 0).all()
+    # as ship writes it for such graphs: fed a 384 x 192 canvas (multiples of 32), not the 384 square
+    padded = ship.spec(0.0, 1.0, size=384, pad_multiple=32)
+    assert padded["input"]["pad_multiple"] == 32 and "pad_multiple" not in spec["input"]
+    fed = []
+    det2 = Detector(padded, sess)
+    run = sess.run
+    det2.session = type("Recorder", (), {"run": lambda self, o, feed: fed.append(feed["images"].shape) or run(o, feed)})()
+    boxes2, _ = det2(np.full((300, 600, 3), 128, np.uint8))
+    assert fed == [(1, 3, 192, 384)]
+    assert len(boxes2) and (boxes2[:, 2] <= 600).all() and (boxes2[:, 3] <= 300).all()
 
 
 def test_mosaic_moves_the_labels_with_the_pictures():

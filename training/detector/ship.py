@@ -10,8 +10,11 @@ The net is fully convolutional and its exported graph decodes at whatever size i
 served at another input size than it was trained at; a larger input shows small heads with more pixels and
 costs time. With --sizes the size is chosen like the thresholds, by the best F1 on training material only:
 the same 200 training pictures plus 150 mosaics (2x2 and 3x3 grids of other training pictures, so that the
-heads are small and many, as in crowded pictures); ties go to the smaller (faster) size. The manifest's
-`input.size` is the size served. (Graphs exported before the decoding followed the input's shape have a
+heads are small and many, as in crowded pictures); ties go to the smaller (faster) size, and the score threshold
+and NMS IoU are then the best pair of that same calibration at that size (the 200 pictures alone are nearly
+solved, recall about 1 at every threshold, so they say little about small heads). The manifest's
+`input.size` is the size served; graphs with symbolic height and width are letterboxed into the smallest
+canvas of multiples of 32 that holds the picture (`input.pad_multiple`), not the full square. (Graphs exported before the decoding followed the input's shape have a
 fixed size: re-export them from their checkpoint with `training.detector.train.export`.)
 """
 
@@ -28,15 +31,19 @@ import numpy as np
 from training.detector.common import DATA, ROOT, iou_matrix, load_json, match, read_bgr
 from training.detector.data import train_paths
 from training.detector.label import RAW, VERIFIED, merge_labels
-from training.detector.model import SIZE, TOPK
+from training.detector.model import SIZE, STRIDES, TOPK
 
 MODELS = ROOT / "models"
 INPUT = {"name": "images", "size": [SIZE, SIZE], "color": "RGB", "scale": 1 / 255, "mean": [0.0, 0.0, 0.0],
          "std": [1.0, 1.0, 1.0], "resize": "letterbox", "pad_value": 114}
 
 
-def spec(score: float = 0.3, nms_iou: float = 0.45, metrics: dict | None = None, size: int = SIZE) -> dict:
-    return {"file": "detector.onnx", "format": "boxes", "input": {**INPUT, "size": [size, size]}, "score_threshold": score,
+def spec(score: float = 0.3, nms_iou: float = 0.45, metrics: dict | None = None, size: int = SIZE,
+         pad_multiple: int = 0) -> dict:
+    """`pad_multiple` (graphs with symbolic height and width): letterbox into the smallest canvas of whole
+    multiples of the largest stride instead of the full square (inference/preprocess.py)."""
+    inp = {**INPUT, "size": [size, size], **({"pad_multiple": pad_multiple} if pad_multiple else {})}
+    return {"file": "detector.onnx", "format": "boxes", "input": inp, "score_threshold": score,
             "nms_iou": nms_iou, "max_heads": 50, "outputs_topk": TOPK, "metrics": metrics or {}}
 
 
@@ -102,7 +109,8 @@ def calibrate(onnx_path: Path, n: int = 200, seed: int = 0, pictures: list | Non
     size = size or made_for
     if size != made_for and not any_size:
         raise SystemExit(f"{onnx_path} has a fixed {made_for} px input: re-export it from its checkpoint to try {size}")
-    det = Detector(spec(0.05, 1.0, size=size), sess)  # no NMS here: applied per setting below
+    pad = max(STRIDES) if any_size else 0  # served like this (see ship): thresholds are chosen the same way
+    det = Detector(spec(0.05, 1.0, size=size, pad_multiple=pad), sess)  # no NMS here: applied per setting below
     from inference.detect import nms
 
     for img, lab in pictures:
@@ -135,32 +143,39 @@ def calibrate(onnx_path: Path, n: int = 200, seed: int = 0, pictures: list | Non
                                                 "precision": round(pr, 4), "f1": round(f1, 4)}}
 
 
-def choose_size(onnx_path: Path, sizes: list[int]) -> tuple[int, dict]:
-    """The input size (of `sizes`) with the best calibration F1 on training pictures + mosaics (ties: smaller)."""
+def choose_size(onnx_path: Path, sizes: list[int]) -> tuple[int, dict, tuple[float, float, dict]]:
+    """The input size (of `sizes`) with the best calibration F1 on training pictures + mosaics (ties: smaller),
+    with that calibration's (score threshold, NMS IoU, metrics): the defaults to serve it with."""
     pictures = calibration_set(mosaics=True)
-    results = {}
+    results, calib = {}, {}
     for size in sorted(sizes):
         print(f"input {size}: ", end="", flush=True)
-        results[size] = calibrate(onnx_path, pictures=pictures, size=size)[2]["train_calibration"]["f1"]
+        calib[size] = calibrate(onnx_path, pictures=pictures, size=size)
+        results[size] = calib[size][2]["train_calibration"]["f1"]
     best = max(results, key=lambda z: (results[z], -z))
     print(f"chosen input size {best} (calibration F1 by size: {', '.join(f'{z}: {f:.3f}' for z, f in results.items())})")
-    return best, {"size_choice": {str(z): f for z, f in results.items()}}
+    return best, {"size_choice": {str(z): f for z, f in results.items()}}, calib[best]
 
 
-def ship(onnx_path: Path, bundle: Path = MODELS, extra: dict | None = None, size: int | None = None) -> dict:
+def ship(onnx_path: Path, bundle: Path = MODELS, extra: dict | None = None, size: int | None = None,
+         calib: tuple[float, float, dict] | None = None) -> dict:
     """Into `bundle` (models/ by default; a copy of it to try a detector before shipping it), served at `size`
-    (default: the size the graph was made for)."""
+    (default: the size the graph was made for) with the score threshold and NMS IoU of `calib` (from
+    `choose_size`: training pictures + mosaics) or, without it, of the 200 training pictures."""
     from training.manifest import update_section
 
-    size = size or onnx_size(onnx_path)[0]
-    thr, nms_iou, metrics = calibrate(onnx_path, size=size)
+    made_for, any_size = onnx_size(onnx_path)
+    size = size or made_for
+    thr, nms_iou, metrics = calib if calib else calibrate(onnx_path, size=size)
+    metrics = {**metrics}
     metrics.update(extra or {})
     shutil.copyfile(onnx_path, bundle / "detector.onnx")
     old = {}
     if (bundle / "manifest.json").exists():
         old = json.loads((bundle / "manifest.json").read_text()).get("detector", {}).get("metrics", {})
     keep = {k: v for k, v in old.items() if k not in metrics and not k.startswith("heldout")}
-    m = update_section("detector", spec(thr, nms_iou, {**keep, **metrics}, size=size), bundle=bundle)
+    m = update_section("detector", spec(thr, nms_iou, {**keep, **metrics}, size=size,
+                                        pad_multiple=max(STRIDES) if any_size else 0), bundle=bundle)
     print(f"wrote {bundle / 'detector.onnx'} and the detector section of {bundle / 'manifest.json'}")
     return m
 
@@ -173,10 +188,10 @@ def main() -> None:
     ap.add_argument("bundle", nargs="?", default=str(MODELS))
     ap.add_argument("--sizes", default="", help="input sizes to choose from (multiples of 32), e.g. 320,352,384,416")
     a = ap.parse_args()
-    model, size, extra = Path(a.model), None, {}
+    model, size, extra, calib = Path(a.model), None, {}, None
     if a.sizes:
-        size, extra = choose_size(model, [int(z) for z in a.sizes.split(",")])
-    ship(model, Path(a.bundle), extra, size)
+        size, extra, calib = choose_size(model, [int(z) for z in a.sizes.split(",")])
+    ship(model, Path(a.bundle), extra, size, calib)
 
 
 if __name__ == "__main__":

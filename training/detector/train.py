@@ -198,8 +198,8 @@ def main() -> None:
     if not a.no_ship:
         from training.detector.ship import choose_size, ship
 
-        size, extra = choose_size(onnx_path, sizes) if len(sizes) > 1 else (None, {})
-        ship(onnx_path, extra=extra, size=size)
+        size, extra, calib = choose_size(onnx_path, sizes) if len(sizes) > 1 else (None, {}, None)
+        ship(onnx_path, extra=extra, size=size, calib=calib)
 
 
 if __name__ == "__main__":
