@@ -14,8 +14,9 @@ heads are small and many, as in crowded pictures); ties go to the smaller (faste
 and NMS IoU are then the best pair of that same calibration at that size (the 200 pictures alone are nearly
 solved, recall about 1 at every threshold, so they say little about small heads). The manifest's
 `input.size` is the size served; graphs with symbolic height and width are letterboxed into the smallest
-canvas of multiples of 32 that holds the picture (`input.pad_multiple`), not the full square. (Graphs exported before the decoding followed the input's shape have a
-fixed size: re-export them from their checkpoint with `training.detector.train.export`.)
+canvas of multiples of 32 that holds the picture (`input.pad_multiple`), not the full square. (Graphs exported
+before the decoding followed the input's shape have a fixed size: re-export them from their checkpoint with
+`training.detector.train.export`.)
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ def spec(score: float = 0.3, nms_iou: float = 0.45, metrics: dict | None = None,
     inp = {**INPUT, "size": [size, size], **({"pad_multiple": pad_multiple} if pad_multiple else {})}
     return {"file": "detector.onnx", "format": "boxes", "input": inp, "score_threshold": score,
             "nms_iou": nms_iou, "max_heads": 50, "outputs_topk": TOPK, "metrics": metrics or {}}
+
+
+def served_pad(any_size: bool) -> int:
+    """The `pad_multiple` a graph is served (and therefore calibrated) with: the largest stride where its height
+    and width are symbolic, else 0 (the full square)."""
+    return max(STRIDES) if any_size else 0
 
 
 def onnx_size(onnx_path: Path) -> tuple[int, bool]:
@@ -109,8 +116,7 @@ def calibrate(onnx_path: Path, n: int = 200, seed: int = 0, pictures: list | Non
     size = size or made_for
     if size != made_for and not any_size:
         raise SystemExit(f"{onnx_path} has a fixed {made_for} px input: re-export it from its checkpoint to try {size}")
-    pad = max(STRIDES) if any_size else 0  # served like this (see ship): thresholds are chosen the same way
-    det = Detector(spec(0.05, 1.0, size=size, pad_multiple=pad), sess)  # no NMS here: applied per setting below
+    det = Detector(spec(0.05, 1.0, size=size, pad_multiple=served_pad(any_size)), sess)  # NMS: per setting below
     from inference.detect import nms
 
     for img, lab in pictures:
@@ -167,15 +173,14 @@ def ship(onnx_path: Path, bundle: Path = MODELS, extra: dict | None = None, size
     made_for, any_size = onnx_size(onnx_path)
     size = size or made_for
     thr, nms_iou, metrics = calib if calib else calibrate(onnx_path, size=size)
-    metrics = {**metrics}
-    metrics.update(extra or {})
+    metrics = {**metrics, **(extra or {})}
     shutil.copyfile(onnx_path, bundle / "detector.onnx")
     old = {}
     if (bundle / "manifest.json").exists():
         old = json.loads((bundle / "manifest.json").read_text()).get("detector", {}).get("metrics", {})
     keep = {k: v for k, v in old.items() if k not in metrics and not k.startswith("heldout")}
     m = update_section("detector", spec(thr, nms_iou, {**keep, **metrics}, size=size,
-                                        pad_multiple=max(STRIDES) if any_size else 0), bundle=bundle)
+                                        pad_multiple=served_pad(any_size)), bundle=bundle)
     print(f"wrote {bundle / 'detector.onnx'} and the detector section of {bundle / 'manifest.json'}")
     return m
 
