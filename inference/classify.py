@@ -48,6 +48,10 @@ class Classifier:
                                 for i in range(len(emb))])
         return np.log(np.clip(p.reshape(len(emb), -1), 1e-12, None))
 
+    def gallery_logits(self, emb: np.ndarray, protos: np.ndarray) -> np.ndarray:
+        """(N, D) unit embeddings, (G, D) unit prototypes -> (N, G) logits, on the scale of the model's."""
+        return self.gallery_scale * (emb @ protos.T) + self.gallery_bias
+
     def __call__(self, emb: np.ndarray, top_k: int = 3, gallery: Gallery | None = None) -> list[list[Candidate]]:
         if len(emb) == 0:
             return []
@@ -55,7 +59,7 @@ class Classifier:
         names, sources = list(self.labels), ["model"] * len(self.labels)
         if gallery is not None and len(gallery):
             gnames, protos = gallery.prototypes()
-            z = np.concatenate([z, self.gallery_scale * (emb @ protos.T) + self.gallery_bias], axis=1)
+            z = np.concatenate([z, self.gallery_logits(emb, protos)], axis=1)
             names += gnames
             sources += ["gallery"] * len(gnames)
         p = softmax(z.astype(np.float64))

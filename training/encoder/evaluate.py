@@ -74,14 +74,16 @@ def open_set(e: np.ndarray, meta: dict, trials: int = 20, seed: int = 0) -> dict
     return out
 
 
-def open_set_serving(e: dict, meta: dict, scale: float, bias: float, trials: int = 20, seed: int = 0) -> dict:
+def open_set_serving(e: dict, meta: dict, clf_spec: dict, trials: int = 20, seed: int = 0) -> dict:
     """The open set as the bot scores it: a linear classifier over the characters the encoder trained on
     (fitted like the shipped one, temperature from 'calib'), and the held-out characters enrolled in a
-    gallery with k shots (logit = scale x cosine + bias, the manifest's constants). Queries: the held-out
-    characters' other pictures (no post shared with a shot); also the known characters' 'val' faces with that
-    gallery present (does enrolling steal their answers?)."""
+    gallery with k shots (scored by the serving Classifier's gallery_logits, with the manifest's constants).
+    Queries: the held-out characters' other pictures (no post shared with a shot); also the known characters'
+    'val' faces with that gallery present (does enrolling steal their answers?)."""
+    from inference.classify import Classifier
     from training.encoder.classifier import open_set_classifier
 
+    served = Classifier(clf_spec, [])  # only its gallery scoring is used: the linear part is refitted below
     lab, split, post = np.array(meta["label"]), np.array(meta["split"]), np.array(meta["post"])
     w, b, known, held = open_set_classifier(e, meta)
     col = {c: j for j, c in enumerate(known + held)}
@@ -101,7 +103,7 @@ def open_set_serving(e: dict, meta: dict, scale: float, bias: float, trials: int
             q = np.concatenate(qs)
 
             def logits(x, protos=protos):
-                return np.concatenate([x @ w.T + b, scale * (x @ protos.T) + bias], 1)
+                return np.concatenate([x @ w.T + b, served.gallery_logits(x, protos)], 1)
 
             y = np.array([col[c] for c in lab[q]])
             z = logits(e["faces"][q])
@@ -213,9 +215,7 @@ def main() -> None:
     open_res["heldout"] = meta["heldout"]
     open_res["encoder"] = str(os_path.relative_to(ROOT))
     if os_path == enc_path:
-        clf_spec = manifest["classifier"]
-        serving = open_set_serving(e_cache, meta, float(clf_spec.get("gallery_scale", 16.0)),
-                                   float(clf_spec.get("gallery_bias", 0.0)))
+        serving = open_set_serving(e_cache, meta, manifest["classifier"])
         open_res["serving"] = {k: {kk: round(vv, 4) for kk, vv in v.items()} for k, v in serving.items()}
 
     lat = latency(enc_path, size)
