@@ -66,30 +66,9 @@ def calibration_feeds(pictures: list[np.ndarray], sizes: list[int], seed: int = 
 
 def quantize(src: Path, dst: Path, feeds: list[dict]) -> None:
     """Write the int8 (QDQ) version of the float graph `src` to `dst`, activation ranges measured on `feeds`."""
-    import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from training.quantize import quantize_graph
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(feeds)
-
-        def get_next(self):
-            return next(self.it, None)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        pre = Path(tmp) / "pre.onnx"  # constant folding and BatchNorm fused into the convolutions first
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)  # (the height and width are symbolic)
-        quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=QUANTIZED_OPS, nodes_to_exclude=float_nodes(onnx.load(str(pre))),
-                        calibrate_method=CalibrationMethod.MinMax, extra_options={"CalibMovingAverage": True})
+    quantize_graph(src, dst, feeds, QUANTIZED_OPS, keep_float=float_nodes, moving_average=True)
 
 
 def export_checkpoint(checkpoint: Path, dst: Path, flip: bool = False) -> None:
