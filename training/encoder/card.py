@@ -144,6 +144,9 @@ def main() -> None:
     card_path = bundle / "MODEL_CARD.md"
     old = card_path.read_text() if card_path.exists() else None
     notes = args.notes.read_text().strip() if args.notes.exists() else "(none recorded)"
+    import onnx
+
+    int8 = any(n.op_type == "QuantizeLinear" for n in onnx.load(str(bundle / enc["file"])).graph.node)
 
     def ok(v, t):
         return "met" if v >= t else "**missed**"
@@ -187,7 +190,7 @@ pip install -e '.[train]'                                   # torch==2.13.0 CPU,
 python -m training.encoder.data                             # 1. decode + cache faces, splits, line art (runs/encoder)
 {train_cmd}
 python -m training.encoder.export --run {','.join(runs)} --out models/encoder.onnx{' --flip-tta' if m['encoder_training']['flip_tta_in_graph'] else ''}{' --whiten' if m['encoder_training'].get('whitening') else ''}   # 3. ONNX + torch check
-python -m training.encoder.classifier                       # 4+5. classifier, calibration, chara.json, manifest
+{'python -m training.encoder.quantize models/encoder.onnx        # 3b. int8 (the whitening stays float)' + chr(10) if int8 else ''}python -m training.encoder.classifier                       # 4+5. classifier, calibration, chara.json, manifest
 python -m training.encoder.evaluate                         # metrics -> manifest + runs/encoder/eval.json
 python -m training.encoder.card --run {args_['run']}                  # this card + plots
 ```
@@ -201,7 +204,7 @@ Training ran on 2 shared CPU cores (one torch thread, bf16 autocast): {trained}.
   linear + BN to a **{enc['dim'] // len(m['encoder_training'].get('runs') or [1])}-d** embedding. Input {enc['input']['size'][0]}x{enc['input']['size'][1]} RGB,
   squash-resized, x/255, then (x-0.5)/0.5. Dynamic batch, input `input0`, output `embedding`
   (L2-normalised in the graph{', with the horizontal flip averaged in the graph (test-time flip)' if m['encoder_training']['flip_tta_in_graph'] else ''}).
-  The export step checks the ONNX output against torch.{whiten_text(m['encoder_training'].get('whitening'))}
+  The export step checks the ONNX output against torch.{' The served graph is int8 (`training.encoder.quantize`: convolutions, ReLUs and residual adds; normalisations and whitening float), and the classifier and every number below come from it.' if int8 else ''}{whiten_text(m['encoder_training'].get('whitening'))}
 - Trained **without the 6 held-out characters** ({', '.join(os_['heldout'])}), so one model serves both the
   open-set evaluation and the bundle. The 6 are known to the bundle only through the classifier.
 - Each step: a P x K batch ({args_['p']} characters x {args_['k']} faces; characters drawn ~ sqrt(count)) plus
