@@ -3,7 +3,8 @@
 Every sample is a SIZE x SIZE RGB uint8 picture with head boxes and 'ignore' boxes (regions the teachers
 were unsure about: not penalised). Augmentations: letterbox / zoom-in crops / zoom-out, flips, small
 rotations, colour jitter, greyscale, line-art renderings, blur, 1-3 random coloured circles/ellipses,
-and pasted face crops (faces/ and the unlabeled 80x80 crops) at many sizes on scenes or synthetic
+optionally patterns of small motifs (stars, hearts, paw prints, flowers, seal stamps, sparkles: the decorations
+a detector mistakes for small heads), and pasted face crops (faces/ and the unlabeled 80x80 crops) at many sizes on scenes or synthetic
 backgrounds. A pasted crop's box is its head-box equivalent measured with the teacher (paste_box.py).
 """
 
@@ -150,9 +151,50 @@ def synthetic_background(rng: random.Random, size: int = SIZE) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+MOTIFS = ("star", "heart", "paw", "flower", "stamp", "sparkle")
+
+
+def motif_polys(kind: str, cx: float, cy: float, r: float, angle: float,
+                rs: random.Random) -> list[tuple[np.ndarray, bool]]:
+    """A motif of radius r centred at (cx, cy), rotated by `angle` (radians): a list of (polygon, filled).
+    `rs` draws the variable parts (a stamp's outline and strokes)."""
+    def ring(n, rad, ox=0.0, oy=0.0, rx=1.0, ry=1.0):
+        t = np.linspace(0, 2 * math.pi, n, endpoint=False)
+        return np.stack([ox + rad * rx * np.cos(t), oy + rad * ry * np.sin(t)], 1)
+
+    parts: list[tuple[np.ndarray, bool]] = []
+    if kind in ("star", "sparkle"):
+        k = 5 if kind == "star" else 4
+        t = np.linspace(0, 2 * math.pi, 2 * k, endpoint=False) - math.pi / 2
+        rad = np.where(np.arange(2 * k) % 2 == 0, 1.0, 0.42 if kind == "star" else 0.18)
+        parts.append((np.stack([rad * np.cos(t), rad * np.sin(t)], 1), True))
+    elif kind == "heart":
+        t = np.linspace(0, 2 * math.pi, 40, endpoint=False)
+        x = 16 * np.sin(t) ** 3
+        y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
+        parts.append((np.stack([x, y], 1) / 17.0, True))
+    elif kind == "paw":
+        parts.append((ring(24, 0.5, 0, 0.3, 1.1, 0.85), True))
+        for ox, oy in ((-0.62, -0.25), (-0.22, -0.65), (0.22, -0.65), (0.62, -0.25)):
+            parts.append((ring(16, 0.2, ox, oy, 1.0, 1.25), True))
+    elif kind == "flower":
+        for j in range(5):
+            a = 2 * math.pi * j / 5
+            parts.append((ring(16, 0.36, 0.55 * math.cos(a), 0.55 * math.sin(a)), True))
+        parts.append((ring(16, 0.28), True))
+    else:  # stamp: a square or round seal with a few strokes inside
+        square = ring(4, 1.0) @ np.array([[0.7071, 0.7071], [-0.7071, 0.7071]])
+        parts.append((square if rs.random() < 0.5 else ring(28, 1.0), False))
+        for _ in range(3):
+            parts.append((np.array([[rs.uniform(-0.6, 0.6) for _ in range(2)] for _ in range(2)]), False))
+    rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    return [(pts @ rot.T * r + (cx, cy), filled) for pts, filled in parts]
+
+
 class Sampler:
-    def __init__(self, scenes: list[dict], crops: list, seed: int = 0, size: int = SIZE):
+    def __init__(self, scenes: list[dict], crops: list, seed: int = 0, size: int = SIZE, p_motifs: float = 0.0):
         self.scenes, self.crops, self.size = scenes, crops, size
+        self.p_motifs = p_motifs
         self.rng = random.Random(seed)
         self.np = np.random.default_rng(seed)
 
@@ -233,6 +275,39 @@ class Sampler:
                     cv2.circle(img, (cx - r // 3, cy - r // 3), max(1, r // 4), (255, 255, 255), -1)
                 break
 
+    def motifs(self, img: np.ndarray, boxes: np.ndarray) -> None:
+        """A pattern of one small motif, 2-14 copies, scattered or on a jittered grid, on top of the picture
+        (background, not heads: copies overlapping a head or ignore box are skipped)."""
+        rng, size = self.rng, self.size
+        kind = rng.choice(MOTIFS)
+        r = math.exp(rng.uniform(math.log(4), math.log(32)))
+        col = tuple(rng.randint(0, 255) for _ in range(3))
+        thick = max(1, int(round(r / rng.uniform(5, 10))))
+        n = rng.randint(2, 14)
+        if rng.random() < 0.5:
+            step = rng.uniform(2.5, 5.0) * r
+            ox, oy = rng.uniform(0, step), rng.uniform(0, step)
+            cols = max(1, int((size - ox) // step) + 1)
+            centres = [(ox + (i % cols) * step + rng.uniform(-r, r), oy + (i // cols) * step + rng.uniform(-r, r))
+                       for i in range(n * 3)]
+            rng.shuffle(centres)
+        else:
+            centres = [(rng.uniform(0, size), rng.uniform(0, size)) for _ in range(n * 3)]
+        drawn = 0
+        for cx, cy in centres:
+            if drawn >= n:
+                break
+            mb = np.array([cx - r, cy - r, cx + r, cy + r], np.float32)
+            if any(_overlap(b, mb) > 0.1 for b in boxes):
+                continue
+            for pts, filled in motif_polys(kind, cx, cy, r, rng.uniform(-0.6, 0.6), rng):
+                q = np.round(pts).astype(np.int32)
+                if filled:
+                    cv2.fillPoly(img, [q], col, cv2.LINE_AA)
+                else:
+                    cv2.polylines(img, [q], True, col, thick, cv2.LINE_AA)
+            drawn += 1
+
     def colour(self, img: np.ndarray) -> np.ndarray:
         rng = self.rng
         u = rng.random()
@@ -285,6 +360,8 @@ class Sampler:
             boxes, ignore = clip_boxes(boxes, ignore, self.size)
         if rng.random() < 0.5:
             self.circles(img, np.concatenate([boxes, ignore]))
+        if self.p_motifs > 0 and rng.random() < self.p_motifs:  # no draw at 0: older runs replay unchanged
+            self.motifs(img, np.concatenate([boxes, ignore]))
         img = self.colour(np.ascontiguousarray(img))
         return img, boxes, ignore
 

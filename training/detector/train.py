@@ -143,6 +143,9 @@ def main() -> None:
     ap.add_argument("--sizes", default=str(SIZE),
                     help="training input sizes, one drawn per batch (multiples of 32), e.g. 320,384,416: the net "
                          "is fully convolutional and can then be served at any of them (ship --sizes chooses)")
+    ap.add_argument("--motifs", type=float, default=0.0,
+                    help="probability per sample of a pattern of small motifs (stars, paws, hearts...) as hard "
+                         "negatives (v9: 0.35)")
     ap.add_argument("--out", default=str(RUNS / "student.pt"))
     ap.add_argument("--no-ship", action="store_true", help="do not copy into models/ nor write the manifest")
     a = ap.parse_args()
@@ -155,7 +158,7 @@ def main() -> None:
     print(f"{len(scenes)} train scenes, {sum(len(s['boxes']) for s in scenes)} heads, {len(crops)} crops, "
           f"loaded in {time.time() - t0:.0f}s", flush=True)
     sizes = [int(z) for z in a.sizes.split(",")]
-    samplers = {z: Sampler(scenes, crops, seed=a.seed + k, size=z) for k, z in enumerate(sizes)}
+    samplers = {z: Sampler(scenes, crops, seed=a.seed + k, size=z, p_motifs=a.motifs) for k, z in enumerate(sizes)}
     pick = random.Random(a.seed)
     net = HeadNet()
     if a.init:
