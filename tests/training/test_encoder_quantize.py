@@ -7,7 +7,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from training.encoder.quantize import QUANTIZED_OPS, calibration_feeds
+from training.common import ROOT
+from training.encoder.quantize import QUANTIZED_OPS, calibration_feeds, graph_input_size
 from training.quantize import quantize_graph
 
 
@@ -53,3 +54,11 @@ def test_quantized_encoder_keeps_the_whitening_float_and_the_embeddings(tmp_path
     b = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, {"input0": x})[0]
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cos.min() > 0.98
+
+
+def test_the_calibration_size_is_the_one_the_graph_declares(tmp_path):
+    """Faces are fed at the graph's own input size (a model constant lives in the model, not in a flag default)."""
+    for size in (16, 24):
+        _encoder_like(tmp_path / f"enc{size}.onnx", size)
+        assert graph_input_size(tmp_path / f"enc{size}.onnx") == size
+    assert graph_input_size(ROOT / "models" / "encoder.onnx") == 64  # the shipped encoder (64 px members)

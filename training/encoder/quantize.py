@@ -30,19 +30,32 @@ def calibration_feeds(faces: np.ndarray, split: list[str], size: int, n: int = 5
     return [{"input0": preprocess(chosen[i:i + batch], size)} for i in range(0, len(chosen), batch)]
 
 
+def graph_input_size(model: Path) -> int | None:
+    """The square input side the exported graph declares (N, 3, S, S), or None where it is symbolic."""
+    import onnx
+
+    dims = onnx.load(str(model), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    h, w = (d.dim_value for d in dims[2:4])
+    return h if h and h == w else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="int8 version of the exported encoder (see the module docstring)")
     ap.add_argument("model", type=Path, help="an exported float encoder (.onnx)")
     ap.add_argument("--out", type=Path, default=None, help="default: replace MODEL")
-    ap.add_argument("--size", type=int, default=64, help="the encoder's input size")
+    ap.add_argument("--size", type=int, default=None,
+                    help="the encoder's input size (default: the one the graph declares)")
     a = ap.parse_args()
     from training.encoder.data import OUT, load_meta
     from training.quantize import quantize_graph
 
+    size = a.size or graph_input_size(a.model)
+    if not size:
+        raise SystemExit(f"{a.model} declares no fixed square input size: give --size")
     meta = load_meta()
     faces = np.load(OUT / "faces_96.npy", mmap_mode="r")
     out = a.out or a.model
-    quantize_graph(a.model, out, calibration_feeds(faces, meta["split"], a.size), QUANTIZED_OPS)
+    quantize_graph(a.model, out, calibration_feeds(faces, meta["split"], size), QUANTIZED_OPS)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
 
 
