@@ -99,6 +99,23 @@ def quick_eval(model, faces, meta, size, heldout_ids, rng) -> dict:
     return res
 
 
+def init_from(model: Encoder, cosface: CosFace, run: str, heldout: list[str], faces: np.ndarray, lab: np.ndarray,
+              split: np.ndarray, train_ids: list[int], size: int) -> None:
+    """Load run `run`'s encoder into `model` (same dim and held-out characters) and set the CosFace class
+    weights to the normalised class means of its 'train' embeddings at the new `size`, so fine-tuning starts
+    from a consistent head rather than a random one."""
+    ck = torch.load(OUT / run / "encoder.pt", map_location="cpu")
+    if ck["dim"] != model.dim or list(ck["heldout"]) != list(heldout):
+        raise SystemExit(f"--init {run}: dim {ck['dim']} / held-out {ck['heldout']} differ from this run's")
+    model.load_state_dict(ck["state_dict"])
+    tr = np.where(split == "train")[0]
+    e = embed(model, faces[tr], size, flip=False)
+    protos = np.stack([e[lab[tr] == c].mean(0) for c in train_ids])
+    with torch.no_grad():
+        cosface.w.copy_(F.normalize(torch.from_numpy(protos).float(), dim=1))
+    print(f"initialised from {run} ({ck['steps_done']} steps at {ck['size']} px); CosFace from prototypes", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default="heldout")
@@ -122,6 +139,8 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=300)
     ap.add_argument("--max-minutes", type=float, default=0, help="safety stop (0 = none); records steps done")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", default="", help="start from this run's encoder (fine-tuning, e.g. at another --size); "
+                                              "the CosFace weights start at its class prototypes")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -151,6 +170,8 @@ def main() -> None:
     model = Encoder(dim=args.dim)
     proj = Projector(args.dim)
     cosface = CosFace(args.dim, len(train_ids), s=args.cf_s, m=args.cf_m)
+    if args.init:
+        init_from(model, cosface, args.init, heldout, faces, lab, split, train_ids, args.size)
     params = list(model.parameters()) + list(proj.parameters()) + list(cosface.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.wd)
     warm = max(1, args.steps // 20)
@@ -210,7 +231,7 @@ def main() -> None:
             history["eval"].append(ev)
             print(json.dumps(ev), flush=True)
             torch.save({"state_dict": model.state_dict(), "dim": args.dim, "size": args.size, "steps_done": done,
-                        "heldout": heldout, "characters": chars}, run_dir / "encoder.pt")
+                        "heldout": heldout, "characters": chars, "init": args.init}, run_dir / "encoder.pt")
             (run_dir / "history.json").write_text(json.dumps(history))
         if last:
             break

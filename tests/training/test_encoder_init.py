@@ -1,0 +1,50 @@
+"""Fine-tuning start (`training.encoder.train --init RUN`): weights loaded, CosFace rows at the class prototypes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch  # the train extra (`make test` installs it)
+import torch.nn.functional as F
+
+from training.encoder import train
+from training.encoder.model import Encoder
+
+
+def _checkpoint(tmp_path, heldout):
+    torch.manual_seed(0)
+    enc = Encoder(widths=(32, 64, 128, 256), depths=(1, 1, 2, 1), dim=16).eval()
+    (tmp_path / "base").mkdir()
+    torch.save({"state_dict": enc.state_dict(), "dim": 16, "size": 24, "steps_done": 7, "heldout": heldout,
+                "characters": ["a", "b", "c"]}, tmp_path / "base" / "encoder.pt")
+    return enc
+
+
+def test_init_loads_the_weights_and_sets_cosface_to_the_class_means(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "OUT", tmp_path)
+    base = _checkpoint(tmp_path, ["c"])
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (9, 96, 96, 3), dtype=np.uint8)
+    lab = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    split = np.array(["train", "train", "val"] * 3)
+    model, cosface = Encoder(dim=16), train.CosFace(16, 2)
+    train.init_from(model, cosface, "base", ["c"], faces, lab, split, [0, 1], size=32)
+    for k, v in base.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    e = train.embed(model, faces, 32, flip=False)  # what the prototypes were computed from
+    for row, c in enumerate([0, 1]):
+        want = e[(lab == c) & (split == "train")].mean(0)
+        got = cosface.w[row].detach().numpy()
+        assert np.allclose(got, want / np.linalg.norm(want), atol=1e-5)
+        # each class's own training faces score highest against their own row
+        cos = F.normalize(torch.from_numpy(e[(lab == c) & (split == "train")]), dim=1) @ cosface.w.detach().T
+        assert (cos.argmax(1) == row).all()
+
+
+def test_init_refuses_a_run_with_other_held_out_characters(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "OUT", tmp_path)
+    _checkpoint(tmp_path, ["b"])
+    faces = np.zeros((3, 96, 96, 3), np.uint8)
+    with pytest.raises(SystemExit, match="held-out"):
+        train.init_from(Encoder(dim=16), train.CosFace(16, 2), "base", ["c"], faces, np.array([0, 1, 2]),
+                        np.array(["train"] * 3), [0, 1], size=32)
