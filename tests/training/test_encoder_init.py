@@ -48,3 +48,12 @@ def test_init_refuses_a_run_with_other_held_out_characters(tmp_path, monkeypatch
     with pytest.raises(SystemExit, match="held-out"):
         train.init_from(Encoder(dim=16), train.CosFace(16, 2), "base", ["c"], faces, np.array([0, 1, 2]),
                         np.array(["train"] * 3), [0, 1], size=32)
+
+
+def test_quick_eval_masks_the_held_out_classes_instead_of_scoring_a_constant_row():
+    protos = np.array([[1.0, 0.0], [0.0, 1.0], [0.3, 0.3]])
+    # embeddings with a negative sum: a held-out row of -10s would score +10 and win every time
+    emb = np.array([[0.9, -0.4], [-0.4, 0.9], [0.8, -0.6]])
+    y = np.array([0, 1, 0])
+    assert train.known_proto_top1(emb, y, protos, [2]) == 1.0
+    assert train.known_proto_top1(emb, y, protos, [0]) == pytest.approx(1 / 3)  # class 0 gone: its faces are wrong
