@@ -57,3 +57,16 @@ def test_quick_eval_masks_the_held_out_classes_instead_of_scoring_a_constant_row
     y = np.array([0, 1, 0])
     assert train.known_proto_top1(emb, y, protos, [2]) == 1.0
     assert train.known_proto_top1(emb, y, protos, [0]) == pytest.approx(1 / 3)  # class 0 gone: its faces are wrong
+
+
+def test_the_card_lists_the_run_a_member_was_fine_tuned_from_before_it(tmp_path, monkeypatch):
+    import json
+
+    from training.encoder import card
+
+    monkeypatch.setattr(card, "OUT", tmp_path)
+    for run, init in (("base", ""), ("ft", "base"), ("other", "")):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "history.json").write_text(json.dumps({"args": {"run": run, "init": init}}))
+    order = list(card.with_init_runs(["ft", "other", "base"]))
+    assert order == ["base", "ft", "other"]  # base once, before the run that starts from it

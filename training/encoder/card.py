@@ -125,6 +125,22 @@ def ensemble_text(t: dict, dim: int) -> str:
   member is trained without the same 6 held-out characters.""")
 
 
+def with_init_runs(runs: list[str], known: dict | None = None) -> dict:
+    """{run: history} for the ensemble's runs, each preceded by the runs it was fine-tuned from (--init),
+    in training order, so the card lists every command that made the shipped weights."""
+    out: dict = {}
+
+    def add(r: str) -> None:
+        h = (known or {}).get(r) or json.loads((OUT / r / "history.json").read_text())
+        if h["args"].get("init") and h["args"]["init"] not in out:
+            add(h["args"]["init"])
+        out[r] = h
+
+    for r in runs:
+        add(r)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--run", default="heldout", help="training run whose loss curve is plotted")
@@ -153,12 +169,12 @@ def main() -> None:
 
     args_ = history["args"]
     flags = ("run", "size", "p", "k", "unlabeled", "steps", "max_minutes", "lr", "cf_s", "cf_m", "cosface", "supcon",
-             "p_line", "seed")
+             "p_line", "seed", "init")
     runs = m["encoder_training"].get("runs") or [args_["run"]]
-    histories = {r: history if r == args.run else json.loads((OUT / r / "history.json").read_text()) for r in runs}
+    histories = with_init_runs(runs, {args.run: history})
     train_cmd = "\n".join(
         "python -m training.encoder.train " + " ".join(f"--{f.replace('_', '-')} {h['args'][f]}" for f in flags
-                                                       if f in h["args"])
+                                                       if h["args"].get(f) not in (None, ""))
         + ("   # 2. encoder, 6 characters held out" if i == 0 else "")
         for i, h in enumerate(histories.values()))
     trained = ", ".join(f"{r}: {h.get('steps_done')} steps in {h.get('minutes')} min" for r, h in histories.items())
