@@ -7,7 +7,7 @@ import pytest
 import torch  # the train extra (`make test` installs it)
 import torch.nn.functional as F
 
-from training.encoder import train
+from training.encoder import export, train
 from training.encoder.model import Encoder
 
 
@@ -21,7 +21,7 @@ def _checkpoint(tmp_path, heldout):
 
 
 def test_init_loads_the_weights_and_sets_cosface_to_the_class_means(tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "OUT", tmp_path)
+    monkeypatch.setattr(export, "OUT", tmp_path)
     base = _checkpoint(tmp_path, ["c"])
     rng = np.random.default_rng(0)
     faces = rng.integers(0, 256, (9, 96, 96, 3), dtype=np.uint8)
@@ -42,7 +42,7 @@ def test_init_loads_the_weights_and_sets_cosface_to_the_class_means(tmp_path, mo
 
 
 def test_init_refuses_a_run_with_other_held_out_characters(tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "OUT", tmp_path)
+    monkeypatch.setattr(export, "OUT", tmp_path)
     _checkpoint(tmp_path, ["b"])
     faces = np.zeros((3, 96, 96, 3), np.uint8)
     with pytest.raises(SystemExit, match="held-out"):

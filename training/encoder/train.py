@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from training.encoder.augment import eval_views, make_views
 from training.encoder.data import OUT, load_meta
+from training.encoder.export import load_encoder
 from training.encoder.model import Encoder, Projector
 
 
@@ -111,10 +112,10 @@ def init_from(model: Encoder, cosface: CosFace, run: str, heldout: list[str], fa
     """Load run `run`'s encoder into `model` (same dim and held-out characters) and set the CosFace class
     weights to the normalised class means of its 'train' embeddings at the new `size`, so fine-tuning starts
     from a consistent head rather than a random one."""
-    ck = torch.load(OUT / run / "encoder.pt", map_location="cpu")
+    base, ck = load_encoder(run)
     if ck["dim"] != model.dim or list(ck["heldout"]) != list(heldout):
         raise SystemExit(f"--init {run}: dim {ck['dim']} / held-out {ck['heldout']} differ from this run's")
-    model.load_state_dict(ck["state_dict"])
+    model.load_state_dict(base.state_dict())
     tr = np.where(split == "train")[0]
     e = embed(model, faces[tr], size, flip=False)
     protos = np.stack([e[lab[tr] == c].mean(0) for c in train_ids])
