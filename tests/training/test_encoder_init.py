@@ -13,7 +13,7 @@ from training.encoder.model import Encoder
 
 def _checkpoint(tmp_path, heldout):
     torch.manual_seed(0)
-    enc = Encoder(widths=(32, 64, 128, 256), depths=(1, 1, 2, 1), dim=16).eval()
+    enc = Encoder(dim=16).eval()
     (tmp_path / "base").mkdir()
     torch.save({"state_dict": enc.state_dict(), "dim": 16, "size": 24, "steps_done": 7, "heldout": heldout,
                 "characters": ["a", "b", "c"]}, tmp_path / "base" / "encoder.pt")
