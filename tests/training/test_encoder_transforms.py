@@ -6,7 +6,7 @@ import pytest
 import torch  # the train extra (`make test` installs it)
 
 from training.encoder import lineart  # noqa: E402
-from training.encoder.augment import eval_views, make_views  # noqa: E402
+from training.encoder.augment import eval_views, make_views, random_geometry  # noqa: E402
 
 
 def _face(seed=0):
@@ -47,3 +47,23 @@ def test_eval_views_matches_serving_normalisation():
     imgs[1] = 255
     x = eval_views(imgs, 80)
     assert torch.allclose(x[0], torch.full_like(x[0], -1.0)) and torch.allclose(x[1], torch.full_like(x[1], 1.0))
+
+
+def _bar_angles(rot_deg, n=64):
+    """Angle (degrees from horizontal) of a horizontal black bar after random_geometry, for n draws."""
+    x = torch.ones(n, 3, 96, 96)
+    x[:, :, 46:50, 8:88] = 0.0
+    y = random_geometry(x, 96, torch.Generator().manual_seed(1), scale=(1.0, 1.0), aspect=0.0, shift=0.0,
+                        rot_deg=rot_deg, flip=False)
+    out = []
+    for im in y[:, 0].numpy():
+        ys, xs = np.nonzero(im < 0.5)
+        out.append(abs(np.degrees(np.arctan(np.polyfit(xs, ys, 1)[0]))))  # slope of the dark pixels
+    return np.array(out)
+
+
+def test_rotation_range_follows_rot_deg():
+    assert _bar_angles(0.0).max() < 0.5  # no rotation: the bar stays level
+    small, large = _bar_angles(12.0), _bar_angles(35.0)
+    assert small.max() < 13.0 and large.max() < 36.0  # never beyond the range
+    assert large.max() > 25.0 and np.median(large) > np.median(small) + 5  # and the wider range is used

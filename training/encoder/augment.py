@@ -102,8 +102,9 @@ def random_lowres(x: torch.Tensor, g: torch.Generator, p=0.25, lo=0.35, hi=0.8) 
 
 
 def make_views(imgs: np.ndarray, lines: np.ndarray | None, size: int, g: torch.Generator,
-               p_line: float = 0.25) -> torch.Tensor:
-    """One augmented view per image. imgs (N, 96, 96, 3) uint8; lines (N, V, 96, 96) uint8 or None."""
+               p_line: float = 0.25, rot_deg: float = 12.0) -> torch.Tensor:
+    """One augmented view per image. imgs (N, 96, 96, 3) uint8; lines (N, V, 96, 96) uint8 or None.
+    `rot_deg`: rotations are drawn uniformly from +-rot_deg."""
     x = to_float(torch.from_numpy(imgs))
     n = x.shape[0]
     is_line = torch.zeros(n, dtype=torch.bool)
@@ -114,7 +115,7 @@ def make_views(imgs: np.ndarray, lines: np.ndarray | None, size: int, g: torch.G
             v = torch.randint(lines.shape[1], (len(idx),), generator=g).numpy()
             la = torch.from_numpy(lines[idx.numpy(), v]).float().div_(255.0)
             x[idx] = la[:, None].expand(-1, 3, -1, -1)
-    x = random_geometry(x, size, g)
+    x = random_geometry(x, size, g, rot_deg=rot_deg)
     col = color_jitter(x, g)
     x = torch.where(is_line[:, None, None, None], x, col)
     x = random_lowres(x, g)

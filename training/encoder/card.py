@@ -169,7 +169,7 @@ def main() -> None:
 
     args_ = history["args"]
     flags = ("run", "size", "p", "k", "unlabeled", "steps", "max_minutes", "lr", "cf_s", "cf_m", "cosface", "supcon",
-             "p_line", "seed", "init")
+             "p_line", "rot", "seed", "init")
     runs = m["encoder_training"].get("runs") or [args_["run"]]
     histories = with_init_runs(runs, {args.run: history})
     train_cmd = "\n".join(

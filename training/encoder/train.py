@@ -135,6 +135,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=4, help="images per class")
     ap.add_argument("--unlabeled", type=int, default=48, help="unlabeled images per batch (0 = no SSL)")
     ap.add_argument("--p-line", type=float, default=0.3)
+    ap.add_argument("--rot", type=float, default=12.0, help="rotation augmentation: uniform in +-ROT degrees")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--wd", type=float, default=0.05)
     ap.add_argument("--tau", type=float, default=0.1)
@@ -202,13 +203,13 @@ def main() -> None:
         cls = rng.choice(train_ids, size=args.p, replace=False, p=cls_p)
         idx = np.concatenate([rng.choice(by_class[c], args.k, replace=len(by_class[c]) < args.k) for c in cls])
         y = torch.tensor([remap[int(c)] for c in lab[idx]])
-        views = [make_views(faces[idx], lines[idx], args.size, g, args.p_line) for _ in range(2)]
+        views = [make_views(faces[idx], lines[idx], args.size, g, args.p_line, args.rot) for _ in range(2)]
         labels = [y, y]
         ys = [y, y]
         if args.unlabeled:
             uidx = rng.choice(len(unl), args.unlabeled, replace=False)
             uy = torch.arange(args.unlabeled) + 10_000
-            views += [make_views(unl[uidx], unl_lines[uidx], args.size, g, args.p_line) for _ in range(2)]
+            views += [make_views(unl[uidx], unl_lines[uidx], args.size, g, args.p_line, args.rot) for _ in range(2)]
             labels += [uy, uy]
         x = torch.cat(views)
         lbl = torch.cat(labels)
