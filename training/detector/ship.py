@@ -29,9 +29,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training.detector.common import DATA, ROOT, iou_matrix, load_json, match, read_bgr
+from training.detector.checked import calibration_paths, scene_labels
+from training.detector.common import DATA, ROOT, iou_matrix, match, read_bgr
 from training.detector.data import train_paths
-from training.detector.label import RAW, VERIFIED, merge_labels
 from training.detector.model import SIZE, STRIDES, TOPK
 
 MODELS = ROOT / "models"
@@ -84,11 +84,9 @@ def mosaic(items: list[tuple[np.ndarray, dict]], k: int, cell: int = 384) -> tup
 
 def calibration_set(n: int = 200, seed: int = 0, mosaics: bool = False) -> list[tuple[np.ndarray, dict]]:
     """(picture BGR, labels) of training pictures with at least one head, the same labels as training."""
-    raw = load_json(RAW)
-    verified = load_json(VERIFIED) if VERIFIED.exists() else {}
-    paths = train_paths()
+    paths = calibration_paths(train_paths())
     random.Random(seed).shuffle(paths)
-    labels = {p: merge_labels(raw[p], verified=verified.get(p)) for p in paths}
+    labels = scene_labels(paths)
     paths = [p for p in paths if labels[p]["boxes"]]
     out = [(read_bgr(DATA / p), labels[p]) for p in paths[:n]]
     if mosaics:

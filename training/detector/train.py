@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import torch
 
+from training.detector.checked import training_paths
 from training.detector.common import RUNS
 from training.detector.data import SIZE, Sampler, load_crops, load_scenes, train_paths
 from training.detector.model import STRIDES, HeadNet, level_centres
@@ -153,7 +154,7 @@ def main() -> None:
     cv2.setNumThreads(1)
     torch.manual_seed(a.seed)
     t0 = time.time()
-    scenes = load_scenes(train_paths())
+    scenes = load_scenes(training_paths(train_paths()))
     crops = load_crops()
     print(f"{len(scenes)} train scenes, {sum(len(s['boxes']) for s in scenes)} heads, {len(crops)} crops, "
           f"loaded in {time.time() - t0:.0f}s", flush=True)

@@ -1,0 +1,47 @@
+"""Checked head boxes for training pictures the teachers found no head in (training/detector/checked.py)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+
+from training.detector import checked
+from training.detector.data import is_heldout, train_paths
+
+
+def test_checked_boxes_are_training_pictures_with_boxes_inside_them(shared):
+    pictures = checked.load()
+    assert len(pictures) >= 50
+    assert all(p.startswith("scenes/") and not is_heldout(p) for p in pictures)
+    for path, boxes in pictures.items():
+        h, w = cv2.imread(str(shared / path)).shape[:2]
+        assert boxes, path
+        for x1, y1, x2, y2 in boxes:
+            assert -1 <= x1 < x2 <= w + 1 and -1 <= y1 < y2 <= h + 1, (path, w, h)
+            assert min(x2 - x1, y2 - y1) >= 8, path  # heads, not specks
+
+
+def test_a_third_of_the_checked_pictures_is_never_trained_on():
+    paths = train_paths()
+    trained, calib = checked.training_paths(paths), checked.calibration_paths(paths)
+    only = [p for p in paths if checked.calibration_only(p)]
+    assert set(only) <= set(checked.load())
+    assert 0.2 < len(only) / len(checked.load()) < 0.45
+    assert not set(only) & set(trained)  # kept out of training ...
+    assert set(only) <= set(calib)  # ... and calibrated on
+    assert not (set(checked.load()) - set(only)) & set(calib)  # the trained-on ones are not calibrated on
+    assert set(trained) | set(calib) == set(paths)  # every other training picture is in both
+
+
+def test_scene_labels_use_checked_boxes_where_a_picture_has_them(tmp_path, monkeypatch):
+    raw = {"a.jpg": {"size": [100, 200], "fb": [[10, 10, 50, 50, 0.9], [60, 10, 90, 40, 0.3]], "cascade": []},
+           "b.jpg": {"size": [100, 200], "fb": [], "cascade": []}}
+    (tmp_path / "raw.json").write_text(json.dumps(raw))
+    monkeypatch.setattr(checked, "RAW", tmp_path / "raw.json")
+    monkeypatch.setattr(checked, "VERIFIED", tmp_path / "missing.json")
+    monkeypatch.setattr(checked, "load", lambda: {"b.jpg": [[5.0, 6.0, 40.0, 45.0]]})
+    labels = checked.scene_labels(["a.jpg", "b.jpg"])
+    assert labels["a.jpg"]["boxes"] == [[10.0, 10.0, 50.0, 50.0]]  # teachers: the sure box is a head ...
+    assert labels["a.jpg"]["ignore"] == [[60.0, 10.0, 90.0, 40.0]]  # ... the weak one is not penalised
+    assert labels["b.jpg"] == {"boxes": [[5.0, 6.0, 40.0, 45.0]], "ignore": []}  # no teacher head: checked box
