@@ -65,8 +65,8 @@ def sheets(bundle: Path, per: int = 12) -> None:
     from training.detector.evaluate import load_detector
 
     det, _ = load_detector(bundle, score=0.03)
-    labels = scene_labels(train_paths())
-    empty = [p for p, lab in labels.items() if not lab["boxes"] or p in load()]
+    checked = load()
+    empty = [p for p, lab in scene_labels(train_paths()).items() if not lab["boxes"] or p in checked]
     ims = []
     for p in empty:
         img = read_bgr(DATA / p)
@@ -74,8 +74,8 @@ def sheets(bundle: Path, per: int = 12) -> None:
         keep = scores >= 0.15 if (scores >= 0.15).any() else np.argsort(-scores)[:4]
         t = max(1, round(max(img.shape[:2]) / 300))
         img = draw(img, boxes[keep], (0, 0, 255), [f"{i}:{s:.2f}" for i, s in enumerate(scores[keep])], thick=t)
-        if p in load():
-            img = draw(img, load()[p], (0, 255, 0), thick=t)
+        if p in checked:
+            img = draw(img, checked[p], (0, 255, 0), thick=t)
         ims.append(img)
     for s in range(0, len(ims), per):
         out = RUNS / f"checked_{s // per:02d}.png"

@@ -83,7 +83,8 @@ def mosaic(items: list[tuple[np.ndarray, dict]], k: int, cell: int = 384) -> tup
 
 
 def calibration_set(n: int = 200, seed: int = 0, mosaics: bool = False) -> list[tuple[np.ndarray, dict]]:
-    """(picture BGR, labels) of training pictures with at least one head, the same labels as training."""
+    """(picture BGR, labels) of training pictures with at least one head, the same labels as training; the checked
+    pictures that are trained on are left out, the ones kept for calibration are in (`checked.calibration_paths`)."""
     paths = calibration_paths(train_paths())
     random.Random(seed).shuffle(paths)
     labels = scene_labels(paths)
