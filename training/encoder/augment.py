@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
+ROT_DEG = 12.0  # the rotation range of the recipe's geometry augmentation (train --rot overrides it)
 
 
 def to_float(img_u8: torch.Tensor) -> torch.Tensor:
@@ -32,7 +33,7 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def random_geometry(x: torch.Tensor, size: int, g: torch.Generator, scale=(0.72, 1.18), aspect=0.18,
-                    shift=0.10, rot_deg=12.0, flip=True) -> torch.Tensor:
+                    shift=0.10, rot_deg=ROT_DEG, flip=True) -> torch.Tensor:
     """Random resized crop + zoom-out + rotation + flip in one affine warp. `scale` is the crop side relative
     to the image side (>1 zooms out, borders replicate) so the encoder tolerates the serving crop."""
     n = x.shape[0]
@@ -102,7 +103,7 @@ def random_lowres(x: torch.Tensor, g: torch.Generator, p=0.25, lo=0.35, hi=0.8) 
 
 
 def make_views(imgs: np.ndarray, lines: np.ndarray | None, size: int, g: torch.Generator,
-               p_line: float = 0.25, rot_deg: float = 12.0) -> torch.Tensor:
+               p_line: float = 0.25, rot_deg: float = ROT_DEG) -> torch.Tensor:
     """One augmented view per image. imgs (N, 96, 96, 3) uint8; lines (N, V, 96, 96) uint8 or None.
     `rot_deg`: rotations are drawn uniformly from +-rot_deg."""
     x = to_float(torch.from_numpy(imgs))

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from training.encoder.augment import eval_views, make_views
+from training.encoder.augment import ROT_DEG, eval_views, make_views
 from training.encoder.data import OUT, load_meta
 from training.encoder.export import load_encoder
 from training.encoder.model import Encoder, Projector
@@ -135,7 +135,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=4, help="images per class")
     ap.add_argument("--unlabeled", type=int, default=48, help="unlabeled images per batch (0 = no SSL)")
     ap.add_argument("--p-line", type=float, default=0.3)
-    ap.add_argument("--rot", type=float, default=12.0, help="rotation augmentation: uniform in +-ROT degrees")
+    ap.add_argument("--rot", type=float, default=ROT_DEG, help="rotation augmentation: uniform in +-ROT degrees")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--wd", type=float, default=0.05)
     ap.add_argument("--tau", type=float, default=0.1)
