@@ -16,7 +16,6 @@ left out of that calibration.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training.detector.common import DATA, ROOT, RUNS, draw, grid, load_json, read_bgr
+from training.detector.common import DATA, ROOT, RUNS, draw, grid, load_json, path_bucket, read_bgr
 from training.detector.label import RAW, VERIFIED, merge_labels
 
 CHECKED = Path(__file__).resolve().parent / "checked_boxes.json"
@@ -37,7 +36,7 @@ def load() -> dict[str, list[list[float]]]:
 
 def calibration_only(path: str) -> bool:
     """A checked picture kept out of training, for calibration (1 in 3, by a hash of the path)."""
-    return path in load() and int(hashlib.sha1(path.encode()).hexdigest(), 16) % 3 == 0
+    return path in load() and path_bucket(path, 3) == 0
 
 
 def training_paths(paths: list[str]) -> list[str]:

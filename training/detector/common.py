@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -12,6 +13,11 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
 RUNS = ROOT / "runs" / "detector"
 HELDOUT = Path(__file__).resolve().parent / "heldout_boxes.json"
+
+
+def path_bucket(path: str, n: int) -> int:
+    """A fixed pseudo-random bucket in [0, n) for a picture path (sha1 of the path): how scene pictures are split."""
+    return int(hashlib.sha1(path.encode()).hexdigest(), 16) % n
 
 
 def read_bgr(path: Path | str) -> np.ndarray:

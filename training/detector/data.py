@@ -11,7 +11,6 @@ backgrounds. A pasted crop's box is its head-box equivalent measured with the te
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -22,7 +21,7 @@ import cv2
 import numpy as np
 
 from training.detector.checked import scene_labels
-from training.detector.common import DATA, RUNS, read_bgr
+from training.detector.common import DATA, RUNS, path_bucket, read_bgr
 from training.detector.label import scene_paths
 
 SIZE = 320
@@ -37,7 +36,7 @@ def is_heldout(path: str) -> bool:
     """misc/ (the detector test pictures) and ~1/12 of the other scenes, by a hash of the path."""
     if path.startswith("scenes/misc/"):
         return True
-    return int(hashlib.sha1(path.encode()).hexdigest(), 16) % 12 == 0
+    return path_bucket(path, 12) == 0
 
 
 def train_paths() -> list[str]:
