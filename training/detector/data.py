@@ -4,7 +4,8 @@ Every sample is a SIZE x SIZE RGB uint8 picture with head boxes and 'ignore' box
 were unsure about: not penalised). Augmentations: letterbox / zoom-in crops / zoom-out, flips, small
 rotations, colour jitter, greyscale, line-art renderings, blur, 1-3 random coloured circles/ellipses,
 optionally patterns of small motifs (stars, hearts, paw prints, flowers, seal stamps, sparkles: the decorations
-a detector mistakes for small heads), and pasted face crops (faces/ and the unlabeled 80x80 crops) at many sizes on scenes or synthetic
+a detector mistakes for small heads; with `decoys`, also face-like ones: bows, skulls, plush-animal faces,
+badges), and pasted face crops (faces/ and the unlabeled 80x80 crops) at many sizes on scenes or synthetic
 backgrounds. A pasted crop's box is its head-box equivalent measured with the teacher (paste_box.py).
 """
 
@@ -152,49 +153,104 @@ def synthetic_background(rng: random.Random, size: int = SIZE) -> np.ndarray:
 
 
 MOTIFS = ("star", "heart", "paw", "flower", "stamp", "sparkle")
+# face-like decorations (a second, accent colour for eyes, holes and details): the kind of small thing a head
+# detector fires on in prints, on clothing and among props; added to MOTIFS by `train --decoys`
+DECOYS = ("bow", "skull", "critter", "badge")
+
+
+def _star(k: int, inner: float, outer: float = 1.0, ox: float = 0.0, oy: float = 0.0) -> np.ndarray:
+    t = np.linspace(0, 2 * math.pi, 2 * k, endpoint=False) - math.pi / 2
+    rad = np.where(np.arange(2 * k) % 2 == 0, outer, inner)
+    return np.stack([ox + rad * np.cos(t), oy + rad * np.sin(t)], 1)
+
+
+def _bar(x0: float, y0: float, x1: float, y1: float, half: float) -> np.ndarray:
+    """A thick segment as a quadrilateral."""
+    d = np.array([x1 - x0, y1 - y0])
+    n = np.array([-d[1], d[0]]) / max(1e-6, float(np.hypot(*d))) * half
+    return np.array([[x0 + n[0], y0 + n[1]], [x1 + n[0], y1 + n[1]], [x1 - n[0], y1 - n[1]], [x0 - n[0], y0 - n[1]]])
 
 
 def motif_polys(kind: str, cx: float, cy: float, r: float, angle: float,
-                rs: random.Random) -> list[tuple[np.ndarray, bool]]:
-    """A motif of radius r centred at (cx, cy), rotated by `angle` (radians): a list of (polygon, filled).
-    `rs` draws the variable parts (a stamp's outline and strokes)."""
+                rs: random.Random) -> list[tuple[np.ndarray, bool, bool]]:
+    """A motif of radius r centred at (cx, cy), rotated by `angle` (radians): a list of (polygon, filled,
+    accent), drawn in order (accent parts in the second colour). `rs` draws the variable parts (a stamp's
+    outline and strokes; a decoy's ears, spikes and emblem) and is only used by those kinds."""
     def ring(n, rad, ox=0.0, oy=0.0, rx=1.0, ry=1.0):
         t = np.linspace(0, 2 * math.pi, n, endpoint=False)
         return np.stack([ox + rad * rx * np.cos(t), oy + rad * ry * np.sin(t)], 1)
 
-    parts: list[tuple[np.ndarray, bool]] = []
+    parts: list[tuple[np.ndarray, bool, bool]] = []
     if kind in ("star", "sparkle"):
-        k = 5 if kind == "star" else 4
-        t = np.linspace(0, 2 * math.pi, 2 * k, endpoint=False) - math.pi / 2
-        rad = np.where(np.arange(2 * k) % 2 == 0, 1.0, 0.42 if kind == "star" else 0.18)
-        parts.append((np.stack([rad * np.cos(t), rad * np.sin(t)], 1), True))
+        parts.append((_star(5 if kind == "star" else 4, 0.42 if kind == "star" else 0.18), True, False))
     elif kind == "heart":
         t = np.linspace(0, 2 * math.pi, 40, endpoint=False)
         x = 16 * np.sin(t) ** 3
         y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
-        parts.append((np.stack([x, y], 1) / 17.0, True))
+        parts.append((np.stack([x, y], 1) / 17.0, True, False))
     elif kind == "paw":
-        parts.append((ring(24, 0.5, 0, 0.3, 1.1, 0.85), True))
+        parts.append((ring(24, 0.5, 0, 0.3, 1.1, 0.85), True, False))
         for ox, oy in ((-0.62, -0.25), (-0.22, -0.65), (0.22, -0.65), (0.62, -0.25)):
-            parts.append((ring(16, 0.2, ox, oy, 1.0, 1.25), True))
+            parts.append((ring(16, 0.2, ox, oy, 1.0, 1.25), True, False))
     elif kind == "flower":
         for j in range(5):
             a = 2 * math.pi * j / 5
-            parts.append((ring(16, 0.36, 0.55 * math.cos(a), 0.55 * math.sin(a)), True))
-        parts.append((ring(16, 0.28), True))
-    else:  # stamp: a square or round seal with a few strokes inside
+            parts.append((ring(16, 0.36, 0.55 * math.cos(a), 0.55 * math.sin(a)), True, False))
+        parts.append((ring(16, 0.28), True, False))
+    elif kind == "stamp":  # a square or round seal with a few strokes inside
         square = ring(4, 1.0) @ np.array([[0.7071, 0.7071], [-0.7071, 0.7071]])
-        parts.append((square if rs.random() < 0.5 else ring(28, 1.0), False))
+        parts.append((square if rs.random() < 0.5 else ring(28, 1.0), False, False))
         for _ in range(3):
-            parts.append((np.array([[rs.uniform(-0.6, 0.6) for _ in range(2)] for _ in range(2)]), False))
+            parts.append((np.array([[rs.uniform(-0.6, 0.6) for _ in range(2)] for _ in range(2)]), False, False))
+    elif kind == "bow":  # two wings, two tails, a knot
+        for sx in (-1, 1):
+            parts.append((np.array([[0.0, 0.0], [sx * 0.95, -0.55], [sx * 0.95, 0.3]]), True, False))
+            parts.append((np.array([[0.0, 0.05], [sx * 0.45, 0.85], [sx * 0.2, 0.9]]), True, False))
+        parts.append((ring(14, 0.2), True, rs.random() < 0.5))
+    elif kind == "skull":  # cranium and jaw, eye sockets and nose in the accent colour, maybe crossbones
+        if rs.random() < 0.4:
+            parts.append((_bar(-0.68, -0.68, 0.68, 0.68, 0.08), True, False))
+            parts.append((_bar(-0.68, 0.68, 0.68, -0.68, 0.08), True, False))
+        parts.append((ring(28, 0.62, 0, -0.18), True, False))
+        parts.append((np.array([[-0.36, 0.25], [0.36, 0.25], [0.3, 0.72], [-0.3, 0.72]]), True, False))
+        for sx in (-1, 1):
+            parts.append((ring(14, 0.17, sx * 0.25, -0.12, 1.0, 1.2), True, True))
+        parts.append((np.array([[0.0, 0.1], [0.08, 0.28], [-0.08, 0.28]]), True, True))
+    elif kind == "critter":  # a plush / mascot animal face: ears (round or pointed, maybe spikes), eyes, nose
+        if rs.random() < 0.3:  # spikes all round (hedgehog, lion's mane)
+            parts.append((_star(11, 0.72), True, rs.random() < 0.5))
+        for sx in (-1, 1):
+            if rs.random() < 0.5:
+                parts.append((ring(14, 0.24, sx * 0.45, -0.5), True, False))
+            else:
+                parts.append((np.array([[sx * 0.15, -0.3], [sx * 0.6, -0.78], [sx * 0.62, -0.12]]), True, False))
+        parts.append((ring(28, 0.6, 0, 0.12, 1.0, 0.9), True, False))
+        for sx in (-1, 1):
+            parts.append((ring(10, 0.09, sx * 0.22, 0.02), True, True))
+        parts.append((ring(10, 0.08, 0, 0.28, 1.3, 1.0), True, True))
+    elif kind == "badge":  # a round badge: a rim, a filled disc, an emblem (star, cross or two dots) inside
+        parts.append((ring(32, 0.98), False, False))
+        parts.append((ring(32, 0.8), True, False))
+        u = rs.random()
+        if u < 0.4:
+            parts.append((_star(5, 0.22, 0.5), True, True))
+        elif u < 0.7:
+            parts.append((_bar(-0.45, 0.0, 0.45, 0.0, 0.12), True, True))
+            parts.append((_bar(0.0, -0.45, 0.0, 0.45, 0.12), True, True))
+        else:
+            for sx in (-1, 1):
+                parts.append((ring(10, 0.12, sx * 0.25, -0.1), True, True))
+    else:
+        raise ValueError(f"unknown motif {kind!r}")
     rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    return [(pts @ rot.T * r + (cx, cy), filled) for pts, filled in parts]
+    return [(pts @ rot.T * r + (cx, cy), filled, accent) for pts, filled, accent in parts]
 
 
 class Sampler:
-    def __init__(self, scenes: list[dict], crops: list, seed: int = 0, size: int = SIZE, p_motifs: float = 0.0):
+    def __init__(self, scenes: list[dict], crops: list, seed: int = 0, size: int = SIZE, p_motifs: float = 0.0,
+                 motif_kinds: tuple[str, ...] = MOTIFS):
         self.scenes, self.crops, self.size = scenes, crops, size
-        self.p_motifs = p_motifs
+        self.p_motifs, self.motif_kinds = p_motifs, motif_kinds
         self.rng = random.Random(seed)
         self.np = np.random.default_rng(seed)
 
@@ -279,9 +335,13 @@ class Sampler:
         """A pattern of one small motif, 2-14 copies, scattered or on a jittered grid, on top of the picture
         (background, not heads: copies overlapping a head or ignore box are skipped)."""
         rng, size = self.rng, self.size
-        kind = rng.choice(MOTIFS)
+        kind = rng.choice(self.motif_kinds)
         r = math.exp(rng.uniform(math.log(4), math.log(32)))
         col = tuple(rng.randint(0, 255) for _ in range(3))
+        acc = col
+        if kind in DECOYS:  # (no extra draws for the older kinds: runs without decoys replay unchanged)
+            r = math.exp(rng.uniform(math.log(6), math.log(48)))
+            acc = tuple(255 - c for c in col) if rng.random() < 0.5 else tuple(rng.randint(0, 255) for _ in range(3))
         thick = max(1, int(round(r / rng.uniform(5, 10))))
         n = rng.randint(2, 14)
         if rng.random() < 0.5:
@@ -300,12 +360,12 @@ class Sampler:
             mb = np.array([cx - r, cy - r, cx + r, cy + r], np.float32)
             if any(_overlap(b, mb) > 0.1 for b in boxes):
                 continue
-            for pts, filled in motif_polys(kind, cx, cy, r, rng.uniform(-0.6, 0.6), rng):
+            for pts, filled, accent in motif_polys(kind, cx, cy, r, rng.uniform(-0.6, 0.6), rng):
                 q = np.round(pts).astype(np.int32)
                 if filled:
-                    cv2.fillPoly(img, [q], col, cv2.LINE_AA)
+                    cv2.fillPoly(img, [q], acc if accent else col, cv2.LINE_AA)
                 else:
-                    cv2.polylines(img, [q], True, col, thick, cv2.LINE_AA)
+                    cv2.polylines(img, [q], True, acc if accent else col, thick, cv2.LINE_AA)
             drawn += 1
 
     def colour(self, img: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ import torch
 
 from training.detector.checked import training_paths
 from training.detector.common import RUNS
-from training.detector.data import SIZE, Sampler, load_crops, load_scenes, train_paths
+from training.detector.data import DECOYS, MOTIFS, SIZE, Sampler, load_crops, load_scenes, train_paths
 from training.detector.model import STRIDES, HeadNet, level_centres
 
 # a head of side s (sqrt of area, model pixels) is a target on level k when LO[k] <= s < HI[k]
@@ -147,6 +147,8 @@ def main() -> None:
     ap.add_argument("--motifs", type=float, default=0.0,
                     help="probability per sample of a pattern of small motifs (stars, paws, hearts...) as hard "
                          "negatives (v9: 0.35)")
+    ap.add_argument("--decoys", action="store_true",
+                    help="add face-like motifs (bows, skulls, plush-animal faces, badges) to the --motifs patterns")
     ap.add_argument("--out", default=str(RUNS / "student.pt"))
     ap.add_argument("--no-ship", action="store_true", help="do not copy into models/ nor write the manifest")
     a = ap.parse_args()
@@ -159,7 +161,9 @@ def main() -> None:
     print(f"{len(scenes)} train scenes, {sum(len(s['boxes']) for s in scenes)} heads, {len(crops)} crops, "
           f"loaded in {time.time() - t0:.0f}s", flush=True)
     sizes = [int(z) for z in a.sizes.split(",")]
-    samplers = {z: Sampler(scenes, crops, seed=a.seed + k, size=z, p_motifs=a.motifs) for k, z in enumerate(sizes)}
+    kinds = MOTIFS + DECOYS if a.decoys else MOTIFS
+    samplers = {z: Sampler(scenes, crops, seed=a.seed + k, size=z, p_motifs=a.motifs, motif_kinds=kinds)
+                for k, z in enumerate(sizes)}
     pick = random.Random(a.seed)
     net = HeadNet()
     if a.init:
