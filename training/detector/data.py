@@ -158,10 +158,11 @@ MOTIFS = ("star", "heart", "paw", "flower", "stamp", "sparkle")
 DECOYS = ("bow", "skull", "critter", "badge")
 
 
-def _star(k: int, inner: float, outer: float = 1.0, ox: float = 0.0, oy: float = 0.0) -> np.ndarray:
+def _star(k: int, inner: float, outer: float = 1.0) -> np.ndarray:
+    """A k-pointed star centred at the origin, points at `outer`, notches at `inner`, the first point up."""
     t = np.linspace(0, 2 * math.pi, 2 * k, endpoint=False) - math.pi / 2
     rad = np.where(np.arange(2 * k) % 2 == 0, outer, inner)
-    return np.stack([ox + rad * np.cos(t), oy + rad * np.sin(t)], 1)
+    return np.stack([rad * np.cos(t), rad * np.sin(t)], 1)
 
 
 def _bar(x0: float, y0: float, x1: float, y1: float, half: float) -> np.ndarray:
