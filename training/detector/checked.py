@@ -23,10 +23,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training.detector.common import DATA, ROOT, RUNS, draw, grid, load_json, path_bucket, read_bgr
+from training.detector.common import DATA, ROOT, RUNS, draw, grid, iou_matrix, load_json, path_bucket, read_bgr
 from training.detector.label import RAW, VERIFIED, merge_labels
 
 CHECKED = Path(__file__).resolve().parent / "checked_boxes.json"
+FIXES = Path(__file__).resolve().parent / "label_fixes.json"
 
 
 @lru_cache(maxsize=1)
@@ -49,14 +50,53 @@ def calibration_paths(paths: list[str]) -> list[str]:
     return [p for p in paths if p not in load() or calibration_only(p)]
 
 
+@lru_cache(maxsize=1)
+def load_fixes() -> dict[str, dict[str, list]]:
+    """`label_fixes.json` by picture: {path: {"not_heads": [...], "heads": [...], "unsure": [...]}}."""
+    if not FIXES.exists():
+        return {}
+    out: dict[str, dict[str, list]] = {}
+    for kind, entries in json.loads(FIXES.read_text()).items():
+        if kind == "about":
+            continue
+        for path, box in entries:
+            out.setdefault(path, {"not_heads": [], "heads": [], "unsure": []})[kind].append(box)
+    return out
+
+
+def apply_fixes(lab: dict, fix: dict | None) -> dict:
+    """Teacher labels with the by-eye fixes: a head box matching (IoU >= 0.5) a 'not_heads' box is dropped (so it
+    is background), one matching an 'unsure' box becomes 'ignore' (unsure boxes are ignored in any case), and a
+    'heads' box is added where no label box covers it."""
+    if not fix:
+        return lab
+    boxes = np.asarray(lab["boxes"], np.float32).reshape(-1, 4)
+    ignore = [list(b) for b in lab["ignore"]]
+    for kind in ("not_heads", "unsure"):
+        fb = np.asarray(fix[kind], np.float32).reshape(-1, 4)
+        if len(fb) and len(boxes):
+            hit = iou_matrix(boxes, fb).max(1) >= 0.5
+            if kind == "unsure":
+                ignore += boxes[hit].tolist()
+            boxes = boxes[~hit]
+    ignore += [list(b) for b in fix["unsure"]]
+    add = np.asarray(fix["heads"], np.float32).reshape(-1, 4)
+    if len(add) and len(boxes):
+        add = add[iou_matrix(add, boxes).max(1) < 0.5]
+    boxes = np.concatenate([boxes, add])
+    return {"boxes": boxes.round(1).tolist(), "ignore": np.asarray(ignore, np.float32).reshape(-1, 4).round(1).tolist()}
+
+
 def scene_labels(paths: list[str]) -> dict[str, dict]:
     """The training labels of scene pictures: {"boxes", "ignore"} in original pixels. Checked boxes where the
-    picture has them (nothing ignored), else the merged teacher labels."""
+    picture has them (nothing ignored), else the merged teacher labels with the by-eye fixes of
+    `label_fixes.json` (`apply_fixes`)."""
     raw = load_json(RAW)
     verified = load_json(VERIFIED) if VERIFIED.exists() else {}
     checked = load()
+    fixes = load_fixes()
     return {p: {"boxes": [list(b) for b in checked[p]], "ignore": []} if p in checked
-            else merge_labels(raw[p], verified=verified.get(p)) for p in paths}
+            else apply_fixes(merge_labels(raw[p], verified=verified.get(p)), fixes.get(p)) for p in paths}
 
 
 def sheets(bundle: Path, per: int = 12) -> None:
