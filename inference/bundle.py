@@ -67,6 +67,7 @@ class Bundle:
         self.threads = threads
         self.sessions: dict = {}
         self.classifier_weights: tuple[np.ndarray, np.ndarray] | None = None  # (W, b) of a linear_npz classifier
+        self.verifier_weights: tuple[np.ndarray, float] | None = None  # (w, b) of the head verifier, if any
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
@@ -94,8 +95,16 @@ class Bundle:
         if cfmt not in CLASSIFIER_FORMATS:
             raise BundleError(f"Unknown classifier format {cfmt!r} (expected one of {', '.join(CLASSIFIER_FORMATS)}).")
 
+        if "verifier" in manifest:
+            if not isinstance(manifest["verifier"], dict):
+                raise BundleError(f"The 'verifier' section of {mpath} must be an object.")
+            if manifest["verifier"].get("format") != "linear_npz":
+                raise BundleError(f"Unknown verifier format {manifest['verifier'].get('format')!r} "
+                                  "(expected linear_npz).")
         files = {}
-        for section in ("detector", "encoder", "classifier"):
+        for section in ("detector", "encoder", "classifier", "verifier"):
+            if section == "verifier" and section not in manifest:
+                continue  # optional: without it every detected box is kept
             spec = manifest[section]
             fname = spec.get("file")
             if not fname:
@@ -143,7 +152,7 @@ class Bundle:
         for section, mf in self.files.items():
             if section == "detector" and mf.spec["format"] == "cascade":
                 continue
-            if section == "classifier" and mf.spec["format"] == "linear_npz":
+            if section in ("classifier", "verifier") and mf.spec["format"] == "linear_npz":
                 continue
             self.sessions[section] = make_session(mf.path, self.threads)
 
@@ -172,6 +181,27 @@ class Bundle:
             classes = self.sessions["classifier"].get_outputs()[0].shape[-1]
         if isinstance(classes, int) and classes != n:
             raise BundleError(f"The label list has {n} names but the classifier has {classes} classes.")
+        if "verifier" in self.files:
+            self._load_verifier(dim)
+
+    def _load_verifier(self, dim: int | None) -> None:
+        spec = self.files["verifier"].spec
+        if spec.get("encoder_sha256", "").lower() != self.files["encoder"].sha256:
+            raise BundleError("The head verifier was fitted on another encoder's embeddings: refit it "
+                              "(python -m training.detector.verifier) or remove the 'verifier' section.")
+        try:
+            with np.load(self.files["verifier"].path, allow_pickle=False) as z:
+                w = np.asarray(z["w"], dtype=np.float32)
+                b = np.asarray(z["b"], dtype=np.float32).reshape(-1)
+        except Exception as e:
+            raise BundleError(f"Verifier file is unreadable: {e}") from None
+        if w.ndim != 2 or w.shape[0] != 1 or b.shape != (1,):
+            raise BundleError(f"Verifier arrays have wrong shapes: w {w.shape}, b {b.shape} (expected (1, D), (1,)).")
+        if dim is not None and w.shape[1] != dim:
+            raise BundleError(f"The verifier takes {w.shape[1]}-d embeddings but the encoder makes {dim}.")
+        if not 0.0 <= float(spec.get("threshold", 0.5)) <= 1.0:
+            raise BundleError("The verifier threshold must lie in [0, 1].")
+        self.verifier_weights = (w[0], float(b[0]))
 
     # -- facts -----------------------------------------------------------------------------------
     @property

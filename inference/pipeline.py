@@ -24,6 +24,7 @@ from .gallery import Gallery
 from .memory import tune_malloc
 from .result import Head, Result
 from .settings import Settings
+from .verify import Verifier
 
 
 class NoHeadError(ImageError):
@@ -43,6 +44,9 @@ class Pipeline:
         self.classifier = Classifier(m["classifier"], bundle.labels,
                                      weights=bundle.classifier_weights,
                                      session=bundle.sessions.get("classifier"))
+        self.verifier = None
+        if bundle.verifier_weights is not None and self.settings.verify_heads:
+            self.verifier = Verifier(m["verifier"], bundle.verifier_weights, self.settings.verify_threshold)
 
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, settings: Settings | None = None) -> Pipeline:
@@ -84,20 +88,17 @@ class Pipeline:
         top_k = self.settings.top_k if top_k is None else int(top_k)
         threshold = self.settings.unsure_threshold if threshold is None else float(threshold)
         h, w = image.shape[:2]
-        t0 = time.perf_counter()
         if whole:
             boxes, scores = np.array([[0, 0, w, h]], np.float32), np.ones(1, np.float32)
+            t0 = time.perf_counter()
+            ew, eh = self.embedder.size
+            emb = self.embedder(whole_crop(image, ew, eh))
+            t.update(detect=0.0, crop=0.0, embed=time.perf_counter() - t0)
         else:
-            boxes, scores = self.detector(image)
-        t1 = time.perf_counter()
-        ew, eh = self.embedder.size
-        crops = whole_crop(image, ew, eh) if whole else crop_heads(image, boxes, self.embedder.crop, ew, eh)
-        t2 = time.perf_counter()
-        emb = self.embedder(crops)
+            boxes, scores, emb = self.find_heads(image, t)
         t3 = time.perf_counter()
         ranked = self.classifier(emb, top_k=top_k, gallery=gallery)
-        t4 = time.perf_counter()
-        t.update(detect=t1 - t0, crop=t2 - t1, embed=t3 - t2, classify=t4 - t3)
+        t["classify"] = time.perf_counter() - t3
         inv = 1.0 / scale if scale else 1.0
         W, H = size or (w, h)
         heads = []
@@ -106,6 +107,24 @@ class Pipeline:
             b = (int(np.clip(b[0], 0, W)), int(np.clip(b[1], 0, H)), int(np.clip(b[2], 0, W)), int(np.clip(b[3], 0, H)))
             heads.append(Head(b, float(score), tuple(cands), bool(cands and cands[0].probability >= threshold)))
         return Result(W, H, tuple(heads), {k: round(v * 1000, 3) for k, v in t.items()}, image)
+
+    def find_heads(self, image: np.ndarray, timings: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Detect, crop, embed and verify: (boxes, scores, embeddings) of the heads, best score first."""
+        t = timings if timings is not None else {}
+        t0 = time.perf_counter()
+        boxes, scores = self.detector(image)
+        t1 = time.perf_counter()
+        ew, eh = self.embedder.size
+        crops = crop_heads(image, boxes, self.embedder.crop, ew, eh)
+        t2 = time.perf_counter()
+        emb = self.embedder(crops)
+        t3 = time.perf_counter()
+        t.update(detect=t1 - t0, crop=t2 - t1, embed=t3 - t2)
+        if self.verifier is not None and len(boxes):
+            keep = self.verifier(emb)
+            boxes, scores, emb = boxes[keep], scores[keep], emb[keep]
+            t["verify"] = time.perf_counter() - t3
+        return boxes, scores, emb
 
     def annotate(self, result: Result, fmt: str = "PNG", max_bytes: int | None = None) -> bytes:
         return _annotate.annotate(result, fmt=fmt, max_bytes=max_bytes)
@@ -118,13 +137,12 @@ class Pipeline:
         ew, eh = self.embedder.size
         if whole_image:
             crops = whole_crop(img, ew, eh)
-        else:
-            boxes, _ = self.detector(img)
-            if len(boxes) == 0:
-                raise NoHeadError("No head found in this picture; use a clearer picture or the whole-image option.")
-            areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-            crops = crop_heads(img, boxes[[int(np.argmax(areas))]], self.embedder.crop, ew, eh)
-        return self.embedder(crops)[0]
+            return self.embedder(crops)[0]
+        boxes, _, emb = self.find_heads(img)
+        if len(boxes) == 0:
+            raise NoHeadError("No head found in this picture; use a clearer picture or the whole-image option.")
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        return emb[int(np.argmax(areas))]
 
     def new_gallery(self) -> Gallery:
         return Gallery(self.bundle.encoder_id, self._dim())

@@ -42,6 +42,17 @@ def env_float(name: str, default: float | None) -> float | None:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
 
 
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
 def _ids(name: str) -> frozenset[int]:
     raw = os.environ.get(name, "")
     out = set()
@@ -61,6 +72,8 @@ class Settings:
     ort_threads: int = field(default_factory=cpu_count)  # intra-op threads per onnxruntime session
     detect_threshold: float | None = None  # None: the manifest's default
     detect_nms_iou: float | None = None
+    verify_heads: bool = True  # drop detected boxes the bundle's head verifier rejects (if it has one)
+    verify_threshold: float | None = None  # None: the manifest's default
     # --- input limits ---
     max_image_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000  # checked from the header before decoding
@@ -94,6 +107,8 @@ class Settings:
             ort_threads=env_int("ORT_THREADS", cpu_count()),
             detect_threshold=env_float("DETECT_THRESHOLD", None),
             detect_nms_iou=env_float("DETECT_NMS_IOU", None),
+            verify_heads=env_bool("VERIFY_HEADS", cls.verify_heads),
+            verify_threshold=env_float("VERIFY_THRESHOLD", None),
             max_image_bytes=env_int("MAX_IMAGE_BYTES", cls.max_image_bytes),
             max_image_pixels=env_int("MAX_IMAGE_PIXELS", cls.max_image_pixels),
             decode_max_side=env_int("DECODE_MAX_SIDE", cls.decode_max_side),
