@@ -58,6 +58,18 @@ def match(pred: np.ndarray, gt: np.ndarray, thr: float = 0.5) -> tuple[int, int,
     return tp, len(pred), len(gt)
 
 
+def match_ignoring(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray, thr: float = 0.5) -> tuple[int, int, int]:
+    """`match` after dropping the predictions on 'ignore' regions (IoU >= 0.3 with one and < thr with every head):
+    they count neither way."""
+    pred = np.asarray(pred, np.float32).reshape(-1, 4)
+    gt = np.asarray(gt, np.float32).reshape(-1, 4)
+    ignore = np.asarray(ignore, np.float32).reshape(-1, 4)
+    if len(ignore) and len(pred):
+        on_head = iou_matrix(pred, gt).max(1) >= thr if len(gt) else np.zeros(len(pred), bool)
+        pred = pred[~((iou_matrix(pred, ignore).max(1) >= 0.3) & ~on_head)]
+    return match(pred, gt, thr)
+
+
 def draw(img: np.ndarray, boxes, color=(0, 255, 0), labels=None, thick: int = 2) -> np.ndarray:
     out = img.copy()
     for i, b in enumerate(np.asarray(boxes).reshape(-1, 4)):

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from training.detector.checked import calibration_paths, scene_labels
-from training.detector.common import DATA, ROOT, iou_matrix, match, read_bgr
+from training.detector.common import DATA, ROOT, match_ignoring, read_bgr
 from training.detector.data import train_paths
 from training.detector.model import SIZE, STRIDES, TOPK
 
@@ -131,10 +131,7 @@ def calibrate(onnx_path: Path, n: int = 200, seed: int = 0, pictures: list | Non
                 m = scores >= thr
                 b, s = boxes[m], scores[m]
                 keep = nms(b, s, nms_iou, 50)
-                b = b[keep]
-                if len(ign) and len(b):  # predictions on 'ignore' regions count neither way
-                    b = b[~((iou_matrix(b, ign).max(1) >= 0.3) & ((iou_matrix(b, gt).max(1) if len(gt) else 0) < 0.5))]
-                a, c, d = match(b, gt)
+                a, c, d = match_ignoring(b[keep], gt, ign)
                 tp, npred, ngt = tp + a, npred + c, ngt + d
             r, pr = tp / max(1, ngt), tp / max(1, npred)
             f1 = 2 * r * pr / max(1e-9, r + pr)

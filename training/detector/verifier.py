@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from training.detector.checked import scene_labels
-from training.detector.common import DATA, ROOT, iou_matrix, match, path_bucket, read_bgr
+from training.detector.common import DATA, ROOT, iou_matrix, match_ignoring, path_bucket, read_bgr
 from training.detector.data import train_paths
 
 KEEP = 0.995  # share of the checking heads the threshold keeps
@@ -128,11 +128,7 @@ def f1_at(c: dict, keep: np.ndarray, labels: dict, score: float) -> tuple[float,
     for i, p in enumerate(c["paths"]):
         m = (c["pic"] == i) & (c["score"] >= score) & keep
         b = c["boxes"][m][np.argsort(-c["score"][m], kind="stable")]
-        gt = np.asarray(labels[p]["boxes"], np.float32).reshape(-1, 4)
-        ign = np.asarray(labels[p]["ignore"], np.float32).reshape(-1, 4)
-        if len(ign) and len(b):
-            b = b[~((iou_matrix(b, ign).max(1) >= 0.3) & ((iou_matrix(b, gt).max(1) if len(gt) else 0) < 0.5))]
-        a, n, g = match(b, gt)
+        a, n, g = match_ignoring(b, labels[p]["boxes"], labels[p]["ignore"])
         tp, npred, ngt = tp + a, npred + n, ngt + g
     r, pr = tp / max(1, ngt), tp / max(1, npred)
     return r, pr, 2 * r * pr / max(1e-9, r + pr)
