@@ -34,13 +34,20 @@ def test_a_third_of_the_checked_pictures_is_never_trained_on():
     assert set(trained) | set(calib) == set(paths)  # every other training picture is in both
 
 
-def test_scene_labels_use_checked_boxes_where_a_picture_has_them(tmp_path, monkeypatch):
-    raw = {"a.jpg": {"size": [100, 200], "fb": [[10, 10, 50, 50, 0.9], [60, 10, 90, 40, 0.3]], "cascade": []},
+def fake_teachers(tmp_path, monkeypatch, second_score: float) -> None:
+    """Teacher outputs for a.jpg (a sure head and a second box of `second_score`) and b.jpg (nothing); b.jpg has a
+    checked box."""
+    raw = {"a.jpg": {"size": [100, 200], "fb": [[10, 10, 50, 50, 0.9], [60, 10, 90, 40, second_score]],
+                     "cascade": []},
            "b.jpg": {"size": [100, 200], "fb": [], "cascade": []}}
     (tmp_path / "raw.json").write_text(json.dumps(raw))
     monkeypatch.setattr(checked, "RAW", tmp_path / "raw.json")
     monkeypatch.setattr(checked, "VERIFIED", tmp_path / "missing.json")
     monkeypatch.setattr(checked, "load", lambda: {"b.jpg": [[5.0, 6.0, 40.0, 45.0]]})
+
+
+def test_scene_labels_use_checked_boxes_where_a_picture_has_them(tmp_path, monkeypatch):
+    fake_teachers(tmp_path, monkeypatch, second_score=0.3)
     labels = checked.scene_labels(["a.jpg", "b.jpg"])
     assert labels["a.jpg"]["boxes"] == [[10.0, 10.0, 50.0, 50.0]]  # teachers: the sure box is a head ...
     assert labels["a.jpg"]["ignore"] == [[60.0, 10.0, 90.0, 40.0]]  # ... the weak one is not penalised
@@ -71,12 +78,7 @@ def test_label_fixes_are_training_pictures_with_boxes_inside_them(shared):
 
 
 def test_scene_labels_apply_the_fixes_to_teacher_labels_only(tmp_path, monkeypatch):
-    raw = {"a.jpg": {"size": [100, 200], "fb": [[10, 10, 50, 50, 0.9], [60, 10, 90, 40, 0.9]], "cascade": []},
-           "b.jpg": {"size": [100, 200], "fb": [], "cascade": []}}
-    (tmp_path / "raw.json").write_text(json.dumps(raw))
-    monkeypatch.setattr(checked, "RAW", tmp_path / "raw.json")
-    monkeypatch.setattr(checked, "VERIFIED", tmp_path / "missing.json")
-    monkeypatch.setattr(checked, "load", lambda: {"b.jpg": [[5.0, 6.0, 40.0, 45.0]]})
+    fake_teachers(tmp_path, monkeypatch, second_score=0.9)
     fixes = {"a.jpg": {"not_heads": [[60, 10, 90, 40]], "heads": [], "unsure": []},
              "b.jpg": {"not_heads": [[5, 6, 40, 45]], "heads": [], "unsure": []}}
     monkeypatch.setattr(checked, "load_fixes", lambda: fixes)

@@ -92,11 +92,11 @@ def main() -> None:
     a = ap.parse_args()
     cv2.setNumThreads(1)
     pictures = json.loads(HELDOUT.read_text())["pictures"]
-    det, spec = load_detector(Path(a.bundle))
     from inference.pipeline import Pipeline
     from inference.settings import Settings
 
     pipe = Pipeline.from_bundle(Path(a.bundle), Settings(ort_threads=2))
+    det, spec = pipe.detector, pipe.detector.spec  # the pipeline's own session: one per model
     alone = None
     if pipe.verifier is not None:
         r0 = score_set(lambda im: det(cv2.cvtColor(im, cv2.COLOR_BGR2RGB))[0], pictures)

@@ -121,11 +121,13 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, lam: float = 1.0, iters: int = 30
     return th[:-1].astype(np.float32), float(th[-1])
 
 
-def f1_at(c: dict, keep: np.ndarray, labels: dict, score: float) -> tuple[float, float, float]:
-    """Recall, precision, F1 of the boxes with detector score >= `score` and `keep`, against the labels (boxes
-    on 'ignore' regions count neither way, as in `ship.calibrate`)."""
+def f1_at(c: dict, keep: np.ndarray, labels: dict, score: float, pictures: list[int]) -> tuple[float, float, float]:
+    """Recall, precision, F1 on the pictures `pictures` (indices into c["paths"]) of the boxes with detector score
+    >= `score` and `keep`, against the labels (boxes on 'ignore' regions count neither way, as in
+    `ship.calibrate`)."""
     tp = npred = ngt = 0
-    for i, p in enumerate(c["paths"]):
+    for i in pictures:
+        p = c["paths"][i]
         m = (c["pic"] == i) & (c["score"] >= score) & keep
         b = c["boxes"][m][np.argsort(-c["score"][m], kind="stable")]
         a, n, g = match_ignoring(b, labels[p]["boxes"], labels[p]["ignore"])
@@ -143,6 +145,7 @@ def main() -> None:
     a = ap.parse_args()
     from inference.pipeline import Pipeline
     from inference.settings import Settings
+    from inference.verify import Verifier
     from training.manifest import update_section
 
     cv2.setNumThreads(1)
@@ -158,36 +161,29 @@ def main() -> None:
     print(f"{int((c['y'] == 1).sum())} head boxes, {int((c['y'] == 0).sum())} non-head boxes, "
           f"{int((c['y'] < 0).sum())} unused; {len(faces)} face pictures", flush=True)
 
-    fit_crops = np.concatenate([c["crops"][use & ~checking], faces[~fcheck]])
-    fit_y = np.concatenate([c["y"][use & ~checking], np.ones(int((~fcheck).sum()), int)])
-    views = [fit_crops] + list(augment(fit_crops, rng).values())
     t0 = time.time()
-    x = np.concatenate([pipe.embedder(v) for v in views])
-    y = np.tile(fit_y, len(views))
-    print(f"embedded {len(x)} crops ({len(views)} views) in {time.time() - t0:.0f} s; fitting ...", flush=True)
+    e_scene, e_face = pipe.embedder(c["crops"]), pipe.embedder(faces)  # each crop embedded once
+    fit = use & ~checking
+    views = list(augment(np.concatenate([c["crops"][fit], faces[~fcheck]]), rng).values())
+    x = np.concatenate([e_scene[fit], e_face[~fcheck]] + [pipe.embedder(v) for v in views])
+    y = np.tile(np.concatenate([c["y"][fit], np.ones(int((~fcheck).sum()), int)]), len(views) + 1)
+    print(f"embedded {len(x)} crops ({len(views) + 1} views) in {time.time() - t0:.0f} s; fitting ...", flush=True)
     w, b = fit_logistic(x, y, a.lam)
 
-    def prob(crops: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-(pipe.embedder(crops) @ w + b)))
-
-    p_scene = prob(c["crops"])
-    p_face = prob(faces[fcheck])
-    chk_head = checking & (c["y"] == 1) & (c["score"] >= pipe.detector.score_threshold)
+    check = Verifier({}, (w, b))
+    p_scene, p_face = check.probability(e_scene), check.probability(e_face[fcheck])
+    served = pipe.detector.score_threshold
+    chk_head = checking & (c["y"] == 1) & (c["score"] >= served)
     thr = float(min(np.quantile(p_scene[chk_head], 1 - KEEP), np.quantile(p_face, 1 - KEEP)))
     thr = float(np.floor(thr * 1000) / 1000)
-    served = pipe.detector.score_threshold
-    chk_paths = [p for p in paths if is_checking(p)]
-    idx = np.where(checking)[0]
-    remap = {old: new for new, old in enumerate(sorted({int(i) for i in c["pic"][idx]}))}
-    sub = {"pic": np.asarray([remap[int(i)] for i in c["pic"][idx]], int), "boxes": c["boxes"][idx],
-           "score": c["score"][idx], "paths": [paths[i] for i in sorted(remap)]}
-    labels = scene_labels(chk_paths)
-    r0, p0, f0 = f1_at(sub, np.ones(len(idx), bool), labels, served)
-    r1, p1, f1 = f1_at(sub, p_scene[idx] >= thr, labels, served)
+    chk_pics = sorted({int(i) for i in c["pic"][checking]})
+    labels = scene_labels([paths[i] for i in chk_pics])
+    r0, p0, f0 = f1_at(c, np.ones(len(p_scene), bool), labels, served, chk_pics)
+    r1, p1, f1 = f1_at(c, p_scene >= thr, labels, served, chk_pics)
     chk_neg = checking & (c["y"] == 0) & (c["score"] >= served)
     metrics = {
         "threshold_rule": f"keeps {KEEP:.1%} of the checking heads (scenes and faces)",
-        "checking_scenes": len(sub["paths"]),
+        "checking_scenes": len(chk_pics),
         "checking_faces": int(fcheck.sum()),
         "heads_kept": round(float((p_scene[chk_head] >= thr).mean()), 4),
         "faces_kept": round(float((p_face >= thr).mean()), 4),
