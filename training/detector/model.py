@@ -85,10 +85,12 @@ def decode(outs) -> torch.Tensor:
     return torch.cat(rows, 1)
 
 
-def flip_average(net: HeadNet, images: torch.Tensor):
-    """Average the outputs for the picture and its mirror image (left/right distances swapped back)."""
+def flip_average(net: HeadNet, images: torch.Tensor, mirror_net: HeadNet | None = None):
+    """Average the outputs for the picture and its mirror image (left/right distances swapped back). With
+    `mirror_net` the mirror image goes through that second net instead (a two-net ensemble at the cost of one
+    net with the mirror pass)."""
     a = net(images)
-    b = net(torch.flip(images, dims=[3]))
+    b = (mirror_net or net)(torch.flip(images, dims=[3]))
     out = []
     for (ca, ra), (cb, rb) in zip(a, b):
         cb = torch.flip(cb, dims=[3])
@@ -97,13 +99,21 @@ def flip_average(net: HeadNet, images: torch.Tensor):
     return out
 
 
+def soup(state_dicts: list[dict]) -> dict:
+    """The mean of state dicts of runs from one starting point ("model soup"); integer buffers from the first."""
+    out = {}
+    for k, v in state_dicts[0].items():
+        out[k] = torch.stack([sd[k].float() for sd in state_dicts]).mean(0).to(v.dtype) if v.is_floating_point() else v
+    return out
+
+
 class Exportable(nn.Module):
-    def __init__(self, net: HeadNet, topk: int = TOPK, flip: bool = False):
+    def __init__(self, net: HeadNet, topk: int = TOPK, flip: bool = False, mirror_net: HeadNet | None = None):
         super().__init__()
-        self.net, self.topk, self.flip = net, topk, flip
+        self.net, self.topk, self.flip, self.mirror_net = net, topk, flip or mirror_net is not None, mirror_net
 
     def forward(self, images):
-        outs = flip_average(self.net, images) if self.flip else self.net(images)
+        outs = flip_average(self.net, images, self.mirror_net) if self.flip else self.net(images)
         rows = decode(outs)
         _, idx = torch.topk(rows[..., 4], self.topk, dim=1)
         return torch.gather(rows, 1, idx[..., None].expand(-1, -1, 5))

@@ -3,9 +3,12 @@
     python -m training.detector.quantize runs/detector/v7a.onnx runs/detector/v7a_int8.onnx
     python -m training.detector.quantize runs/detector/v7a.pt runs/detector/v7a_flip_int8.onnx --flip
     python -m training.detector.ship runs/detector/v7a_flip_int8.onnx --sizes 448
+    python -m training.detector.quantize runs/detector/v13a.pt runs/detector/v13ab_pair_int8.onnx --pair runs/detector/v13b.pt
 
 From a checkpoint (.pt) the float graph is exported first; `--flip` then puts the mirror pass in it (the
-outputs for the picture and its mirror image averaged, `training.detector.model.flip_average`).
+outputs for the picture and its mirror image averaged, `training.detector.model.flip_average`). Two runs from
+the same starting point can be combined at no extra cost: `--soup B.pt` averages their weights (one net), and
+`--pair B.pt` lets the second run make the mirror pass (two nets, each on one of the two images).
 
 Only the network is quantized: convolutions, their residual adds, ReLUs and the FPN upsampling. The decoding
 stays float32: every node downstream of a Shape (the cell-centre grid), of the Clip/Exp of the box distances and
@@ -71,16 +74,26 @@ def quantize(src: Path, dst: Path, feeds: list[dict]) -> None:
     quantize_graph(src, dst, feeds, QUANTIZED_OPS, keep_float=float_nodes, moving_average=True)
 
 
-def export_checkpoint(checkpoint: Path, dst: Path, flip: bool = False) -> None:
-    """The float graph of a trained HeadNet state dict (as `training.detector.train` saves it)."""
+def export_checkpoint(checkpoint: Path, dst: Path, flip: bool = False, soup_with: Path | None = None,
+                      pair_with: Path | None = None) -> None:
+    """The float graph of a trained HeadNet state dict (as `training.detector.train` saves it). `soup_with`: a
+    second checkpoint (a run from the same starting point) averaged into the first, weight by weight;
+    `pair_with`: a second checkpoint that runs the mirror pass (`model.flip_average`)."""
     import torch
 
-    from training.detector.model import HeadNet
+    from training.detector.model import HeadNet, soup
     from training.detector.train import export
 
+    state = torch.load(checkpoint, weights_only=True)
+    if soup_with is not None:
+        state = soup([state, torch.load(soup_with, weights_only=True)])
     net = HeadNet()
-    net.load_state_dict(torch.load(checkpoint, weights_only=True))
-    export(net, dst, flip=flip, size=448)
+    net.load_state_dict(state)
+    mirror = None
+    if pair_with is not None:
+        mirror = HeadNet()
+        mirror.load_state_dict(torch.load(pair_with, weights_only=True))
+    export(net, dst, flip=flip, size=448, mirror_net=mirror)
 
 
 def main() -> None:
@@ -91,6 +104,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="448,480", help="input sizes the calibration pictures are letterboxed to")
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--flip", action="store_true", help="(checkpoints) average the picture and its mirror in the graph")
+    ap.add_argument("--soup", metavar="B.pt", help="(checkpoints) average this checkpoint's weights into the first's")
+    ap.add_argument("--pair", metavar="B.pt", help="(checkpoints) this checkpoint runs the mirror pass (implies --flip)")
     a = ap.parse_args()
     from training.detector.ship import calibration_set
 
@@ -99,10 +114,11 @@ def main() -> None:
     if a.model.endswith(".pt"):
         with tempfile.TemporaryDirectory() as tmp:
             src = Path(tmp) / "float.onnx"
-            export_checkpoint(Path(a.model), src, flip=a.flip)
+            export_checkpoint(Path(a.model), src, flip=a.flip, soup_with=a.soup and Path(a.soup),
+                              pair_with=a.pair and Path(a.pair))
             quantize(src, Path(a.out), feeds)
-    elif a.flip:
-        raise SystemExit("--flip needs a checkpoint (.pt): the mirror pass is added when the graph is exported")
+    elif a.flip or a.soup or a.pair:
+        raise SystemExit("--flip, --soup and --pair need checkpoints (.pt): they act when the graph is exported")
     else:
         quantize(Path(a.model), Path(a.out), feeds)
     print(f"wrote {a.out} ({Path(a.out).stat().st_size / 1e6:.2f} MB), ranges from {len(pictures)} training pictures")

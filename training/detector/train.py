@@ -116,12 +116,15 @@ def loss_fn(outs, levels):
     return lc + 2.0 * lr, float(lc.detach()), float(lr.detach())
 
 
-def export(net: HeadNet, path: Path, flip: bool = False, size: int = SIZE) -> None:
-    """The graph is fully convolutional: it can be exported (and served) at another input size."""
+def export(net: HeadNet, path: Path, flip: bool = False, size: int = SIZE, mirror_net: HeadNet | None = None) -> None:
+    """The graph is fully convolutional: it can be exported (and served) at another input size. `mirror_net`:
+    the mirror pass runs that second net (`model.flip_average`)."""
     from training.detector.model import Exportable
 
     net.eval()
-    model = Exportable(net, flip=flip).eval()  # (the exporter restores the wrapper's mode after)
+    if mirror_net is not None:
+        mirror_net.eval()
+    model = Exportable(net, flip=flip, mirror_net=mirror_net).eval()  # (the exporter restores the wrapper's mode after)
     x = torch.zeros(1, 3, size, size)
     # height and width stay symbolic (the decoding follows the input's shape): the manifest's input size is the
     # one served; the size the graph was made for is kept in its metadata (`input_size`)
