@@ -96,7 +96,7 @@ def export_checkpoint(checkpoint: Path, dst: Path, flip: bool = False, soup_with
     export(net, dst, flip=flip, size=448, mirror_net=mirror)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description="int8 version of an exported detector (see the module docstring)")
     ap.add_argument("model", help="an exported float detector (.onnx) or a checkpoint (.pt)")
     ap.add_argument("out", help="where to write the int8 graph (.onnx)")
@@ -106,7 +106,11 @@ def main() -> None:
     ap.add_argument("--flip", action="store_true", help="(checkpoints) average the picture and its mirror in the graph")
     ap.add_argument("--soup", metavar="B.pt", help="(checkpoints) average this checkpoint's weights into the first's")
     ap.add_argument("--pair", metavar="B.pt", help="(checkpoints) this checkpoint runs the mirror pass (implies --flip)")
-    a = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    a = parser().parse_args()
     from training.detector.ship import calibration_set
 
     pictures = [img for img, _ in calibration_set(n=a.pictures, seed=a.seed)]  # training pictures only

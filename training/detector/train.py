@@ -137,8 +137,8 @@ def export(net: HeadNet, path: Path, flip: bool = False, size: int = SIZE, mirro
     onnx.save(m, str(path))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description="train the head detector (see the model card, 'Detector')")
     ap.add_argument("--minutes", type=float, default=35.0)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -154,7 +154,11 @@ def main() -> None:
                     help="add face-like motifs (bows, skulls, plush-animal faces, badges) to the --motifs patterns")
     ap.add_argument("--out", default=str(RUNS / "student.pt"))
     ap.add_argument("--no-ship", action="store_true", help="do not copy into models/ nor write the manifest")
-    a = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    a = parser().parse_args()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     torch.manual_seed(a.seed)
