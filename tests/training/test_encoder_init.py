@@ -70,3 +70,14 @@ def test_the_card_lists_the_run_a_member_was_fine_tuned_from_before_it(tmp_path,
         (tmp_path / run / "history.json").write_text(json.dumps({"args": {"run": run, "init": init}}))
     order = list(card.with_init_runs(["ft", "other", "base"]))
     assert order == ["base", "ft", "other"]  # base once, before the run that starts from it
+
+
+def test_the_card_splits_known_accuracy_by_first_and_later_faces_when_measured():
+    from training.encoder import card
+
+    kv = {"top1_first_face": 0.9654, "top3_first_face": 0.9929, "n_first_face": 1127,
+          "top1_later_face": 0.9468, "top3_later_face": 0.9734, "n_later_face": 301}
+    rows = card.face_rows(kv).splitlines()
+    assert rows == ["| known top-1 / top-3, first face of a picture (1127) | 0.965 / 0.993 | |",
+                    "| known top-1 / top-3, 2nd+ faces of a picture (301; may show another character) | 0.947 / 0.973 | |"]
+    assert card.face_rows({"top1": 0.96}) == ""  # metrics written before the split: no rows

@@ -176,6 +176,12 @@ def main() -> None:
     heldset = set(meta["heldout"]) if info.get("heldout") else set()
     known["top1_heldout_chars"] = topk(logits[np.isin(y, [chars.index(c) for c in heldset])],
                                        y[np.isin(y, [chars.index(c) for c in heldset])], 1) if heldset else None
+    # sytwu's 2nd+ face of a picture (`face` > 1) may show another character than its label (data README)
+    first = np.asarray(meta["face"])[va] == 1
+    for name, m in (("first_face", first), ("later_face", ~first)):
+        known[f"top1_{name}"] = topk(logits[m], y[m], 1) if m.any() else None
+        known[f"top3_{name}"] = topk(logits[m], y[m], 3) if m.any() else None
+        known[f"n_{name}"] = int(m.sum())
     # confident, correct examples for the bundle test
     good = [(float(prob[i, pred[i]]), meta["paths"][va[i]], chars[pred[i]]) for i in range(len(va))
             if pred[i] == y[i] and meta["face"][va[i]] == 1]
