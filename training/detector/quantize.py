@@ -118,8 +118,8 @@ def main() -> None:
     if a.model.endswith(".pt"):
         with tempfile.TemporaryDirectory() as tmp:
             src = Path(tmp) / "float.onnx"
-            export_checkpoint(Path(a.model), src, flip=a.flip, soup_with=a.soup and Path(a.soup),
-                              pair_with=a.pair and Path(a.pair))
+            export_checkpoint(Path(a.model), src, flip=a.flip, soup_with=Path(a.soup) if a.soup else None,
+                              pair_with=Path(a.pair) if a.pair else None)
             quantize(src, Path(a.out), feeds)
     elif a.flip or a.soup or a.pair:
         raise SystemExit("--flip, --soup and --pair need checkpoints (.pt): they act when the graph is exported")

@@ -122,8 +122,6 @@ def export(net: HeadNet, path: Path, flip: bool = False, size: int = SIZE, mirro
     from training.detector.model import Exportable
 
     net.eval()
-    if mirror_net is not None:
-        mirror_net.eval()
     model = Exportable(net, flip=flip, mirror_net=mirror_net).eval()  # (the exporter restores the wrapper's mode after)
     x = torch.zeros(1, 3, size, size)
     # height and width stay symbolic (the decoding follows the input's shape): the manifest's input size is the

@@ -184,7 +184,7 @@ def main() -> None:
         known[f"n_{name}"] = int(m.sum())
     # confident, correct examples for the bundle test
     good = [(float(prob[i, pred[i]]), meta["paths"][va[i]], chars[pred[i]]) for i in range(len(va))
-            if pred[i] == y[i] and meta["face"][va[i]] == 1]
+            if pred[i] == y[i] and first[i]]
     good.sort(reverse=True)
     by_char, examples = set(), []
     for p, path, c in good:
