@@ -25,9 +25,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.detector.common import ROOT
+from training.detector.common import ROOT, RUNS
 
-RUN = "runs/detector"
+RUN = RUNS.relative_to(ROOT).as_posix()  # the trainers' folder, relative: the commands run in the project root
 MIXED = ("--sizes", "320,384,416")
 
 
