@@ -181,6 +181,13 @@ class Bundle:
             classes = self.sessions["classifier"].get_outputs()[0].shape[-1]
         if isinstance(classes, int) and classes != n:
             raise BundleError(f"The label list has {n} names but the classifier has {classes} classes.")
+        gdims = cspec.get("gallery_dims")
+        if gdims is not None:
+            width = dim if dim is not None else out_shape[-1]
+            too_wide = isinstance(width, int) and isinstance(gdims, int) and gdims > width
+            if not isinstance(gdims, int) or isinstance(gdims, bool) or gdims < 1 or too_wide:
+                raise BundleError(f"classifier.gallery_dims must be a whole number from 1 to the embedding width "
+                                  f"({width}), not {gdims!r}.")
         if "verifier" in self.files:
             self._load_verifier(dim)
 

@@ -4,6 +4,9 @@ Two sources are merged into one softmax:
 - the bundle's classifier over its known characters (linear logits, or an ONNX model that outputs
   probabilities, whose log is used as logits), divided by the manifest's `temperature`;
 - a gallery of enrolled characters: logit = gallery_scale * cosine(embedding, prototype) + gallery_bias.
+  With `gallery_dims` = n the cosine compares only the first n dimensions of the embedding (renormalised): an
+  encoder may append features (a colour histogram) that help the linear classifier, which learns how far to
+  trust them, but only add noise to a prototype made from one or two pictures.
 If a name is in both, their probabilities are added. The calibration constants come from training.
 """
 
@@ -21,6 +24,14 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def gallery_view(x: np.ndarray, dims: int | None) -> np.ndarray:
+    """The part of (N, D) embeddings that the gallery compares: the first `dims` dimensions, renormalised."""
+    if not dims:
+        return x
+    part = np.asarray(x, np.float32)[:, :dims]
+    return part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
+
+
 class Classifier:
     def __init__(self, spec: dict, labels: list[str], *, weights: tuple | None = None, session=None):
         self.spec = spec
@@ -29,6 +40,7 @@ class Classifier:
         self.temperature = float(spec.get("temperature", 1.0)) or 1.0
         self.gallery_scale = float(spec.get("gallery_scale", 16.0))
         self.gallery_bias = float(spec.get("gallery_bias", 0.0))
+        self.gallery_dims = int(spec["gallery_dims"]) if spec.get("gallery_dims") else None
         self.weights = weights
         self.session = session
         if session is not None:
@@ -50,6 +62,8 @@ class Classifier:
 
     def gallery_logits(self, emb: np.ndarray, protos: np.ndarray) -> np.ndarray:
         """(N, D) unit embeddings, (G, D) unit prototypes -> (N, G) logits, on the scale of the model's."""
+        if self.gallery_dims:
+            emb, protos = gallery_view(emb, self.gallery_dims), gallery_view(protos, self.gallery_dims)
         return self.gallery_scale * (emb @ protos.T) + self.gallery_bias
 
     def __call__(self, emb: np.ndarray, top_k: int = 3, gallery: Gallery | None = None) -> list[list[Candidate]]:

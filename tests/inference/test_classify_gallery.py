@@ -78,3 +78,43 @@ def test_gallery_roundtrip_remove_and_encoder_check(tmp_path, tiny_pipeline):
         tiny_pipeline.load_gallery(tmp_path / "bad.npz")
     with pytest.raises(GalleryError):
         normalize_name("   ")
+
+
+def test_gallery_dims_compare_only_the_leading_part_of_the_embedding():
+    from inference.classify import Classifier, gallery_view
+
+    rng = np.random.default_rng(0)
+    head = rng.normal(size=(4, 6)).astype(np.float32)
+    tail = rng.normal(size=(4, 3)).astype(np.float32)
+    emb = np.concatenate([head, tail], 1)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    protos = emb[::-1].copy()
+    spec = {"format": "linear_npz", "gallery_scale": 10.0, "gallery_bias": -1.0}
+    w = (np.zeros((1, 9), np.float32), np.zeros(1, np.float32))
+    full = Classifier(spec, ["x"], weights=w).gallery_logits(emb, protos)
+    part = Classifier({**spec, "gallery_dims": 6}, ["x"], weights=w).gallery_logits(emb, protos)
+    np.testing.assert_allclose(full, 10 * emb @ protos.T - 1, atol=1e-5)
+    h = head / np.linalg.norm(head, axis=1, keepdims=True)
+    np.testing.assert_allclose(part, 10 * h @ h[::-1].T - 1, atol=1e-5)  # the tail plays no part
+    assert not np.allclose(full, part)
+    assert np.allclose(np.linalg.norm(gallery_view(emb, 6), axis=1), 1) and gallery_view(emb, None) is emb
+
+
+@pytest.mark.parametrize("bad", [0, 17, 2.5, "8", True])
+def test_bundle_refuses_a_gallery_width_the_encoder_lacks(tiny_bundle, tmp_path, bad):
+    import json
+    import shutil
+
+    from inference.bundle import Bundle
+    from inference.errors import BundleError
+
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bundle, b)
+    m = json.loads((b / "manifest.json").read_text())
+    m["classifier"]["gallery_dims"] = 8
+    (b / "manifest.json").write_text(json.dumps(m))
+    Bundle.load(b)  # 8 of the 16 dimensions: fine
+    m["classifier"]["gallery_dims"] = bad
+    (b / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="gallery_dims"):
+        Bundle.load(b)

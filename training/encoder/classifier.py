@@ -11,7 +11,9 @@
     calibration below does not depend on where a consumer applies T);
   - gallery_scale / gallery_bias: a classifier fitted without the 6 held-out characters, the held-out ones
     enrolled from 5 training pictures as prototypes, logit = scale * cosine + bias; NLL over calib faces of
-    all 32 characters, so enrolled characters compete fairly with the linear classes.
+    all 32 characters, so enrolled characters compete fairly with the linear classes. Where the encoder
+    appends a colour histogram (`training.encoder.colour`), the gallery compares only the embedding before it
+    (manifest `gallery_dims`): fitted and calibrated that way here.
 * Writes models/classifier.npz, chara.json, manifest sections "encoder" (keeps an existing "crop") and
   "classifier", and the top-level "version".
 """
@@ -24,12 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.classify import gallery_view
 from training.common import ROOT
 from training.encoder.data import OUT, load_meta
 from training.encoder.onnx_embed import MEAN, SCALE, STD, embed, session
 from training.manifest import MODELS, sha256_of, update_section
 
-VERSION = "2026.11.22"
+VERSION = "2026.11.22.2"
 DEFAULT_CROP = {"scale": 1.0, "shift_y": 0.0, "square": False}
 
 
@@ -129,7 +132,13 @@ def open_set_classifier(e: dict, meta: dict) -> tuple[np.ndarray, np.ndarray, li
     return w / t, b / t, known, held
 
 
-def calibrate(e: dict, meta: dict, seed: int = 0) -> dict:
+def gallery_dims(info: dict) -> int | None:
+    """How many leading embedding dimensions the gallery compares: all but an appended colour histogram."""
+    c = info.get("colour")
+    return int(info["dim"] - np.prod(c["bins"])) if c else None
+
+
+def calibrate(e: dict, meta: dict, seed: int = 0, dims: int | None = None) -> dict:
     chars = meta["characters"]
     lab = np.array(meta["label"])
     split = np.array(meta["split"])
@@ -154,7 +163,7 @@ def calibrate(e: dict, meta: dict, seed: int = 0) -> dict:
             protos.append(p / np.linalg.norm(p))
         protos = np.stack(protos)
         lin = e["faces"][cal] @ ws.T + bs
-        cos = e["faces"][cal] @ protos.T
+        cos = gallery_view(e["faces"][cal], dims) @ gallery_view(protos, dims).T  # as the served Classifier
         order = known + held  # column j -> class order[j]
         pos = {c: j for j, c in enumerate(order)}
         rows.append((lin, cos))
@@ -181,7 +190,8 @@ def main() -> None:
     meta = load_meta()
     e = embeddings(enc, info["size"])
     chars = meta["characters"]
-    cal = calibrate(e, meta)
+    dims = gallery_dims(info)
+    cal = calibrate(e, meta, dims=dims)
     w, b = fit_classifier(e, meta, list(range(len(chars))))
     t = cal["temperature_fitted"]
     w, b = (w / t).astype(np.float32), (b / t).astype(np.float32)  # fold the temperature in
@@ -202,6 +212,7 @@ def main() -> None:
     update_section("classifier", {
         "file": "classifier.npz", "format": "linear_npz", "temperature": 1.0,
         "gallery_scale": round(cal["gallery_scale"], 4), "gallery_bias": round(cal["gallery_bias"], 4),
+        **({"gallery_dims": dims} if dims else {}),
     }, bundle=bundle, version=VERSION)
     (OUT / "calibration.json").write_text(json.dumps(cal, indent=2))
     print(json.dumps(cal))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.classify import softmax
+from inference.classify import gallery_view, softmax
 from training.common import ROOT
 from training.encoder.classifier import export_info
 from training.encoder.data import OUT, load_meta
@@ -217,7 +217,7 @@ def main() -> None:
         e_all = e_cache["faces"]
     else:
         e_all = embed(session(os_path, threads=2), faces, os_info["size"])
-    open_res = open_set(e_all, meta)
+    open_res = open_set(gallery_view(e_all, manifest["classifier"].get("gallery_dims")), meta)  # what it compares
     open_res["heldout"] = meta["heldout"]
     open_res["encoder"] = str(os_path.relative_to(ROOT))
     if os_path == enc_path:
@@ -237,7 +237,8 @@ def main() -> None:
         "sizes": files,
         "encoder_training": {"steps": info.get("steps"), "heldout_in_shipped_encoder": info.get("heldout"),
                              "flip_tta_in_graph": info.get("flip_tta"), "whitening": info.get("whitening"),
-                             "runs": info.get("runs"), "steps_per_run": info.get("steps_per_run")},
+                             "runs": info.get("runs"), "steps_per_run": info.get("steps_per_run"),
+                             "colour": info.get("colour")},
     }
     cal = OUT / "calibration.json"
     if cal.exists():
