@@ -103,6 +103,38 @@ def whiten_text(w: dict | list | None) -> str:
   on the whitened embeddings.""")
 
 
+def colour_dims(c: dict | None) -> int:
+    return c["bins"][0] * c["bins"][1] * c["bins"][2] if c else 0
+
+
+def colour_cmd(c: dict | None) -> str:
+    if not c:
+        return ""
+    bins = " ".join(str(b) for b in c["bins"])
+    return f"python -m training.encoder.colour models/encoder.onnx --weight {c['weight']} --bins {bins}   # 3c. colour histogram\n"
+
+
+def colour_text(c: dict | None, dim: int) -> str:
+    if not c:
+        return ""
+    nb = c["bins"][0] * c["bins"][1] * c["bins"][2]
+    return (f"""
+- **Colour histogram in the graph** (`training.encoder.colour`): the graph also bins the pixels of its own input
+  crop by hue / saturation / value ({' x '.join(str(b) for b in c['bins'])} = {nb} bins, 2x2 pooled, whole crop,
+  so a mirror flip does not change it), takes the square root of the counts, L2-normalises, scales by
+  {c['weight']} and appends it to the normalised embedding, then normalises the whole again. Hair and eye colour
+  are much of a character's identity; the embedding of 26 training characters does not keep them apart on its
+  own. No weights: a fixed function of the pixels. The output is {dim}-d.""")
+
+
+def gallery_dims_text(dims: int | None, dim: int) -> str:
+    if not dims:
+        return ""
+    return (f"""
+  The cosine compares only the first {dims} of the {dim} dimensions (manifest `gallery_dims`), renormalised: the
+  embedding without the colour histogram, which is too noisy in a prototype made from one or two pictures.""")
+
+
 def serving_rows(sv: dict | None) -> str:
     """Rows for the open set scored as the bot does (linear classifier + gallery); empty for older metrics."""
     if not sv:
@@ -174,6 +206,8 @@ def main() -> None:
     import onnx
 
     int8 = any(n.op_type == "QuantizeLinear" for n in onnx.load(str(bundle / enc["file"])).graph.node)
+    n_members = len(m["encoder_training"].get("runs") or [1])
+    member_dim = (enc["dim"] - colour_dims(m["encoder_training"].get("colour"))) // n_members
 
     def ok(v, t):
         return "met" if v >= t else "**missed**"
@@ -217,7 +251,7 @@ pip install -e '.[train]'                                   # torch==2.13.0 CPU,
 python -m training.encoder.data                             # 1. decode + cache faces, splits, line art (runs/encoder)
 {train_cmd}
 python -m training.encoder.export --run {','.join(runs)} --out models/encoder.onnx{' --flip-tta' if m['encoder_training']['flip_tta_in_graph'] else ''}{' --whiten' if m['encoder_training'].get('whitening') else ''}   # 3. ONNX + torch check
-{'python -m training.encoder.quantize models/encoder.onnx        # 3b. int8 (the whitening stays float)' + chr(10) if int8 else ''}python -m training.encoder.classifier                       # 4+5. classifier, calibration, chara.json, manifest
+{'python -m training.encoder.quantize models/encoder.onnx        # 3b. int8 (the whitening stays float)' + chr(10) if int8 else ''}{colour_cmd(m['encoder_training'].get('colour'))}python -m training.encoder.classifier                       # 4+5. classifier, calibration, chara.json, manifest
 python -m training.encoder.evaluate                         # metrics -> manifest + runs/encoder/eval.json
 python -m training.encoder.card --run {args_['run']}                  # this card + plots
 ```
@@ -226,12 +260,12 @@ Training ran on 2 shared CPU cores (one torch thread, bf16 autocast): {trained}.
 
 ## Encoder
 
-{ensemble_text(m['encoder_training'], enc['dim'])}
+{ensemble_text(m['encoder_training'], member_dim * n_members)}
 - A compact ResNet: stem, then 5 basic blocks (widths 32-64-128-256), global average pooling, then
-  linear + BN to a **{enc['dim'] // len(m['encoder_training'].get('runs') or [1])}-d** embedding. Input {enc['input']['size'][0]}x{enc['input']['size'][1]} RGB,
+  linear + BN to a **{member_dim}-d** embedding. Input {enc['input']['size'][0]}x{enc['input']['size'][1]} RGB,
   squash-resized, x/255, then (x-0.5)/0.5. Dynamic batch, input `input0`, output `embedding`
   (L2-normalised in the graph{', with the horizontal flip averaged in the graph (test-time flip)' if m['encoder_training']['flip_tta_in_graph'] else ''}).
-  The export step checks the ONNX output against torch.{' The served graph is int8 (`training.encoder.quantize`: convolutions, ReLUs and residual adds; normalisations and whitening float), and the classifier and every number below come from it.' if int8 else ''}{whiten_text(m['encoder_training'].get('whitening'))}
+  The export step checks the ONNX output against torch.{' The served graph is int8 (`training.encoder.quantize`: convolutions, ReLUs and residual adds; normalisations and whitening float), and the classifier and every number below come from it.' if int8 else ''}{whiten_text(m['encoder_training'].get('whitening'))}{colour_text(m['encoder_training'].get('colour'), enc['dim'])}
 - Trained **without the 6 held-out characters** ({', '.join(os_['heldout'])}), so one model serves both the
   open-set evaluation and the bundle. The 6 are known to the bundle only through the classifier.
 - Each step: a P x K batch ({args_['p']} characters x {args_['k']} faces; characters drawn ~ sqrt(count)) plus
@@ -257,7 +291,7 @@ Training ran on 2 shared CPU cores (one torch thread, bf16 autocast): {trained}.
   a classifier without the 6 held-out characters. Those 6 are enrolled from 5 training pictures each as
   prototypes, scored as scale x cosine + bias next to the linear logits, and scale and bias are fitted
   by NLL over the 'calib' faces of all 32 characters.
-  The gallery logits are on the same scale as the linear logits (temperature already folded in).
+  The gallery logits are on the same scale as the linear logits (temperature already folded in).{gallery_dims_text(clf.get('gallery_dims'), enc['dim'])}
 
 ## Metrics
 
