@@ -5,8 +5,8 @@
 
 The convolutions, their ReLUs and residual adds become int8 (`training.quantize`: QDQ, per-channel 7-bit
 weights); the L2 normalisations and the whitening (MatMul) stay float. Activation ranges come from 512 faces of
-the encoder's 'train' split. Fit the classifier (`training.encoder.classifier`) on the int8 graph's embeddings
-afterwards: it is the graph that is served. On 2 cores it embeds a head about 2x faster than the float graph.
+the encoder's 'train' split. Afterwards append the colour histogram (`training.encoder.colour`) and fit the
+classifier (`training.encoder.classifier`) on the int8 graph's embeddings: it is the graph that is served. On 2 cores it embeds a head about 2x faster than the float graph.
 """
 
 from __future__ import annotations
