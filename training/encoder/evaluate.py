@@ -23,7 +23,7 @@ import numpy as np
 
 from inference.classify import gallery_view, softmax
 from training.common import ROOT
-from training.encoder.classifier import export_info
+from training.encoder.classifier import export_info, gallery_dims
 from training.encoder.data import OUT, load_meta
 from training.encoder.lineart import KINDS, render
 from training.encoder.onnx_embed import embed, preprocess, session
@@ -217,7 +217,7 @@ def main() -> None:
         e_all = e_cache["faces"]
     else:
         e_all = embed(session(os_path, threads=2), faces, os_info["size"])
-    open_res = open_set(gallery_view(e_all, manifest["classifier"].get("gallery_dims")), meta)  # what it compares
+    open_res = open_set(gallery_view(e_all, gallery_dims(os_info)), meta)  # the part a gallery compares
     open_res["heldout"] = meta["heldout"]
     open_res["encoder"] = str(os_path.relative_to(ROOT))
     if os_path == enc_path:
