@@ -92,6 +92,27 @@ def test_the_encoder_appends_the_colour_histogram_the_gallery_leaves_out(pipe, s
     np.testing.assert_allclose(share, info["colour"]["weight"], rtol=1e-3)
 
 
+def test_a_character_taught_from_five_pictures_is_named(pipe, shared):
+    """The gallery path with the real bundle (gallery_dims, calibrated scale and bias): nishikino_maki, one of the
+    characters the encoder never trained on, taught under a new name from 5 training pictures, is named on her
+    validation pictures, and a known character's picture keeps its own name."""
+    rows = sorted((r for r in read_face_index() if r.character == "nishikino_maki"), key=lambda r: r.path)
+    shots = [r for r in rows if split_of(r.post) == "train"][:5]
+    queries = [r for r in rows if split_of(r.post) == "val"]
+    assert len(shots) == 5 and len(queries) >= 8
+    gallery = pipe.new_gallery()
+    for r in shots:
+        gallery.add("Maki Taught", pipe.embed_for_enroll((shared / r.path).read_bytes(), whole_image=True)[None])
+    named = 0
+    for r in queries:
+        cands = pipe.recognize((shared / r.path).read_bytes(), whole_image=True, gallery=gallery).heads[0].candidates
+        named += "maki_taught" in [c.name for c in cands]
+    assert named / len(queries) >= 0.8, (named, len(queries))  # 12 of 12 when written
+    other = next(r for r in val_faces(1) if r.character == "takanashi_kiara")
+    top = pipe.recognize((shared / other.path).read_bytes(), whole_image=True, gallery=gallery).heads[0].candidates[0]
+    assert (top.name, top.source) == ("takanashi_kiara", "model")
+
+
 def test_finds_the_heads_of_the_reference_examples(pipe, shared):
     misc = shared / "scenes" / "misc"
     for name in ("kiyoshimu-test0.jpg", "kiyoshimu-test1.jpg"):
