@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -76,8 +77,6 @@ def test_the_encoder_appends_the_colour_histogram_the_gallery_leaves_out(pipe, s
     info = json.loads((ROOT / "models" / "encoder_export.json").read_text())
     n_bins = int(np.prod(info["colour"]["bins"]))
     assert clf["gallery_dims"] == enc["dim"] - n_bins == 512
-    import cv2
-
     w, h = pipe.embedder.size
     crops = np.stack([resize(cv2.cvtColor(cv2.imread(str(shared / r.path)), cv2.COLOR_BGR2RGB), w, h)
                       for r in val_faces(1)[:8]])

@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from training.encoder.classifier import gallery_dims  # noqa: E402
 from training.encoder.data import OUT  # noqa: E402
 from training.manifest import MODELS  # noqa: E402
 
@@ -101,10 +102,6 @@ def whiten_text(w: dict | list | None) -> str:
   gives the remaining directions, which separate characters the encoder never saw, equal weight. It is what
   lifted 10-shot enrolment of unseen characters (see "Experiments and misses"); the classifier is fitted
   on the whitened embeddings.""")
-
-
-def colour_dims(c: dict | None) -> int:
-    return c["bins"][0] * c["bins"][1] * c["bins"][2] if c else 0
 
 
 def colour_cmd(c: dict | None) -> str:
@@ -207,7 +204,7 @@ def main() -> None:
 
     int8 = any(n.op_type == "QuantizeLinear" for n in onnx.load(str(bundle / enc["file"])).graph.node)
     n_members = len(m["encoder_training"].get("runs") or [1])
-    member_dim = (enc["dim"] - colour_dims(m["encoder_training"].get("colour"))) // n_members
+    member_dim = (gallery_dims({"dim": enc["dim"], "colour": m["encoder_training"].get("colour")}) or enc["dim"]) // n_members
 
     def ok(v, t):
         return "met" if v >= t else "**missed**"
