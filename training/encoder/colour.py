@@ -4,8 +4,8 @@
 
 Hair and eye colour are much of a character's identity, and the metric-learned embedding (trained on 26
 characters) mixes them with everything else. This step adds, inside the graph, a global HSV histogram of the
-encoder's own input crop: the input normalisation undone (0..255 pixel values), 2x2 average pooling, hue / saturation / value binned
-(24 x 3 x 3 by default), square root of the counts, L2-normalised, times `weight`. It is concatenated to the
+encoder's own input crop: the input normalisation undone (0..255 pixel values), 2x2 average pooling, hue /
+saturation / value binned (24 x 3 x 3 by default), square root of the counts, L2-normalised, times `weight`. It is concatenated to the
 graph's embedding and the result L2-normalised again, so the classifier (`training.encoder.classifier`), the
 gallery and every consumer see one unit vector, as before; only its dimension grows. No weights are learned: the
 histogram is a fixed function of the pixels, and the global histogram does not change under a mirror flip.
@@ -130,7 +130,7 @@ def append_colour(model: onnx.ModelProto, mean: list[float], std: list[float], s
     m = onnx.ModelProto()
     m.CopyFrom(model)
     g = m.graph
-    if any(node.name.startswith("colour/") or any(o.startswith("colour/") for o in node.output) for node in g.node):
+    if any(o.startswith("colour/") for node in g.node for o in node.output):
         raise ValueError("the graph already has a colour branch")
     old = g.output[0]
     inner = "colour/embedding_in"
