@@ -81,3 +81,29 @@ def test_the_card_splits_known_accuracy_by_first_and_later_faces_when_measured()
     assert rows == ["| known top-1 / top-3, first face of a picture (1127) | 0.965 / 0.993 | |",
                     "| known top-1 / top-3, 2nd+ faces of a picture (301; may show another character) | 0.947 / 0.973 | |"]
     assert card.face_rows({"top1": 0.96}) == ""  # metrics written before the split: no rows
+
+
+def test_a_checkpoint_keeps_its_depths_and_older_checkpoints_load_as_1_1_2_1(tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "OUT", tmp_path)
+    torch.manual_seed(0)
+    deep = Encoder(depths=(1, 2, 2, 2), dim=16).eval()
+    (tmp_path / "deep").mkdir()
+    torch.save({"state_dict": deep.state_dict(), "dim": 16, "depths": [1, 2, 2, 2], "size": 24, "steps_done": 3,
+                "heldout": ["c"], "characters": ["a", "b", "c"]}, tmp_path / "deep" / "encoder.pt")
+    base = _checkpoint(tmp_path, ["c"])  # written without "depths", as every run before --depths
+    x = torch.rand(2, 3, 32, 32)
+    for run, want in (("deep", deep), ("base", base)):
+        got, _ = export.load_encoder(run)
+        assert got.depths == want.depths
+        with torch.no_grad():
+            assert torch.allclose(got(x), want(x), atol=1e-6), run
+    assert len(export.load_encoder("deep")[0].stages) == 7  # 1 + 2 + 2 + 2 blocks, not the default 5
+
+
+def test_init_refuses_a_run_of_another_depth(tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "OUT", tmp_path)
+    _checkpoint(tmp_path, ["c"])
+    faces = np.zeros((3, 96, 96, 3), np.uint8)
+    with pytest.raises(SystemExit, match="depths"):
+        train.init_from(Encoder(depths=(1, 2, 2, 2), dim=16), train.CosFace(16, 2), "base", ["c"], faces,
+                        np.array([0, 1, 2]), np.array(["train"] * 3), [0, 1], size=32)

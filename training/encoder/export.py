@@ -88,7 +88,7 @@ def embed_torch(model: torch.nn.Module, faces: np.ndarray, idx: np.ndarray, size
 
 def load_encoder(run: str) -> tuple[Encoder, dict]:
     ck = torch.load(OUT / run / "encoder.pt", map_location="cpu")
-    enc = Encoder(dim=ck["dim"])
+    enc = Encoder(depths=tuple(ck.get("depths", (1, 1, 2, 1))), dim=ck["dim"])  # runs before --depths: (1, 1, 2, 1)
     enc.load_state_dict(ck["state_dict"])
     return enc.eval(), ck
 

@@ -49,6 +49,7 @@ class Encoder(nn.Module):
         self.fc = nn.Linear(cin, dim, bias=False)
         self.bn = nn.BatchNorm1d(dim)
         self.dim = dim
+        self.depths = tuple(depths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(x))

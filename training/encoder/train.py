@@ -113,8 +113,9 @@ def init_from(model: Encoder, cosface: CosFace, run: str, heldout: list[str], fa
     weights to the normalised class means of its 'train' embeddings at the new `size`, so fine-tuning starts
     from a consistent head rather than a random one."""
     base, ck = load_encoder(run)
-    if ck["dim"] != model.dim or list(ck["heldout"]) != list(heldout):
-        raise SystemExit(f"--init {run}: dim {ck['dim']} / held-out {ck['heldout']} differ from this run's")
+    if ck["dim"] != model.dim or list(ck["heldout"]) != list(heldout) or base.depths != model.depths:
+        raise SystemExit(f"--init {run}: dim {ck['dim']} / depths {base.depths} / held-out {ck['heldout']} differ "
+                         "from this run's")
     model.load_state_dict(base.state_dict())
     tr = np.where(split == "train")[0]
     e = embed(model, faces[tr], size, flip=False)
@@ -131,6 +132,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=900)
     ap.add_argument("--size", type=int, default=80)
     ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--depths", default="1,1,2,1", help="basic blocks per stage (widths 32-64-128-256), e.g. 1,2,2,2")
     ap.add_argument("--p", type=int, default=16, help="classes per batch")
     ap.add_argument("--k", type=int, default=4, help="images per class")
     ap.add_argument("--unlabeled", type=int, default=48, help="unlabeled images per batch (0 = no SSL)")
@@ -176,7 +178,8 @@ def main() -> None:
     cls_p = np.sqrt(counts) / np.sqrt(counts).sum()
     print(f"training on {len(train_ids)} characters, {int(counts.sum())} faces; held out: {heldout}")
 
-    model = Encoder(dim=args.dim)
+    depths = tuple(int(d) for d in args.depths.split(","))
+    model = Encoder(depths=depths, dim=args.dim)
     proj = Projector(args.dim)
     cosface = CosFace(args.dim, len(train_ids), s=args.cf_s, m=args.cf_m)
     if args.init:
@@ -239,7 +242,7 @@ def main() -> None:
             ev["minutes"] = round((time.time() - t0) / 60, 2)
             history["eval"].append(ev)
             print(json.dumps(ev), flush=True)
-            torch.save({"state_dict": model.state_dict(), "dim": args.dim, "size": args.size, "steps_done": done,
+            torch.save({"state_dict": model.state_dict(), "dim": args.dim, "depths": list(depths), "size": args.size, "steps_done": done,
                         "heldout": heldout, "characters": chars, "init": args.init}, run_dir / "encoder.pt")
             (run_dir / "history.json").write_text(json.dumps(history))
         if last:
