@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from training.common import ROOT
 from training.encoder.augment import eval_views
 from training.encoder.data import OUT, load_meta
-from training.encoder.model import Encoder
+from training.encoder.model import DEPTHS, Encoder
 
 
 class Exported(torch.nn.Module):
@@ -88,7 +88,7 @@ def embed_torch(model: torch.nn.Module, faces: np.ndarray, idx: np.ndarray, size
 
 def load_encoder(run: str) -> tuple[Encoder, dict]:
     ck = torch.load(OUT / run / "encoder.pt", map_location="cpu")
-    enc = Encoder(depths=tuple(ck.get("depths", (1, 1, 2, 1))), dim=ck["dim"])  # runs before --depths: (1, 1, 2, 1)
+    enc = Encoder(depths=tuple(ck.get("depths", DEPTHS)), dim=ck["dim"])
     enc.load_state_dict(ck["state_dict"])
     return enc.eval(), ck
 

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+DEPTHS = (1, 1, 2, 1)  # basic blocks per stage; every run before `train --depths` used these
+
 
 def conv_bn(cin: int, cout: int, k: int = 3, s: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, s, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
@@ -35,7 +37,7 @@ class Block(nn.Module):
 class Encoder(nn.Module):
     """stem (s2) -> 4 stages (s2 each except the first) -> GAP + GeM-free linear -> BN embedding."""
 
-    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), depths: tuple[int, ...] = (1, 1, 2, 1),
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), depths: tuple[int, ...] = DEPTHS,
                  dim: int = 128) -> None:
         super().__init__()
         self.stem = nn.Sequential(conv_bn(3, widths[0] // 2, 3, 2), conv_bn(widths[0] // 2, widths[0], 3, 1))

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from training.encoder.augment import ROT_DEG, eval_views, make_views
 from training.encoder.data import OUT, load_meta
 from training.encoder.export import load_encoder
-from training.encoder.model import Encoder, Projector
+from training.encoder.model import DEPTHS, Encoder, Projector
 
 
 def supcon(z: torch.Tensor, labels: torch.Tensor, tau: float) -> torch.Tensor:
@@ -132,7 +132,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=900)
     ap.add_argument("--size", type=int, default=80)
     ap.add_argument("--dim", type=int, default=128)
-    ap.add_argument("--depths", default="1,1,2,1", help="basic blocks per stage (widths 32-64-128-256), e.g. 1,2,2,2")
+    ap.add_argument("--depths", default=",".join(map(str, DEPTHS)),
+                    help="basic blocks per stage (widths 32-64-128-256), e.g. 1,2,2,2")
     ap.add_argument("--p", type=int, default=16, help="classes per batch")
     ap.add_argument("--k", type=int, default=4, help="images per class")
     ap.add_argument("--unlabeled", type=int, default=48, help="unlabeled images per batch (0 = no SSL)")
