@@ -107,3 +107,15 @@ def test_init_refuses_a_run_of_another_depth(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="depths"):
         train.init_from(Encoder(depths=(1, 2, 2, 2), dim=16), train.CosFace(16, 2), "base", ["c"], faces,
                         np.array([0, 1, 2]), np.array(["train"] * 3), [0, 1], size=32)
+
+
+def test_the_card_counts_a_members_blocks_from_its_depths():
+    from training.encoder import card
+
+    assert card.member_blocks({"run": "xl"}) == 5  # a run from before --depths: model.DEPTHS
+    assert card.member_blocks({"run": "deep", "depths": "1,2,2,2"}) == 7
+    cmds = card.train_commands({"xl": {"args": {"run": "xl", "size": 64, "init": ""}},
+                                "deep": {"args": {"run": "deep", "size": 64, "depths": "1,2,2,2", "init": ""}}})
+    xl, deep = cmds.splitlines()
+    assert xl == "python -m training.encoder.train --run xl --size 64   # 2. encoder, 6 characters held out"
+    assert deep == "python -m training.encoder.train --run deep --size 64 --depths 1,2,2,2"  # rebuilds the same net

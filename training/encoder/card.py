@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 
 from training.encoder.classifier import gallery_dims  # noqa: E402
 from training.encoder.data import OUT  # noqa: E402
+from training.encoder.model import DEPTHS  # noqa: E402
 from training.manifest import MODELS  # noqa: E402
 
 DETECTOR_PLACEHOLDER = "## Detector\n\n(to be written by the detector engineer: data, commands, metrics.)\n"
@@ -153,6 +154,25 @@ def face_rows(kv: dict) -> str:
             f"{kv['top1_later_face']:.3f} / {kv['top3_later_face']:.3f} | |\n")
 
 
+TRAIN_FLAGS = ("run", "size", "p", "k", "unlabeled", "steps", "max_minutes", "lr", "cf_s", "cf_m", "cosface", "supcon",
+               "p_line", "rot", "depths", "seed", "init")
+
+
+def train_commands(histories: dict) -> str:
+    """One `training.encoder.train` line per run history, with the flags that shape the weights."""
+    return "\n".join(
+        "python -m training.encoder.train " + " ".join(f"--{f.replace('_', '-')} {h['args'][f]}" for f in TRAIN_FLAGS
+                                                       if h["args"].get(f) not in (None, ""))
+        + ("   # 2. encoder, 6 characters held out" if i == 0 else "")
+        for i, h in enumerate(histories.values()))
+
+
+def member_blocks(run_args: dict) -> int:
+    """Basic blocks of a run's encoder, from its `--depths` (runs from before that flag: model.DEPTHS)."""
+    depths = run_args.get("depths") or ",".join(map(str, DEPTHS))
+    return sum(int(d) for d in depths.split(","))
+
+
 def ensemble_text(t: dict, dim: int) -> str:
     runs = t.get("runs") or []
     if len(runs) < 2:
@@ -210,15 +230,10 @@ def main() -> None:
         return "met" if v >= t else "**missed**"
 
     args_ = history["args"]
-    flags = ("run", "size", "p", "k", "unlabeled", "steps", "max_minutes", "lr", "cf_s", "cf_m", "cosface", "supcon",
-             "p_line", "rot", "seed", "init")
     runs = m["encoder_training"].get("runs") or [args_["run"]]
     histories = with_init_runs(runs, {args.run: history})
-    train_cmd = "\n".join(
-        "python -m training.encoder.train " + " ".join(f"--{f.replace('_', '-')} {h['args'][f]}" for f in flags
-                                                       if h["args"].get(f) not in (None, ""))
-        + ("   # 2. encoder, 6 characters held out" if i == 0 else "")
-        for i, h in enumerate(histories.values()))
+    train_cmd = train_commands(histories)
+    blocks = " or ".join(str(n) for n in sorted({member_blocks(histories[r]["args"]) for r in runs}))
     trained = ", ".join(f"{r}: {h.get('steps_done')} steps in {h.get('minutes')} min" for r, h in histories.items())
     text = f"""# Crystal Eyes default bundle: model card
 
@@ -258,7 +273,7 @@ Training ran on 2 shared CPU cores (one torch thread, bf16 autocast): {trained}.
 ## Encoder
 
 {ensemble_text(m['encoder_training'], member_dim * n_members)}
-- A compact ResNet: stem, then 5 basic blocks (widths 32-64-128-256), global average pooling, then
+- A compact ResNet: stem, then {blocks} basic blocks (widths 32-64-128-256), global average pooling, then
   linear + BN to a **{member_dim}-d** embedding. Input {enc['input']['size'][0]}x{enc['input']['size'][1]} RGB,
   squash-resized, x/255, then (x-0.5)/0.5. Dynamic batch, input `input0`, output `embedding`
   (L2-normalised in the graph{', with the horizontal flip averaged in the graph (test-time flip)' if m['encoder_training']['flip_tta_in_graph'] else ''}).
