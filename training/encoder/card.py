@@ -26,6 +26,12 @@ DETECTOR_PLACEHOLDER = "## Detector\n\n(to be written by the detector engineer: 
 
 
 def plots(history: dict, ev: dict, card_dir: Path) -> None:
+    loss_plot(history, card_dir)
+    eval_plots(ev, card_dir)
+
+
+def loss_plot(history: dict, card_dir: Path) -> None:
+    """card/loss.png from a training run's history."""
     card_dir.mkdir(parents=True, exist_ok=True)
     steps = np.array(history["step"])
 
@@ -45,6 +51,10 @@ def plots(history: dict, ev: dict, card_dir: Path) -> None:
     fig.savefig(card_dir / "loss.png")
     plt.close(fig)
 
+
+def eval_plots(ev: dict, card_dir: Path) -> None:
+    """card/per_character.png and card/confusion.png from `training.encoder.evaluate`'s eval.json."""
+    card_dir.mkdir(parents=True, exist_ok=True)
     chars = ev["characters"]
     acc = np.array([ev["per_character_top1"][c] for c in chars])
     n = np.array(ev["val_counts"])
@@ -125,12 +135,32 @@ def colour_text(c: dict | None, dim: int) -> str:
   own. No weights: a fixed function of the pixels. The output is {dim}-d.""")
 
 
+def pooled_cmd(p: dict | None) -> str:
+    if not p:
+        return ""
+    return f"python -m training.encoder.pooled models/encoder.onnx --weight {p['weight']}   # 3d. pooled features\n"
+
+
+def pooled_text(p: dict | None, dim: int) -> str:
+    if not p:
+        return ""
+    per = p["dims"] // p["members"]
+    return (f"""
+- **Pooled features in the graph** (`training.encoder.pooled`): each member's global-average-pooled features
+  ({per} channels, the input of its linear map to the embedding), of the crop and of its mirror image added,
+  L2-normalised, times {p['weight']} / sqrt({p['members']}), are appended too ({p['dims']} dimensions), and the whole
+  is normalised again. The linear map after them was trained for metric learning on the 26 characters the
+  encoder saw; the classifier over all 32 can use what that map drops. No weights and almost no time: they are
+  already computed. The output is {dim}-d.""")
+
+
 def gallery_dims_text(dims: int | None, dim: int) -> str:
     if not dims:
         return ""
     return (f"""
   The cosine compares only the first {dims} of the {dim} dimensions (manifest `gallery_dims`), renormalised: the
-  embedding without the colour histogram, which is too noisy in a prototype made from one or two pictures.""")
+  embedding without what the graph appends after it (colour histogram, pooled features), which is too noisy
+  in a prototype made from one or two pictures.""")
 
 
 def serving_rows(sv: dict | None) -> str:
@@ -224,7 +254,8 @@ def main() -> None:
 
     int8 = any(n.op_type == "QuantizeLinear" for n in onnx.load(str(bundle / enc["file"])).graph.node)
     n_members = len(m["encoder_training"].get("runs") or [1])
-    member_dim = (gallery_dims({"dim": enc["dim"], "colour": m["encoder_training"].get("colour")}) or enc["dim"]) // n_members
+    appended = {k: m["encoder_training"].get(k) for k in ("colour", "pooled")}
+    member_dim = (gallery_dims({"dim": enc["dim"], **appended}) or enc["dim"]) // n_members
 
     def ok(v, t):
         return "met" if v >= t else "**missed**"
@@ -263,7 +294,7 @@ pip install -e '.[train]'                                   # torch==2.13.0 CPU,
 python -m training.encoder.data                             # 1. decode + cache faces, splits, line art (runs/encoder)
 {train_cmd}
 python -m training.encoder.export --run {','.join(runs)} --out models/encoder.onnx{' --flip-tta' if m['encoder_training']['flip_tta_in_graph'] else ''}{' --whiten' if m['encoder_training'].get('whitening') else ''}   # 3. ONNX + torch check
-{'python -m training.encoder.quantize models/encoder.onnx        # 3b. int8 (the whitening stays float)' + chr(10) if int8 else ''}{colour_cmd(m['encoder_training'].get('colour'))}python -m training.encoder.classifier                       # 4+5. classifier, calibration, chara.json, manifest
+{'python -m training.encoder.quantize models/encoder.onnx        # 3b. int8 (the whitening stays float)' + chr(10) if int8 else ''}{colour_cmd(appended['colour'])}{pooled_cmd(appended['pooled'])}python -m training.encoder.classifier                       # 4+5. classifier, calibration, chara.json, manifest
 python -m training.encoder.evaluate                         # metrics -> manifest + runs/encoder/eval.json
 python -m training.encoder.card --run {args_['run']}                  # this card + plots
 ```
@@ -277,7 +308,7 @@ Training ran on 2 shared CPU cores (one torch thread, bf16 autocast): {trained}.
   linear + BN to a **{member_dim}-d** embedding. Input {enc['input']['size'][0]}x{enc['input']['size'][1]} RGB,
   squash-resized, x/255, then (x-0.5)/0.5. Dynamic batch, input `input0`, output `embedding`
   (L2-normalised in the graph{', with the horizontal flip averaged in the graph (test-time flip)' if m['encoder_training']['flip_tta_in_graph'] else ''}).
-  The export step checks the ONNX output against torch.{' The served graph is int8 (`training.encoder.quantize`: convolutions, ReLUs and residual adds; normalisations and whitening float), and the classifier and every number below come from it.' if int8 else ''}{whiten_text(m['encoder_training'].get('whitening'))}{colour_text(m['encoder_training'].get('colour'), enc['dim'])}
+  The export step checks the ONNX output against torch.{' The served graph is int8 (`training.encoder.quantize`: convolutions, ReLUs and residual adds; normalisations and whitening float), and the classifier and every number below come from it.' if int8 else ''}{whiten_text(m['encoder_training'].get('whitening'))}{colour_text(appended['colour'], enc['dim'] - (appended['pooled'] or {}).get('dims', 0))}{pooled_text(appended['pooled'], enc['dim'])}
 - Trained **without the 6 held-out characters** ({', '.join(os_['heldout'])}), so one model serves both the
   open-set evaluation and the bundle. The 6 are known to the bundle only through the classifier.
 - Each step: a P x K batch ({args_['p']} characters x {args_['k']} faces; characters drawn ~ sqrt(count)) plus

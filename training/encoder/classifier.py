@@ -133,9 +133,11 @@ def open_set_classifier(e: dict, meta: dict) -> tuple[np.ndarray, np.ndarray, li
 
 
 def gallery_dims(info: dict) -> int | None:
-    """How many leading embedding dimensions the gallery compares: all but an appended colour histogram."""
-    c = info.get("colour")
-    return int(info["dim"] - np.prod(c["bins"])) if c else None
+    """How many leading embedding dimensions the gallery compares: all but what `colour` and `pooled` appended."""
+    c, p = info.get("colour"), info.get("pooled")
+    if not (c or p):
+        return None
+    return int(info["dim"] - (np.prod(c["bins"]) if c else 0) - (p["dims"] if p else 0))
 
 
 def calibrate(e: dict, meta: dict, seed: int = 0, dims: int | None = None) -> dict:

@@ -1,0 +1,123 @@
+"""Step 3d: append each member's pooled features to the encoder graph (after `colour`, before the classifier).
+
+    python -m training.encoder.pooled models/encoder.onnx [--weight 1.0] [--out OTHER.onnx]
+
+Every member of the exported encoder ends in global average pooling (256 channels) and then a linear map to its
+128-d metric embedding. That map was trained for metric learning on 26 characters and throws most of the pooled
+features away; the linear classifier over all 32 known characters can use them. This step adds, inside the graph,
+for each member: the pooled features of the crop and of its mirror image (the two passes that `export
+--flip-tta` built) added, L2-normalised, times `weight / sqrt(members)`; they are concatenated to the graph's
+embedding and the whole is L2-normalised again. No weights are learned and no layer is added that costs
+anything to speak of: the pooled features are already computed. The gallery keeps comparing only the leading
+embedding (manifest `classifier.gallery_dims`), as with the colour histogram.
+
+The pooled tensors are found by name: each `ReduceMean` named `<member>/enc/ReduceMean` (the crop) or
+`<member>/enc_<k>/ReduceMean` (the mirror pass), where `<member>` is `/members.<i>` in an ensemble and empty
+for a single encoder: the names torch gives `Encoder.forward`'s `x.mean(dim=(2, 3))` in `export`'s modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+WEIGHT = 1.0
+PREFIX = "pooled/"
+_POOL = re.compile(r"^(?P<member>(?:/members\.(?P<i>\d+))?)/enc(?:_\d+)?/ReduceMean$")
+
+
+def pooled_groups(model: onnx.ModelProto) -> list[list[str]]:
+    """The pooled-feature tensors of each member, in member order: [[crop, mirror], ...] (one each without flip)."""
+    groups: dict[str, list[str]] = {}
+    order: dict[str, int] = {}
+    for node in model.graph.node:
+        m = _POOL.match(node.name)
+        if node.op_type == "ReduceMean" and m:
+            groups.setdefault(m["member"], []).append(node.output[0])
+            order[m["member"]] = int(m["i"] or 0)
+    if not groups:
+        raise ValueError("no pooled features (<member>/enc/ReduceMean) in the graph")
+    return [sorted(groups[k]) for k in sorted(groups, key=order.__getitem__)]
+
+
+def _channels(model: onnx.ModelProto, names: list[str]) -> list[int]:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: v.type.tensor_type.shape.dim for v in inferred.graph.value_info}
+    out = []
+    for n in names:
+        dims = shapes.get(n)
+        if dims is None or len(dims) != 2 or not dims[1].dim_value:
+            raise ValueError(f"pooled tensor {n} has no known (batch, channels) shape")
+        out.append(dims[1].dim_value)
+    return out
+
+
+def append_pooled(model: onnx.ModelProto, weight: float = WEIGHT) -> tuple[onnx.ModelProto, int]:
+    """A copy of `model` whose (only) output is normalise(concat(old output, weighted pooled features of each
+    member)); returns it and the number of dimensions added."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    if any(o.startswith(PREFIX) for node in g.node for o in node.output):
+        raise ValueError("the graph already has pooled features appended")
+    groups = pooled_groups(m)
+    channels = _channels(m, [grp[0] for grp in groups])
+    old = g.output[0]
+    inner = PREFIX + "embedding_in"
+    for node in g.node:
+        node.output[:] = [inner if o == old.name else o for o in node.output]
+        node.input[:] = [inner if i == old.name else i for i in node.input]
+    nodes = [helper.make_node("LpNormalization", [inner], [PREFIX + "emb_unit"], axis=1, p=2)]
+    units = []
+    for i, grp in enumerate(groups):
+        summed = grp[0]
+        for j, other in enumerate(grp[1:]):  # the mirror pass: adding before normalising = the mean's direction
+            nodes.append(helper.make_node("Add", [summed, other], [f"{PREFIX}{i}_sum{j}"]))
+            summed = f"{PREFIX}{i}_sum{j}"
+        nodes.append(helper.make_node("LpNormalization", [summed], [f"{PREFIX}{i}_unit"], axis=1, p=2))
+        units.append(f"{PREFIX}{i}_unit")
+    nodes += [
+        helper.make_node("Concat", units, [PREFIX + "units"], axis=1),
+        helper.make_node("Mul", [PREFIX + "units", PREFIX + "weight"], [PREFIX + "weighted"]),
+        helper.make_node("Concat", [PREFIX + "emb_unit", PREFIX + "weighted"], [PREFIX + "joined"], axis=1),
+        helper.make_node("LpNormalization", [PREFIX + "joined"], [old.name], axis=1, p=2),
+    ]
+    g.node.extend(nodes)
+    g.initializer.append(numpy_helper.from_array(np.asarray(weight / np.sqrt(len(groups)), np.float32),
+                                                 PREFIX + "weight"))
+    added = int(sum(channels))
+    dims = old.type.tensor_type.shape.dim
+    batch = dims[0].dim_param or dims[0].dim_value
+    new_out = helper.make_tensor_value_info(old.name, TensorProto.FLOAT, [batch, dims[1].dim_value + added])
+    g.output.remove(old)
+    g.output.append(new_out)
+    onnx.checker.check_model(m)
+    return m, added
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", type=Path, help="the (quantized, coloured) encoder graph")
+    ap.add_argument("--out", type=Path, default=None, help="default: replace MODEL")
+    ap.add_argument("--weight", type=float, default=WEIGHT)
+    a = ap.parse_args()
+    out = a.out or a.model
+    info = json.loads((a.model.parent / (a.model.stem + "_export.json")).read_text())
+    if info.get("pooled"):
+        raise SystemExit(f"{a.model} already has pooled features appended ({info['pooled']})")
+    m, added = append_pooled(onnx.load(str(a.model)), a.weight)
+    onnx.save(m, str(out))
+    info.update(dim=info["dim"] + added, pooled={"weight": a.weight, "dims": added, "members": len(pooled_groups(m))},
+                bytes=out.stat().st_size)
+    (out.parent / (out.stem + "_export.json")).write_text(json.dumps(info, indent=2))
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB), embedding dim {info['dim']}")
+
+
+if __name__ == "__main__":
+    main()
