@@ -66,9 +66,10 @@ def test_names_validation_faces(pipe, shared):
     assert top3 / len(faces) >= 0.90, (top3, len(faces))
 
 
-def test_the_encoder_appends_the_colour_histogram_the_gallery_leaves_out(pipe, shared):
-    """The default encoder's output is the metric embedding then a colour histogram of the crop
-    (training.encoder.colour); the manifest tells the gallery to compare only the embedding."""
+def test_the_encoder_appends_colour_and_pooled_features_the_gallery_leaves_out(pipe, shared):
+    """The default encoder's output is the metric embedding, then a colour histogram of the crop
+    (training.encoder.colour), then each member's pooled features (training.encoder.pooled); the manifest tells
+    the gallery to compare only the embedding."""
     from inference.preprocess import resize
     from training.encoder.colour import colour_hist
 
@@ -76,19 +77,28 @@ def test_the_encoder_appends_the_colour_histogram_the_gallery_leaves_out(pipe, s
     enc, clf = manifest["encoder"], manifest["classifier"]
     info = json.loads((ROOT / "models" / "encoder_export.json").read_text())
     n_bins = int(np.prod(info["colour"]["bins"]))
-    assert clf["gallery_dims"] == enc["dim"] - n_bins == 512
+    pooled = info["pooled"]
+    assert pooled["members"] == len(info["runs"]) and pooled["dims"] == 256 * pooled["members"]
+    emb_dims = clf["gallery_dims"]
+    assert emb_dims == enc["dim"] - n_bins - pooled["dims"] == 512
     w, h = pipe.embedder.size
     crops = np.stack([resize(cv2.cvtColor(cv2.imread(str(shared / r.path)), cv2.COLOR_BGR2RGB), w, h)
                       for r in val_faces(1)[:8]])
     e = pipe.embedder(crops)
-    tail = e[:, -n_bins:] / np.linalg.norm(e[:, -n_bins:], axis=1, keepdims=True)
+    head, hist, tail = np.split(e, [emb_dims, emb_dims + n_bins], axis=1)
     x = pipe.embedder.input.to_tensor(crops)
     spec = enc["input"]
-    np.testing.assert_allclose(tail, colour_hist(x, spec["mean"], spec["std"], spec["scale"], info["colour"]["bins"]),
-                               atol=1e-4)
-    # its share of the unit vector is the weight the colour step was given
-    share = np.linalg.norm(e[:, -n_bins:], axis=1) / np.linalg.norm(e[:, :-n_bins], axis=1)
-    np.testing.assert_allclose(share, info["colour"]["weight"], rtol=1e-3)
+    np.testing.assert_allclose(hist / np.linalg.norm(hist, axis=1, keepdims=True),
+                               colour_hist(x, spec["mean"], spec["std"], spec["scale"], info["colour"]["bins"]), atol=1e-4)
+    # each part's share of the unit vector is the weight its step was given
+    np.testing.assert_allclose(np.linalg.norm(hist, axis=1) / np.linalg.norm(head, axis=1), info["colour"]["weight"],
+                               rtol=1e-3)
+    np.testing.assert_allclose(np.linalg.norm(tail, axis=1) / np.linalg.norm(e[:, :emb_dims + n_bins], axis=1),
+                               pooled["weight"], rtol=1e-3)
+    # one unit vector per member, of equal length, and pooled ReLU outputs are never negative
+    members = np.linalg.norm(tail.reshape(len(e), pooled["members"], -1), axis=2)
+    np.testing.assert_allclose(members, members[:, :1].repeat(pooled["members"], 1), rtol=1e-3)
+    assert tail.min() >= 0 and (tail > 0).mean() > 0.2
 
 
 def test_a_character_taught_from_five_pictures_is_named(pipe, shared):
