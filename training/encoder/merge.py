@@ -1,0 +1,139 @@
+"""Step 3a': add members to an exported (and quantized) encoder ensemble without re-exporting it.
+
+    python -m training.encoder.merge BASE.onnx MEMBER.onnx [MEMBER.onnx ...] --out OUT.onnx
+
+`export --run a,b,c` builds an ensemble from the runs' checkpoints. Where the base ensemble's checkpoints are not at
+hand, this step adds members exported on their own (`export --run NEW --flip-tta --whiten`, then `quantize`) to
+the base graph: the result computes what the ensemble export of all the runs computes, the L2-normalised
+concatenation of every member's unit embedding. The base's output is normalise(concat of its n members), so it is
+scaled back by sqrt(n) before the new members are concatenated. Each new member's nodes and tensors are renamed
+under `/members.<i>` (its place in the ensemble), as `export` names them, so `training.encoder.pooled` finds its
+pooled features. Run it before `colour` and `pooled`; the export info (`<out>_export.json`) lists every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+PREFIX = "merge/"
+
+
+def _renamed(model: onnx.ModelProto, prefix: str, keep: set[str]) -> onnx.GraphProto:
+    """A copy of `model`'s graph with every node, tensor and initializer name under `prefix`, except `keep`."""
+    g = onnx.GraphProto()
+    g.CopyFrom(model.graph)
+
+    def rn(name: str) -> str:
+        return name if not name or name in keep else prefix + name
+
+    for node in g.node:
+        node.name = rn(node.name) if node.name else ""
+        node.input[:] = [rn(i) for i in node.input]
+        node.output[:] = [rn(o) for o in node.output]
+    for t in g.initializer:
+        t.name = rn(t.name)
+    for v in list(g.value_info) + list(g.output):
+        v.name = rn(v.name)
+    return g
+
+
+def _count(info: dict) -> int:
+    return len(info.get("runs") or [1])
+
+
+def merge(base: onnx.ModelProto, base_members: int, members: list[onnx.ModelProto]) -> onnx.ModelProto:
+    """One graph: normalise(concat(sqrt(base_members) * base output, each member's output))."""
+    if any(o.startswith(("colour/", "pooled/")) for n in base.graph.node for o in n.output):
+        raise ValueError("merge members before the colour and pooled steps")
+    inp = base.graph.input[0].name
+    m = onnx.ModelProto()
+    m.CopyFrom(base)
+    g = m.graph
+    out = g.output[0]
+    dim = out.type.tensor_type.shape.dim[1].dim_value
+    base_out = PREFIX + "base"
+    for node in g.node:
+        node.output[:] = [base_out if o == out.name else o for o in node.output]
+    parts = [PREFIX + "base_scaled"]
+    g.node.append(helper.make_node("Mul", [base_out, PREFIX + "base_scale"], [parts[0]]))
+    g.initializer.append(numpy_helper.from_array(np.asarray(np.sqrt(base_members), np.float32), PREFIX + "base_scale"))
+    for i, mem in enumerate(members):
+        if mem.graph.input[0].name != inp:
+            raise ValueError(f"a member's input is {mem.graph.input[0].name!r}, the base's {inp!r}")
+        sub = _renamed(mem, f"/members.{base_members + i}", {inp})
+        g.node.extend(sub.node)
+        g.initializer.extend(sub.initializer)
+        g.value_info.extend(sub.value_info)
+        parts.append(sub.output[0].name)
+        dim += sub.output[0].type.tensor_type.shape.dim[1].dim_value
+    g.node.extend([helper.make_node("Concat", parts, [PREFIX + "joined"], axis=1),
+                   helper.make_node("LpNormalization", [PREFIX + "joined"], [out.name], axis=1, p=2)])
+    batch = out.type.tensor_type.shape.dim[0]
+    new_out = helper.make_tensor_value_info(out.name, TensorProto.FLOAT, [batch.dim_param or batch.dim_value, dim])
+    g.output.remove(out)
+    g.output.append(new_out)
+    have = {o.domain: o.version for o in m.opset_import}
+    for mem in members:
+        for o in mem.opset_import:
+            if o.version > have.get(o.domain, 0):
+                have[o.domain] = o.version
+    del m.opset_import[:]
+    m.opset_import.extend(helper.make_opsetid(d, v) for d, v in have.items())
+    m.ir_version = max([m.ir_version] + [mem.ir_version for mem in members])
+    onnx.checker.check_model(m)
+    return m
+
+
+def merged_info(base: dict, members: list[dict], out: Path) -> dict:
+    """The export info of the merged graph: every run, in order; refuses members another ensemble could not hold."""
+    for info in members:
+        for key in ("size", "flip_tta", "heldout"):
+            if info.get(key) != base.get(key):
+                raise ValueError(f"a member's {key} ({info.get(key)}) differs from the base's ({base.get(key)})")
+        if bool(info.get("whitening")) != bool(base.get("whitening")):
+            raise ValueError("whitened and unwhitened members cannot share an ensemble")
+    if any(base.get(k) for k in ("colour", "pooled")):
+        raise ValueError("merge members before the colour and pooled steps")
+
+    def listed(info: dict, key: str) -> list:
+        v = info.get(key)
+        return list(v) if isinstance(v, list) and _count(info) > 1 else [v]
+
+    all_ = [base, *members]
+    return {**base, "file": str(out), "bytes": None, "dim": sum(i["dim"] for i in all_),
+            "whitening": [w for i in all_ for w in listed(i, "whitening")] if base.get("whitening") else None,
+            "runs": [r for i in all_ for r in i["runs"]],
+            "steps_per_run": [s for i in all_ for s in i["steps_per_run"]],
+            "merged": [i.get("file") for i in all_]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("base", type=Path, help="an exported (quantized) ensemble or single encoder")
+    ap.add_argument("members", type=Path, nargs="+", help="single encoders exported the same way")
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args()
+
+    def info_of(p: Path) -> dict:
+        return json.loads((p.parent / (p.stem + "_export.json")).read_text())
+
+    base_info, member_infos = info_of(a.base), [info_of(p) for p in a.members]
+    if any(_count(i) != 1 for i in member_infos):
+        raise SystemExit("each member must be a single encoder (export --run ONE)")
+    info = merged_info(base_info, member_infos, a.out)  # refuses members that do not fit before any work
+    merged = merge(onnx.load(str(a.base)), _count(base_info), [onnx.load(str(p)) for p in a.members])
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(merged, str(a.out))
+    info["bytes"] = a.out.stat().st_size
+    (a.out.parent / (a.out.stem + "_export.json")).write_text(json.dumps(info, indent=2))
+    print(f"wrote {a.out} ({a.out.stat().st_size / 1e6:.2f} MB): runs {info['runs']}, embedding dim {info['dim']}")
+
+
+if __name__ == "__main__":
+    main()
