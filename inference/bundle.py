@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import numpy as np
 
 from .errors import BundleError
 from .settings import cpu_count
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +191,11 @@ class Bundle:
             if not isinstance(gdims, int) or isinstance(gdims, bool) or gdims < 1 or too_wide:
                 raise BundleError(f"classifier.gallery_dims must be a whole number from 1 to the embedding width "
                                   f"({width}), not {gdims!r}.")
+        compatible = cspec.get("gallery_compatible", [])
+        if not isinstance(compatible, list) or not all(isinstance(h, str) and _SHA256.fullmatch(h) for h in compatible):
+            raise BundleError("classifier.gallery_compatible must be a list of encoder sha256 checksums (64 hex digits).")
+        if compatible and gdims is None:
+            raise BundleError("classifier.gallery_compatible needs classifier.gallery_dims: the part the encoders share.")
         if "verifier" in self.files:
             self._load_verifier(dim)
 
@@ -215,6 +223,12 @@ class Bundle:
     def encoder_id(self) -> str:
         """Identifies the embedding space: galleries made with another encoder are refused."""
         return self.files["encoder"].sha256
+
+    @property
+    def gallery_compatible(self) -> tuple[str, ...]:
+        """Other encoders whose galleries this bundle can use: their first `gallery_dims` dimensions are this
+        encoder's (it only appended features after them)."""
+        return tuple(h.lower() for h in self.manifest["classifier"].get("gallery_compatible", []))
 
     def info(self) -> dict:
         m = self.manifest

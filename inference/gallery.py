@@ -2,7 +2,10 @@
 
 Adding a character takes a few embeddings and no retraining. Galleries are `.npz` files (read with
 `allow_pickle=False`), written atomically, and tied to the encoder that made them: a gallery made
-with another encoder is refused, since its vectors would be meaningless.
+with another encoder is refused, since its vectors would be meaningless. The exception is an encoder the
+bundle names as making the same gallery embedding (manifest `classifier.gallery_compatible`: one that only
+appended other features after it): its vectors are cut to the `dims` the gallery compares, and its characters
+are kept.
 """
 
 from __future__ import annotations
@@ -42,9 +45,10 @@ def normalize_name(name: str) -> str:
 
 class Gallery:
     def __init__(self, encoder_id: str, dim: int, names: list[str] | None = None,
-                 vectors: np.ndarray | None = None):
+                 vectors: np.ndarray | None = None, dims: int | None = None):
         self.encoder_id = encoder_id
         self.dim = int(dim)
+        self.dims = int(dims) if dims else None  # the leading dimensions the classifier's gallery compares
         self._names: list[str] = list(names or [])
         self._vectors = np.zeros((0, self.dim), np.float32) if vectors is None else l2_normalize(vectors)
         self._protos: tuple[list[str], np.ndarray] | None = None
@@ -77,10 +81,12 @@ class Gallery:
         return removed
 
     def prototypes(self) -> tuple[list[str], np.ndarray]:
-        """(names, (G, D) unit prototypes): the normalised mean embedding of each character."""
+        """(names, (G, D) unit prototypes): the normalised mean embedding of each character; with `dims`, the mean
+        of the compared part of each embedding (normalised), zero beyond it."""
         if self._protos is None:
             names = self.names
-            protos = np.stack([self._vectors[[i for i, n in enumerate(self._names) if n == name]].mean(0)
+            vectors = self._vectors if not self.dims else _compared(self._vectors, self.dims, self.dim)
+            protos = np.stack([vectors[[i for i, n in enumerate(self._names) if n == name]].mean(0)
                                for name in names]) if names else np.zeros((0, self.dim), np.float32)
             self._protos = (names, l2_normalize(protos))
         return self._protos
@@ -100,7 +106,9 @@ class Gallery:
             raise
 
     @classmethod
-    def load(cls, path: str | os.PathLike, encoder_id: str, dim: int) -> Gallery:
+    def load(cls, path: str | os.PathLike, encoder_id: str, dim: int, dims: int | None = None,
+             compatible: tuple[str, ...] | list[str] = ()) -> Gallery:
+        """A saved gallery, made with this encoder or with one in `compatible` (then cut to `dims`, see above)."""
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -111,8 +119,19 @@ class Gallery:
             raise GalleryError(f"Gallery file {path} does not exist.") from None
         except Exception as e:
             raise GalleryError(f"Gallery file {path.name} is unreadable ({type(e).__name__}).") from None
-        if made_by != encoder_id:
+        if made_by != encoder_id and (made_by not in compatible or not dims):
             raise GalleryError(f"Gallery {path.name} was made with another encoder; enroll its characters again.")
-        if vectors.ndim != 2 or vectors.shape[1] != dim or len(names) != len(vectors):
+        width = dim if made_by == encoder_id else dims
+        if vectors.ndim != 2 or vectors.shape[1] < width or len(names) != len(vectors) or (
+                made_by == encoder_id and vectors.shape[1] != dim):
             raise GalleryError(f"Gallery {path.name} has wrong shapes ({vectors.shape}, {len(names)} names).")
-        return cls(encoder_id, dim, names, vectors)
+        if made_by != encoder_id:
+            vectors = _compared(vectors, dims, dim)
+        return cls(encoder_id, dim, names, vectors, dims)
+
+
+def _compared(vectors: np.ndarray, dims: int, dim: int) -> np.ndarray:
+    """(N, >= dims) embeddings -> (N, dim): their first `dims` dimensions, normalised, then zeros."""
+    out = np.zeros((len(vectors), dim), np.float32)
+    out[:, :dims] = l2_normalize(np.asarray(vectors, np.float32)[:, :dims])
+    return out

@@ -145,10 +145,11 @@ class Pipeline:
         return emb[int(np.argmax(areas))]
 
     def new_gallery(self) -> Gallery:
-        return Gallery(self.bundle.encoder_id, self._dim())
+        return Gallery(self.bundle.encoder_id, self._dim(), dims=self.classifier.gallery_dims)
 
     def load_gallery(self, path) -> Gallery:
-        return Gallery.load(path, self.bundle.encoder_id, self._dim())
+        return Gallery.load(path, self.bundle.encoder_id, self._dim(), self.classifier.gallery_dims,
+                            self.bundle.gallery_compatible)
 
     def _dim(self) -> int:
         dim = self.embedder.dim

@@ -118,3 +118,58 @@ def test_bundle_refuses_a_gallery_width_the_encoder_lacks(tiny_bundle, tmp_path,
     (b / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(BundleError, match="gallery_dims"):
         Bundle.load(b)
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_a_gallery_of_a_compatible_encoder_keeps_its_characters(tmp_path):
+    """A gallery saved by an encoder that the bundle names as compatible (the same leading embedding, other features
+    appended after it) loads, cut to the compared part; prototypes are what this encoder's own vectors give."""
+    rng = np.random.default_rng(2)
+    head = rng.normal(size=(5, 6)).astype(np.float32)
+    old = _unit(np.concatenate([_unit(head), 0.35 * _unit(rng.normal(size=(5, 3)))], 1))  # 9-d: head + 3 more
+    new = _unit(np.concatenate([_unit(old), _unit(rng.normal(size=(5, 4)))], 1))  # 13-d: the old ones + 4 more
+    names = ["ann", "ann", "ann", "bo", "bo"]
+    saved = Gallery("old-encoder", 9, names, old, dims=6)
+    saved.save(tmp_path / "g.npz")
+    g = Gallery.load(tmp_path / "g.npz", "new-encoder", 13, dims=6, compatible=("old-encoder",))
+    assert g.names == ["ann", "bo"] and g.count("ann") == 3 and g.encoder_id == "new-encoder" and g.dim == 13
+    mine = Gallery("new-encoder", 13, names, new, dims=6)
+    np.testing.assert_allclose(g.prototypes()[1], mine.prototypes()[1], atol=1e-6)
+    want = _unit(np.stack([_unit(head[:3]).mean(0), _unit(head[3:]).mean(0)]))
+    np.testing.assert_allclose(g.prototypes()[1][:, :6], want, atol=1e-6)
+    # the kept gallery grows with this encoder's vectors and is saved as this encoder's
+    g.add("ann", new[:1])
+    g.save(tmp_path / "g2.npz")
+    assert Gallery.load(tmp_path / "g2.npz", "new-encoder", 13, dims=6).count("ann") == 4
+    # an encoder not named, or no compared part to cut to, or vectors narrower than it: refused as before
+    for kwargs in ({"dims": 6, "compatible": ("else",)}, {"compatible": ("old-encoder",)},
+                   {"dims": 12, "compatible": ("old-encoder",)}):
+        with pytest.raises(GalleryError):
+            Gallery.load(tmp_path / "g.npz", "new-encoder", 13, **kwargs)
+
+
+@pytest.mark.parametrize("bad", ["abc", ["0" * 63], [1], "f" * 64])
+def test_bundle_refuses_a_gallery_compatible_list_that_is_not_checksums(tiny_bundle, tmp_path, bad):
+    import json
+    import shutil
+
+    from inference.bundle import Bundle
+    from inference.errors import BundleError
+
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bundle, b)
+    m = json.loads((b / "manifest.json").read_text())
+    m["classifier"]["gallery_compatible"] = ["A" * 64]
+    (b / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="gallery_dims"):  # it names the shared part
+        Bundle.load(b)
+    m["classifier"]["gallery_dims"] = 8
+    (b / "manifest.json").write_text(json.dumps(m))
+    assert Bundle.load(b).gallery_compatible == ("a" * 64,)
+    m["classifier"]["gallery_compatible"] = bad
+    (b / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="gallery_compatible"):
+        Bundle.load(b)

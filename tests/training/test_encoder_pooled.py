@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from training.encoder import pooled
 from training.encoder.classifier import gallery_dims
+from training.manifest import sha256_of
 
 SIZE, CH, DIM = 8, 5, 3
 
@@ -126,12 +127,16 @@ def test_refuses_a_graph_without_pooled_features_and_a_second_pass():
 def test_command_updates_the_export_info_and_the_gallery_keeps_the_embedding(tmp_path, monkeypatch):
     path = tmp_path / "enc.onnx"
     onnx.save(_encoder(2), str(path))
-    info = {"dim": 2 * DIM + 4, "colour": {"bins": [2, 2, 1], "weight": 0.35}}  # as if `colour` had run
+    info = {"dim": 2 * DIM + 4, "colour": {"bins": [2, 2, 1], "weight": 0.35},  # as if `colour` had run
+            "gallery_compatible": ["0" * 64]}
     (tmp_path / "enc_export.json").write_text(json.dumps(info))
+    before = sha256_of(path)
     monkeypatch.setattr("sys.argv", ["pooled", str(path), "--weight", "0.5"])
     pooled.main()
     new = json.loads((tmp_path / "enc_export.json").read_text())
     assert new["dim"] == 2 * DIM + 4 + 2 * CH and new["pooled"] == {"weight": 0.5, "dims": 2 * CH, "members": 2}
+    # galleries made by the graph before (and by those it could use) stay usable: the compared part is unchanged
+    assert new["gallery_compatible"] == ["0" * 64, before] and sha256_of(path) != before
     assert gallery_dims(new) == 2 * DIM == gallery_dims(info)
     assert gallery_dims({"dim": 10, "pooled": {"dims": 4}}) == 6 and gallery_dims({"dim": 10}) is None
     monkeypatch.setattr("sys.argv", ["pooled", str(path)])

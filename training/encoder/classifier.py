@@ -15,7 +15,8 @@
     appends a colour histogram (`training.encoder.colour`), the gallery compares only the embedding before it
     (manifest `gallery_dims`): fitted and calibrated that way here.
 * Writes models/classifier.npz, chara.json, manifest sections "encoder" (keeps an existing "crop") and
-  "classifier", and the top-level "version".
+  "classifier" (with `gallery_compatible`: the encoders before the appending steps, whose galleries stay usable),
+  and the top-level "version".
 """
 
 from __future__ import annotations
@@ -215,6 +216,7 @@ def main() -> None:
         "file": "classifier.npz", "format": "linear_npz", "temperature": 1.0,
         "gallery_scale": round(cal["gallery_scale"], 4), "gallery_bias": round(cal["gallery_bias"], 4),
         **({"gallery_dims": dims} if dims else {}),
+        **({"gallery_compatible": info["gallery_compatible"]} if dims and info.get("gallery_compatible") else {}),
     }, bundle=bundle, version=VERSION)
     (OUT / "calibration.json").write_text(json.dumps(cal, indent=2))
     print(json.dumps(cal))

@@ -154,6 +154,14 @@ def append_colour(model: onnx.ModelProto, mean: list[float], std: list[float], s
     return m
 
 
+def gallery_compatible(info: dict, before: Path) -> list[str]:
+    """The encoders whose galleries the graph after an appending step can use: those the graph before could, and
+    that graph itself (the step leaves the embedding the gallery compares as it was)."""
+    from training.manifest import sha256_of
+
+    return [*info.get("gallery_compatible", []), sha256_of(before)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path, help="the (quantized) encoder graph")
@@ -169,9 +177,10 @@ def main() -> None:
     if info.get("colour"):
         raise SystemExit(f"{a.model} already has a colour branch ({info['colour']})")
     m = append_colour(onnx.load(str(a.model)), list(MEAN), list(STD), SCALE, tuple(a.bins), a.weight)
+    compatible = gallery_compatible(info, a.model)
     onnx.save(m, str(out))
     info.update(dim=info["dim"] + int(np.prod(a.bins)), colour={"bins": list(a.bins), "weight": a.weight},
-                bytes=out.stat().st_size)
+                bytes=out.stat().st_size, gallery_compatible=compatible)
     (out.parent / (out.stem + "_export.json")).write_text(json.dumps(info, indent=2))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB), embedding dim {info['dim']}")
 

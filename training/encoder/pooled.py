@@ -27,6 +27,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from training.encoder.colour import gallery_compatible
+
 WEIGHT = 1.0
 PREFIX = "pooled/"
 _POOL = re.compile(r"^(?P<member>(?:/members\.(?P<i>\d+))?)/enc(?:_\d+)?/ReduceMean$")
@@ -112,9 +114,10 @@ def main() -> None:
     if info.get("pooled"):
         raise SystemExit(f"{a.model} already has pooled features appended ({info['pooled']})")
     m, added = append_pooled(onnx.load(str(a.model)), a.weight)
+    compatible = gallery_compatible(info, a.model)
     onnx.save(m, str(out))
     info.update(dim=info["dim"] + added, pooled={"weight": a.weight, "dims": added, "members": len(pooled_groups(m))},
-                bytes=out.stat().st_size)
+                bytes=out.stat().st_size, gallery_compatible=compatible)
     (out.parent / (out.stem + "_export.json")).write_text(json.dumps(info, indent=2))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB), embedding dim {info['dim']}")
 
