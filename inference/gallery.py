@@ -119,15 +119,13 @@ class Gallery:
             raise GalleryError(f"Gallery file {path} does not exist.") from None
         except Exception as e:
             raise GalleryError(f"Gallery file {path.name} is unreadable ({type(e).__name__}).") from None
-        if made_by != encoder_id and (made_by not in compatible or not dims):
+        own = made_by == encoder_id
+        if not own and (made_by not in compatible or not dims):
             raise GalleryError(f"Gallery {path.name} was made with another encoder; enroll its characters again.")
-        width = dim if made_by == encoder_id else dims
-        if vectors.ndim != 2 or vectors.shape[1] < width or len(names) != len(vectors) or (
-                made_by == encoder_id and vectors.shape[1] != dim):
+        width_ok = vectors.ndim == 2 and (vectors.shape[1] == dim if own else vectors.shape[1] >= dims)
+        if not width_ok or len(names) != len(vectors):
             raise GalleryError(f"Gallery {path.name} has wrong shapes ({vectors.shape}, {len(names)} names).")
-        if made_by != encoder_id:
-            vectors = _compared(vectors, dims, dim)
-        return cls(encoder_id, dim, names, vectors, dims)
+        return cls(encoder_id, dim, names, vectors if own else _compared(vectors, dims, dim), dims)
 
 
 def _compared(vectors: np.ndarray, dims: int, dim: int) -> np.ndarray:
