@@ -23,6 +23,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from training.encoder.appended import append_features, gallery_compatible
+
 BINS = (24, 3, 3)
 WEIGHT = 0.35
 EPS = 0.125  # differences of pooled pixel values are multiples of 1/4: any smaller positive number would do
@@ -127,39 +129,12 @@ def colour_nodes(inp: str, out: str, mean: list[float], std: list[float], scale:
 def append_colour(model: onnx.ModelProto, mean: list[float], std: list[float], scale: float, bins: tuple[int, int, int] = BINS,
                   weight: float = WEIGHT) -> onnx.ModelProto:
     """A copy of `model` whose (only) output is normalise(concat(old output, weight * colour histogram))."""
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    g = m.graph
-    if any(o.startswith("colour/") for node in g.node for o in node.output):
-        raise ValueError("the graph already has a colour branch")
-    old = g.output[0]
-    inner = "colour/embedding_in"
-    for node in g.node:
-        node.output[:] = [inner if o == old.name else o for o in node.output]
-        node.input[:] = [inner if i == old.name else i for i in node.input]
-    nodes, inits = colour_nodes(g.input[0].name, "colour/weighted", mean, std, scale, bins, weight)
-    nodes += [
-        helper.make_node("LpNormalization", [inner], ["colour/emb_unit"], axis=1, p=2),
-        helper.make_node("Concat", ["colour/emb_unit", "colour/weighted"], ["colour/joined"], axis=1),
-        helper.make_node("LpNormalization", ["colour/joined"], [old.name], axis=1, p=2),
-    ]
-    g.node.extend(nodes)
-    g.initializer.extend(inits)
-    dims = old.type.tensor_type.shape.dim
-    batch = dims[0].dim_param or dims[0].dim_value
-    new_out = helper.make_tensor_value_info(old.name, TensorProto.FLOAT, [batch, dims[1].dim_value + int(np.prod(bins))])
-    g.output.remove(old)
-    g.output.append(new_out)
-    onnx.checker.check_model(m)
-    return m
 
+    def build(g: onnx.GraphProto) -> tuple[list, list, int]:
+        nodes, inits = colour_nodes(g.input[0].name, "colour/weighted", mean, std, scale, bins, weight)
+        return nodes, inits, int(np.prod(bins))
 
-def gallery_compatible(info: dict, before: Path) -> list[str]:
-    """The encoders whose galleries the graph after an appending step can use: those the graph before could, and
-    that graph itself (the step leaves the embedding the gallery compares as it was)."""
-    from training.manifest import sha256_of
-
-    return [*info.get("gallery_compatible", []), sha256_of(before)]
+    return append_features(model, "colour/", build)
 
 
 def main() -> None:

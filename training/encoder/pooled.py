@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
-from training.encoder.colour import gallery_compatible
+from training.encoder.appended import append_features, gallery_compatible
 
 WEIGHT = 1.0
 PREFIX = "pooled/"
@@ -63,44 +63,24 @@ def _channels(model: onnx.ModelProto, names: list[str]) -> list[int]:
 def append_pooled(model: onnx.ModelProto, weight: float = WEIGHT) -> tuple[onnx.ModelProto, int]:
     """A copy of `model` whose (only) output is normalise(concat(old output, weighted pooled features of each
     member)); returns it and the number of dimensions added."""
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    g = m.graph
-    if any(o.startswith(PREFIX) for node in g.node for o in node.output):
-        raise ValueError("the graph already has pooled features appended")
-    groups = pooled_groups(m)
-    channels = _channels(m, [grp[0] for grp in groups])
-    old = g.output[0]
-    inner = PREFIX + "embedding_in"
-    for node in g.node:
-        node.output[:] = [inner if o == old.name else o for o in node.output]
-        node.input[:] = [inner if i == old.name else i for i in node.input]
-    nodes = [helper.make_node("LpNormalization", [inner], [PREFIX + "emb_unit"], axis=1, p=2)]
-    units = []
-    for i, grp in enumerate(groups):
-        summed = grp[0]
-        for j, other in enumerate(grp[1:]):  # the mirror pass: adding before normalising = the mean's direction
-            nodes.append(helper.make_node("Add", [summed, other], [f"{PREFIX}{i}_sum{j}"]))
-            summed = f"{PREFIX}{i}_sum{j}"
-        nodes.append(helper.make_node("LpNormalization", [summed], [f"{PREFIX}{i}_unit"], axis=1, p=2))
-        units.append(f"{PREFIX}{i}_unit")
-    nodes += [
-        helper.make_node("Concat", units, [PREFIX + "units"], axis=1),
-        helper.make_node("Mul", [PREFIX + "units", PREFIX + "weight"], [PREFIX + "weighted"]),
-        helper.make_node("Concat", [PREFIX + "emb_unit", PREFIX + "weighted"], [PREFIX + "joined"], axis=1),
-        helper.make_node("LpNormalization", [PREFIX + "joined"], [old.name], axis=1, p=2),
-    ]
-    g.node.extend(nodes)
-    g.initializer.append(numpy_helper.from_array(np.asarray(weight / np.sqrt(len(groups)), np.float32),
-                                                 PREFIX + "weight"))
-    added = int(sum(channels))
-    dims = old.type.tensor_type.shape.dim
-    batch = dims[0].dim_param or dims[0].dim_value
-    new_out = helper.make_tensor_value_info(old.name, TensorProto.FLOAT, [batch, dims[1].dim_value + added])
-    g.output.remove(old)
-    g.output.append(new_out)
-    onnx.checker.check_model(m)
-    return m, added
+    groups = pooled_groups(model)
+    added = int(sum(_channels(model, [grp[0] for grp in groups])))
+
+    def build(g: onnx.GraphProto) -> tuple[list, list, int]:
+        nodes, units = [], []
+        for i, grp in enumerate(groups):
+            summed = grp[0]
+            for j, other in enumerate(grp[1:]):  # the mirror pass: adding before normalising = the mean's direction
+                nodes.append(helper.make_node("Add", [summed, other], [f"{PREFIX}{i}_sum{j}"]))
+                summed = f"{PREFIX}{i}_sum{j}"
+            nodes.append(helper.make_node("LpNormalization", [summed], [f"{PREFIX}{i}_unit"], axis=1, p=2))
+            units.append(f"{PREFIX}{i}_unit")
+        nodes += [helper.make_node("Concat", units, [PREFIX + "units"], axis=1),
+                  helper.make_node("Mul", [PREFIX + "units", PREFIX + "weight"], [PREFIX + "weighted"])]
+        inits = [numpy_helper.from_array(np.asarray(weight / np.sqrt(len(groups)), np.float32), PREFIX + "weight")]
+        return nodes, inits, added
+
+    return append_features(model, PREFIX, build), added
 
 
 def main() -> None:

@@ -1,0 +1,54 @@
+"""What the steps that append features to the encoder graph (`colour`, `pooled`) share.
+
+Each adds, inside the graph, a feature vector computed from what the graph already has, and makes the graph's
+only output normalise(concat(normalise(old output), feature)): the classifier sees one unit vector, as before,
+only wider, and the old output is still its leading part (the part the gallery compares).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+
+def append_features(model: onnx.ModelProto, prefix: str,
+                    build: Callable[[onnx.GraphProto], tuple[list, list, int]]) -> onnx.ModelProto:
+    """A copy of `model` with a feature appended to its output. `build(graph)` returns the nodes and initializers
+    that compute the (already weighted) feature `<prefix>weighted` from the graph's tensors, and its width; every
+    name it adds starts with `prefix`, and a graph that has such names already is refused."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    if any(o.startswith(prefix) for node in g.node for o in node.output):
+        raise ValueError(f"the graph already has the {prefix.rstrip('/')} features appended")
+    nodes, inits, added = build(g)
+    old = g.output[0]
+    inner = prefix + "embedding_in"
+    for node in g.node:
+        node.output[:] = [inner if o == old.name else o for o in node.output]
+        node.input[:] = [inner if i == old.name else i for i in node.input]
+    nodes += [
+        helper.make_node("LpNormalization", [inner], [prefix + "emb_unit"], axis=1, p=2),
+        helper.make_node("Concat", [prefix + "emb_unit", prefix + "weighted"], [prefix + "joined"], axis=1),
+        helper.make_node("LpNormalization", [prefix + "joined"], [old.name], axis=1, p=2),
+    ]
+    g.node.extend(nodes)
+    g.initializer.extend(inits)
+    dims = old.type.tensor_type.shape.dim
+    batch = dims[0].dim_param or dims[0].dim_value
+    new_out = helper.make_tensor_value_info(old.name, TensorProto.FLOAT, [batch, dims[1].dim_value + added])
+    g.output.remove(old)
+    g.output.append(new_out)
+    onnx.checker.check_model(m)
+    return m
+
+
+def gallery_compatible(info: dict, before: Path) -> list[str]:
+    """The encoders whose galleries the graph after an appending step can use: those the graph before could, and
+    that graph itself (the step leaves the embedding the gallery compares as it was)."""
+    from training.manifest import sha256_of
+
+    return [*info.get("gallery_compatible", []), sha256_of(before)]
