@@ -5,8 +5,8 @@
 `export --run a,b,c` builds an ensemble from the runs' checkpoints. Where the base ensemble's checkpoints are not at
 hand, this step adds members exported on their own (`export --run NEW --flip-tta --whiten`, then `quantize`) to
 the base graph: the result computes what the ensemble export of all the runs computes, the L2-normalised
-concatenation of every member's unit embedding. The base's output is normalise(concat of its n members), so it is
-scaled back by sqrt(n) before the new members are concatenated. Each new member's nodes and tensors are renamed
+concatenation of every member's unit embedding. The base's output is normalise(concat of its n members), so the
+new members are appended (`training.encoder.appended`) divided by sqrt(n). Each new member's nodes and tensors are renamed
 under `/members.<i>` (its place in the ensemble), as `export` names them, so `training.encoder.pooled` finds its
 pooled features. Run it before `colour` and `pooled`; the export info (`<out>_export.json`) lists every run.
 """
@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
+
+from training.encoder.appended import append_features
 
 PREFIX = "merge/"
 
@@ -48,46 +50,38 @@ def _count(info: dict) -> int:
 
 
 def merge(base: onnx.ModelProto, base_members: int, members: list[onnx.ModelProto]) -> onnx.ModelProto:
-    """One graph: normalise(concat(sqrt(base_members) * base output, each member's output))."""
+    """One graph: normalise(concat(base output, concat of each member's output / sqrt(base_members))), which is the
+    ensemble of all the members (the base's output is its members' concatenation divided by sqrt(base_members))."""
     if any(o.startswith(("colour/", "pooled/")) for n in base.graph.node for o in n.output):
         raise ValueError("merge members before the colour and pooled steps")
     inp = base.graph.input[0].name
-    m = onnx.ModelProto()
-    m.CopyFrom(base)
-    g = m.graph
-    out = g.output[0]
-    dim = out.type.tensor_type.shape.dim[1].dim_value
-    base_out = PREFIX + "base"
-    for node in g.node:
-        node.output[:] = [base_out if o == out.name else o for o in node.output]
-    parts = [PREFIX + "base_scaled"]
-    g.node.append(helper.make_node("Mul", [base_out, PREFIX + "base_scale"], [parts[0]]))
-    g.initializer.append(numpy_helper.from_array(np.asarray(np.sqrt(base_members), np.float32), PREFIX + "base_scale"))
-    for i, mem in enumerate(members):
-        if mem.graph.input[0].name != inp:
-            raise ValueError(f"a member's input is {mem.graph.input[0].name!r}, the base's {inp!r}")
-        sub = _renamed(mem, f"/members.{base_members + i}", {inp})
-        g.node.extend(sub.node)
-        g.initializer.extend(sub.initializer)
-        g.value_info.extend(sub.value_info)
-        parts.append(sub.output[0].name)
-        dim += sub.output[0].type.tensor_type.shape.dim[1].dim_value
-    g.node.extend([helper.make_node("Concat", parts, [PREFIX + "joined"], axis=1),
-                   helper.make_node("LpNormalization", [PREFIX + "joined"], [out.name], axis=1, p=2)])
-    batch = out.type.tensor_type.shape.dim[0]
-    new_out = helper.make_tensor_value_info(out.name, TensorProto.FLOAT, [batch.dim_param or batch.dim_value, dim])
-    g.output.remove(out)
-    g.output.append(new_out)
-    have = {o.domain: o.version for o in m.opset_import}
+
+    def build(g: onnx.GraphProto) -> tuple[list, list, int]:
+        nodes, inits, parts, added = [], [], [], 0
+        for i, mem in enumerate(members):
+            if mem.graph.input[0].name != inp:
+                raise ValueError(f"a member's input is {mem.graph.input[0].name!r}, the base's {inp!r}")
+            sub = _renamed(mem, f"/members.{base_members + i}", {inp})
+            nodes += sub.node
+            inits += sub.initializer
+            g.value_info.extend(sub.value_info)
+            parts.append(sub.output[0].name)
+            added += sub.output[0].type.tensor_type.shape.dim[1].dim_value
+        nodes += [helper.make_node("Concat", parts, [PREFIX + "members"], axis=1),
+                  helper.make_node("Mul", [PREFIX + "members", PREFIX + "scale"], [PREFIX + "weighted"])]
+        inits.append(numpy_helper.from_array(np.asarray(1 / np.sqrt(base_members), np.float32), PREFIX + "scale"))
+        return nodes, inits, added
+
+    versioned = onnx.ModelProto()  # the base with the newest opsets and IR version of all the graphs
+    versioned.CopyFrom(base)
+    have = {o.domain: o.version for o in base.opset_import}
     for mem in members:
         for o in mem.opset_import:
-            if o.version > have.get(o.domain, 0):
-                have[o.domain] = o.version
-    del m.opset_import[:]
-    m.opset_import.extend(helper.make_opsetid(d, v) for d, v in have.items())
-    m.ir_version = max([m.ir_version] + [mem.ir_version for mem in members])
-    onnx.checker.check_model(m)
-    return m
+            have[o.domain] = max(o.version, have.get(o.domain, 0))
+    del versioned.opset_import[:]
+    versioned.opset_import.extend(helper.make_opsetid(d, v) for d, v in have.items())
+    versioned.ir_version = max([base.ir_version] + [mem.ir_version for mem in members])
+    return append_features(versioned, PREFIX, build)
 
 
 def merged_info(base: dict, members: list[dict], out: Path) -> dict:
