@@ -1,4 +1,4 @@
-"""What the steps that append features to the encoder graph (`colour`, `pooled`) share.
+"""What the steps that append features to the encoder graph (`colour`, `pooled`, `merge`, `hires`) share.
 
 Each adds, inside the graph, a feature vector computed from what the graph already has, and makes the graph's
 only output normalise(concat(normalise(old output), feature)): the classifier sees one unit vector, as before,
@@ -52,3 +52,38 @@ def gallery_compatible(info: dict, before: Path) -> list[str]:
     from training.manifest import sha256_of
 
     return [*info.get("gallery_compatible", []), sha256_of(before)]
+
+
+def renamed(model: onnx.ModelProto, prefix: str, keep: set[str]) -> onnx.GraphProto:
+    """A copy of `model`'s graph with every node, tensor and initializer name under `prefix`, except `keep` (to put one
+    graph inside another)."""
+    g = onnx.GraphProto()
+    g.CopyFrom(model.graph)
+
+    def rn(name: str) -> str:
+        return name if not name or name in keep else prefix + name
+
+    for node in g.node:
+        node.name = rn(node.name) if node.name else ""
+        node.input[:] = [rn(i) for i in node.input]
+        node.output[:] = [rn(o) for o in node.output]
+    for t in g.initializer:
+        t.name = rn(t.name)
+    for v in list(g.value_info) + list(g.output):
+        v.name = rn(v.name)
+    return g
+
+
+def raised_opsets(base: onnx.ModelProto, others: list[onnx.ModelProto]) -> onnx.ModelProto:
+    """A copy of `base` declaring the newest opset of each domain and the newest IR version of all the graphs (before
+    `others`' nodes are put into it)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(base)
+    have = {o.domain: o.version for o in base.opset_import}
+    for m in others:
+        for o in m.opset_import:
+            have[o.domain] = max(o.version, have.get(o.domain, 0))
+    del out.opset_import[:]
+    out.opset_import.extend(helper.make_opsetid(d, v) for d, v in have.items())
+    out.ir_version = max([base.ir_version] + [m.ir_version for m in others])
+    return out

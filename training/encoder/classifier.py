@@ -134,11 +134,12 @@ def open_set_classifier(e: dict, meta: dict) -> tuple[np.ndarray, np.ndarray, li
 
 
 def gallery_dims(info: dict) -> int | None:
-    """How many leading embedding dimensions the gallery compares: all but what `colour` and `pooled` appended."""
-    c, p = info.get("colour"), info.get("pooled")
-    if not (c or p):
+    """How many leading embedding dimensions the gallery compares: all but what `colour`, `pooled` and `hires`
+    appended."""
+    c, p, h = info.get("colour"), info.get("pooled"), info.get("hires")
+    if not (c or p or h):
         return None
-    return int(info["dim"] - (np.prod(c["bins"]) if c else 0) - (p["dims"] if p else 0))
+    return int(info["dim"] - (np.prod(c["bins"]) if c else 0) - (p["dims"] if p else 0) - (h["dims"] if h else 0))
 
 
 def calibrate(e: dict, meta: dict, seed: int = 0, dims: int | None = None) -> dict:

@@ -21,28 +21,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from training.encoder.appended import append_features
+from training.encoder.appended import append_features, raised_opsets, renamed
 
 PREFIX = "merge/"
-
-
-def _renamed(model: onnx.ModelProto, prefix: str, keep: set[str]) -> onnx.GraphProto:
-    """A copy of `model`'s graph with every node, tensor and initializer name under `prefix`, except `keep`."""
-    g = onnx.GraphProto()
-    g.CopyFrom(model.graph)
-
-    def rn(name: str) -> str:
-        return name if not name or name in keep else prefix + name
-
-    for node in g.node:
-        node.name = rn(node.name) if node.name else ""
-        node.input[:] = [rn(i) for i in node.input]
-        node.output[:] = [rn(o) for o in node.output]
-    for t in g.initializer:
-        t.name = rn(t.name)
-    for v in list(g.value_info) + list(g.output):
-        v.name = rn(v.name)
-    return g
 
 
 def _count(info: dict) -> int:
@@ -61,7 +42,7 @@ def merge(base: onnx.ModelProto, base_members: int, members: list[onnx.ModelProt
         for i, mem in enumerate(members):
             if mem.graph.input[0].name != inp:
                 raise ValueError(f"a member's input is {mem.graph.input[0].name!r}, the base's {inp!r}")
-            sub = _renamed(mem, f"/members.{base_members + i}", {inp})
+            sub = renamed(mem, f"/members.{base_members + i}", {inp})
             nodes += sub.node
             inits += sub.initializer
             g.value_info.extend(sub.value_info)
@@ -72,16 +53,7 @@ def merge(base: onnx.ModelProto, base_members: int, members: list[onnx.ModelProt
         inits.append(numpy_helper.from_array(np.asarray(1 / np.sqrt(base_members), np.float32), PREFIX + "scale"))
         return nodes, inits, added
 
-    versioned = onnx.ModelProto()  # the base with the newest opsets and IR version of all the graphs
-    versioned.CopyFrom(base)
-    have = {o.domain: o.version for o in base.opset_import}
-    for mem in members:
-        for o in mem.opset_import:
-            have[o.domain] = max(o.version, have.get(o.domain, 0))
-    del versioned.opset_import[:]
-    versioned.opset_import.extend(helper.make_opsetid(d, v) for d, v in have.items())
-    versioned.ir_version = max([base.ir_version] + [mem.ir_version for mem in members])
-    return append_features(versioned, PREFIX, build)
+    return append_features(raised_opsets(base, members), PREFIX, build)
 
 
 def merged_info(base: dict, members: list[dict], out: Path) -> dict:

@@ -1,0 +1,129 @@
+"""A member at a larger input size added as classifier-only features (`training.encoder.hires`): the old graph sees
+what cv2's INTER_AREA resize to its size would give it (so its output, the part the gallery compares, is unchanged),
+and the new member's embedding and pooled features follow, weighted, as the torch model computes them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch  # the train extra (`make test` installs it)
+import torch.nn.functional as F
+
+from training.common import ROOT
+from training.encoder import hires
+from training.encoder.classifier import gallery_dims
+from training.encoder.colour import append_colour
+from training.encoder.export import Ensemble, Exported, embed_torch
+from training.encoder.model import Encoder
+from training.encoder.onnx_embed import MEAN, SCALE, STD, preprocess
+from training.encoder.pooled import append_pooled
+from training.manifest import sha256_of
+
+SMALL, LARGE = 32, 48  # the 64 -> 96 px ratio of the shipped graph
+
+
+def _faces(n: int, side: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (4, side, side, 3))
+    return np.clip(base[rng.integers(0, 4, n)] + rng.normal(0, 30, (n, side, side, 3)), 0, 255).astype(np.uint8)
+
+
+def _member(seed: int, faces: np.ndarray, size: int) -> Exported:
+    torch.manual_seed(seed)
+    m = Exported(Encoder(widths=(8, 8, 16, 16), dim=16).eval(), True, size).eval()
+    m.set_whitening(embed_torch(m, faces, np.arange(len(faces)), size))
+    return m
+
+
+def _export(model: torch.nn.Module, path, size: int) -> onnx.ModelProto:
+    torch.onnx.export(model, (torch.zeros(2, 3, size, size),), str(path), input_names=["input0"],
+                      output_names=["embedding"], dynamic_axes={"input0": {0: "batch"}, "embedding": {0: "batch"}},
+                      opset_version=17, dynamo=False)
+    return onnx.load(str(path))
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input0": x})[0]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_area_matrix_is_cv2_inter_area():
+    m = hires.area_matrix(96, 64)
+    assert m.shape == (64, 96)
+    np.testing.assert_allclose(m.sum(1), 1, atol=1e-6)  # a weighted mean of input pixels
+    x = np.random.default_rng(0).random((96, 96)).astype(np.float32)
+    np.testing.assert_allclose(m @ x @ m.T, cv2.resize(x, (64, 64), interpolation=cv2.INTER_AREA), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hires")
+    small_faces, large_faces = _faces(60, SMALL, 1), _faces(60, LARGE, 2)
+    base_torch = Ensemble([_member(1, small_faces, SMALL), _member(2, small_faces, SMALL)]).eval()
+    base = append_pooled(append_colour(_export(base_torch, tmp / "base.onnx", SMALL), list(MEAN), list(STD), SCALE,
+                                       (6, 2, 2)))[0]
+    big = _member(3, large_faces, LARGE)
+    return base, big, _export(big, tmp / "big.onnx", LARGE)
+
+
+def test_the_old_graph_sees_the_area_resized_crop_and_the_member_follows(graphs):
+    base, big, member = graphs
+    merged, added = hires.append_hires(base, member, weight=0.5)
+    assert added == 16 + 16  # embedding + pooled features of the member
+    assert hires.input_side(merged) == LARGE
+    faces = _faces(7, LARGE, 5)
+    x = preprocess(faces, LARGE)  # a crop of the larger size, as served
+    got = _run(merged, x)
+    old = _run(base, preprocess(faces, SMALL))  # the graph before, fed cv2's INTER_AREA resize of the same crop
+    assert got.shape == (7, old.shape[1] + added)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+    lead = _unit(got[:, :old.shape[1]])
+    assert np.min(np.sum(lead * old, 1)) > 0.999  # the same (up to cv2's rounding to uint8 pixels)
+    with torch.no_grad():
+        xt = torch.from_numpy(x)
+        emb = big(xt).numpy()
+        pool = sum(big.enc.stages(big.enc.stem(v)).mean(dim=(2, 3)) for v in (xt, torch.flip(xt, dims=[3])))
+        pool = F.normalize(pool, dim=1).numpy()
+    want = _unit(np.concatenate([_unit(got[:, :old.shape[1]]), 0.5 * emb, 0.5 * pool], 1))
+    np.testing.assert_allclose(got, want, atol=2e-4)
+
+
+def test_members_that_do_not_fit_are_refused(graphs):
+    base, _, member = graphs
+    with pytest.raises(ValueError, match="not larger"):
+        hires.append_hires(base, base)
+    merged, _ = hires.append_hires(base, member)
+    with pytest.raises(ValueError, match="already"):
+        hires.append_hires(merged, member)
+
+
+def test_the_command_writes_the_graph_and_its_info(graphs, tmp_path):
+    base, _, member = graphs
+    onnx.save(base, str(tmp_path / "enc.onnx"))
+    onnx.save(member, str(tmp_path / "big.onnx"))
+    dim = _run(base, preprocess(_faces(1, SMALL, 8), SMALL)).shape[1]  # 2 x 16 + 24 colour bins + 2 x 16 pooled
+    info = {"size": SMALL, "dim": dim, "flip_tta": True, "heldout": ["x"], "runs": ["a", "b"],
+            "colour": {"bins": [6, 2, 2], "weight": 0.35}, "pooled": {"dims": 32, "weight": 1.0, "members": 2},
+            "gallery_compatible": ["f" * 64]}
+    (tmp_path / "enc_export.json").write_text(json.dumps(info))
+    (tmp_path / "big_export.json").write_text(json.dumps({"size": LARGE, "dim": 16, "flip_tta": True,
+                                                          "heldout": ["x"], "runs": ["c"], "steps_per_run": [9]}))
+    before = sha256_of(tmp_path / "enc.onnx")
+    subprocess.run([sys.executable, "-m", "training.encoder.hires", str(tmp_path / "enc.onnx"),
+                    str(tmp_path / "big.onnx"), "--out", str(tmp_path / "out.onnx")], check=True, cwd=ROOT)
+    new = json.loads((tmp_path / "out_export.json").read_text())
+    assert new["size"] == LARGE and new["dim"] == dim + 32
+    assert new["hires"] == {"runs": ["c"], "steps": [9], "size": LARGE, "base_size": SMALL, "weight": 0.5, "dims": 32}
+    assert new["gallery_compatible"] == ["f" * 64, before]  # galleries of the graph before stay usable
+    assert gallery_dims(new) == gallery_dims(info) == 2 * 16  # the gallery still compares the two old members
+    assert _run(onnx.load(str(tmp_path / "out.onnx")), preprocess(_faces(2, LARGE, 9), LARGE)).shape == (2, dim + 32)
