@@ -7,11 +7,25 @@ only wider, and the old output is still its leading part (the part the gallery c
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import onnx
 from onnx import TensorProto, helper
+
+
+def info_path(model: Path) -> Path:
+    """Where a graph's export info lies: `<stem>_export.json` beside it (written by `export` and every later step)."""
+    return model.parent / (model.stem + "_export.json")
+
+
+def read_info(model: Path) -> dict:
+    return json.loads(info_path(model).read_text())
+
+
+def write_info(model: Path, info: dict) -> None:
+    info_path(model).write_text(json.dumps(info, indent=2))
 
 
 def append_features(model: onnx.ModelProto, prefix: str,

@@ -29,6 +29,7 @@ import numpy as np
 
 from inference.classify import gallery_view
 from training.common import ROOT
+from training.encoder.appended import info_path
 from training.encoder.data import OUT, load_meta
 from training.encoder.onnx_embed import MEAN, SCALE, STD, embed, session
 from training.manifest import MODELS, sha256_of, update_section
@@ -38,7 +39,7 @@ DEFAULT_CROP = {"scale": 1.0, "shift_y": 0.0, "square": False}
 
 
 def export_info(encoder: Path) -> dict:
-    for cand in (encoder.parent / (encoder.stem + "_export.json"), OUT / "export_info.json"):
+    for cand in (info_path(encoder), OUT / "export_info.json"):
         if cand.exists():
             return json.loads(cand.read_text())
     raise SystemExit(f"no export info next to {encoder}; run training.encoder.export first")

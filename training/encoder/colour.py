@@ -16,14 +16,13 @@ histogram is a fixed function of the pixels, and the global histogram does not c
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from training.encoder.appended import append_features, gallery_compatible
+from training.encoder.appended import append_features, gallery_compatible, read_info, write_info
 
 BINS = (24, 3, 3)
 WEIGHT = 0.35
@@ -147,8 +146,7 @@ def main() -> None:
     from training.encoder.onnx_embed import MEAN, SCALE, STD
 
     out = a.out or a.model
-    info_path = a.model.parent / (a.model.stem + "_export.json")
-    info = json.loads(info_path.read_text())
+    info = read_info(a.model)
     if info.get("colour"):
         raise SystemExit(f"{a.model} already has a colour branch ({info['colour']})")
     m = append_colour(onnx.load(str(a.model)), list(MEAN), list(STD), SCALE, tuple(a.bins), a.weight)
@@ -156,7 +154,7 @@ def main() -> None:
     onnx.save(m, str(out))
     info.update(dim=info["dim"] + int(np.prod(a.bins)), colour={"bins": list(a.bins), "weight": a.weight},
                 bytes=out.stat().st_size, gallery_compatible=compatible)
-    (out.parent / (out.stem + "_export.json")).write_text(json.dumps(info, indent=2))
+    write_info(out, info)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB), embedding dim {info['dim']}")
 
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from training.common import ROOT
+from training.encoder.appended import write_info
 from training.encoder.augment import eval_views
 from training.encoder.data import OUT, load_meta
 from training.encoder.model import DEPTHS, Encoder
@@ -143,7 +144,7 @@ def main() -> None:
     print(json.dumps(info))
     if diff > 1e-3 or cos < 0.9999:
         raise SystemExit(f"ONNX output differs from torch: max |diff| {diff:.2e}, min cosine {cos:.6f}")
-    (out.parent / (out.stem + "_export.json")).write_text(json.dumps(info, indent=2))
+    write_info(out, info)
 
 
 if __name__ == "__main__":

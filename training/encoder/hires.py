@@ -23,7 +23,6 @@ linear classifier sees the new member.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import cv2
@@ -31,8 +30,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from training.encoder.appended import append_features, gallery_compatible, raised_opsets, renamed
-from training.encoder.pooled import pooled_groups
+from training.encoder.appended import append_features, gallery_compatible, raised_opsets, read_info, renamed, write_info
+from training.encoder.pooled import pooled_groups, unit_pooled
 
 PREFIX = "hires/"
 WEIGHT = 0.5
@@ -95,15 +94,10 @@ def append_hires(base: onnx.ModelProto, member: onnx.ModelProto, weight: float =
         dims = g.input[0].type.tensor_type.shape.dim
         dims[2].dim_value = dims[3].dim_value = large
         g.value_info.extend(sub.value_info)
-        summed = pooled[0]
-        nodes = list(sub.node)
-        for j, other in enumerate(pooled[1:]):  # the mirror pass
-            nodes.append(helper.make_node("Add", [summed, other], [f"{PREFIX}pool_sum{j}"]))
-            summed = f"{PREFIX}pool_sum{j}"
-        nodes += [helper.make_node("LpNormalization", [sub.output[0].name], [PREFIX + "emb_unit_m"], axis=1, p=2),
-                  helper.make_node("LpNormalization", [summed], [PREFIX + "pool_unit"], axis=1, p=2),
-                  helper.make_node("Concat", [PREFIX + "emb_unit_m", PREFIX + "pool_unit"], [PREFIX + "units"], axis=1),
-                  helper.make_node("Mul", [PREFIX + "units", PREFIX + "weight"], [PREFIX + "weighted"])]
+        nodes = [*sub.node, *unit_pooled(pooled, PREFIX + "pool_"),
+                 helper.make_node("LpNormalization", [sub.output[0].name], [PREFIX + "emb_unit_m"], axis=1, p=2),
+                 helper.make_node("Concat", [PREFIX + "emb_unit_m", PREFIX + "pool_unit"], [PREFIX + "units"], axis=1),
+                 helper.make_node("Mul", [PREFIX + "units", PREFIX + "weight"], [PREFIX + "weighted"])]
         inits = [*sub.initializer, numpy_helper.from_array(m, PREFIX + "area"),
                  numpy_helper.from_array(np.ascontiguousarray(m.T), PREFIX + "area_t"),
                  numpy_helper.from_array(np.asarray(weight, np.float32), PREFIX + "weight")]
@@ -120,8 +114,7 @@ def main() -> None:
     ap.add_argument("--weight", type=float, default=WEIGHT)
     a = ap.parse_args()
     out = a.out or a.model
-    info = json.loads((a.model.parent / (a.model.stem + "_export.json")).read_text())
-    member_info = json.loads((a.member.parent / (a.member.stem + "_export.json")).read_text())
+    info, member_info = read_info(a.model), read_info(a.member)
     if info.get("hires"):
         raise SystemExit(f"{a.model} already has a hires member ({info['hires']})")
     for key in ("flip_tta", "heldout"):
@@ -135,7 +128,7 @@ def main() -> None:
                 gallery_compatible=compatible,
                 hires={"runs": member_info["runs"], "steps": member_info.get("steps_per_run"), "size": member_info["size"],
                        "base_size": info["size"], "weight": a.weight, "dims": added})
-    (out.parent / (out.stem + "_export.json")).write_text(json.dumps(info, indent=2))
+    write_info(out, info)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB), input {member_info['size']} px, embedding dim {info['dim']}")
 
 

@@ -14,14 +14,13 @@ pooled features. Run it before `colour` and `pooled`; the export info (`<out>_ex
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from training.encoder.appended import append_features, raised_opsets, renamed
+from training.encoder.appended import append_features, raised_opsets, read_info, renamed, write_info
 
 PREFIX = "merge/"
 
@@ -85,11 +84,7 @@ def main() -> None:
     ap.add_argument("members", type=Path, nargs="+", help="single encoders exported the same way")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
-
-    def info_of(p: Path) -> dict:
-        return json.loads((p.parent / (p.stem + "_export.json")).read_text())
-
-    base_info, member_infos = info_of(a.base), [info_of(p) for p in a.members]
+    base_info, member_infos = read_info(a.base), [read_info(p) for p in a.members]
     if any(_count(i) != 1 for i in member_infos):
         raise SystemExit("each member must be a single encoder (export --run ONE)")
     info = merged_info(base_info, member_infos, a.out)  # refuses members that do not fit before any work
@@ -97,7 +92,7 @@ def main() -> None:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(merged, str(a.out))
     info["bytes"] = a.out.stat().st_size
-    (a.out.parent / (a.out.stem + "_export.json")).write_text(json.dumps(info, indent=2))
+    write_info(a.out, info)
     print(f"wrote {a.out} ({a.out.stat().st_size / 1e6:.2f} MB): runs {info['runs']}, embedding dim {info['dim']}")
 
 

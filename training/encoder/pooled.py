@@ -19,7 +19,6 @@ for a single encoder: the names torch gives `Encoder.forward`'s `x.mean(dim=(2, 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from training.encoder.appended import append_features, gallery_compatible
+from training.encoder.appended import append_features, gallery_compatible, read_info, write_info
 
 WEIGHT = 1.0
 PREFIX = "pooled/"
@@ -60,6 +59,16 @@ def _channels(model: onnx.ModelProto, names: list[str]) -> list[int]:
     return out
 
 
+def unit_pooled(passes: list[str], stem: str) -> list:
+    """Nodes that add one member's pooled features over its passes (crop, mirror) and L2-normalise the sum into
+    `<stem>unit`: adding before normalising gives the mean's direction."""
+    nodes, summed = [], passes[0]
+    for j, other in enumerate(passes[1:]):
+        nodes.append(helper.make_node("Add", [summed, other], [f"{stem}sum{j}"]))
+        summed = f"{stem}sum{j}"
+    return [*nodes, helper.make_node("LpNormalization", [summed], [f"{stem}unit"], axis=1, p=2)]
+
+
 def append_pooled(model: onnx.ModelProto, weight: float = WEIGHT) -> tuple[onnx.ModelProto, int]:
     """A copy of `model` whose (only) output is normalise(concat(old output, weighted pooled features of each
     member)); returns it and the number of dimensions added."""
@@ -69,11 +78,7 @@ def append_pooled(model: onnx.ModelProto, weight: float = WEIGHT) -> tuple[onnx.
     def build(g: onnx.GraphProto) -> tuple[list, list, int]:
         nodes, units = [], []
         for i, grp in enumerate(groups):
-            summed = grp[0]
-            for j, other in enumerate(grp[1:]):  # the mirror pass: adding before normalising = the mean's direction
-                nodes.append(helper.make_node("Add", [summed, other], [f"{PREFIX}{i}_sum{j}"]))
-                summed = f"{PREFIX}{i}_sum{j}"
-            nodes.append(helper.make_node("LpNormalization", [summed], [f"{PREFIX}{i}_unit"], axis=1, p=2))
+            nodes += unit_pooled(grp, f"{PREFIX}{i}_")
             units.append(f"{PREFIX}{i}_unit")
         nodes += [helper.make_node("Concat", units, [PREFIX + "units"], axis=1),
                   helper.make_node("Mul", [PREFIX + "units", PREFIX + "weight"], [PREFIX + "weighted"])]
@@ -90,7 +95,7 @@ def main() -> None:
     ap.add_argument("--weight", type=float, default=WEIGHT)
     a = ap.parse_args()
     out = a.out or a.model
-    info = json.loads((a.model.parent / (a.model.stem + "_export.json")).read_text())
+    info = read_info(a.model)
     if info.get("pooled"):
         raise SystemExit(f"{a.model} already has pooled features appended ({info['pooled']})")
     m, added = append_pooled(onnx.load(str(a.model)), a.weight)
@@ -98,7 +103,7 @@ def main() -> None:
     onnx.save(m, str(out))
     info.update(dim=info["dim"] + added, pooled={"weight": a.weight, "dims": added, "members": len(pooled_groups(m))},
                 bytes=out.stat().st_size, gallery_compatible=compatible)
-    (out.parent / (out.stem + "_export.json")).write_text(json.dumps(info, indent=2))
+    write_info(out, info)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB), embedding dim {info['dim']}")
 
 
