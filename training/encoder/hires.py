@@ -31,7 +31,8 @@ import onnx
 from onnx import helper, numpy_helper
 
 from training.encoder.appended import append_features, gallery_compatible, raised_opsets, read_info, renamed, write_info
-from training.encoder.pooled import pooled_groups, unit_pooled
+from training.encoder.pooled import channels, pooled_groups, unit_pooled
+from training.encoder.quantize import declared_input_size
 
 PREFIX = "hires/"
 WEIGHT = 0.5
@@ -43,11 +44,10 @@ def area_matrix(src: int, dst: int) -> np.ndarray:
 
 
 def input_side(model: onnx.ModelProto) -> int:
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    h, w = (d.dim_value for d in dims[2:4])
-    if not h or h != w:
+    side = declared_input_size(model)
+    if not side:
         raise ValueError("the graph declares no fixed square input size")
-    return h
+    return side
 
 
 def _output_width(model: onnx.ModelProto, side: int) -> int:
@@ -75,11 +75,7 @@ def append_hires(base: onnx.ModelProto, member: onnx.ModelProto, weight: float =
     emb_dim = _output_width(member, large)
     sub = renamed(member, PREFIX + "member", {inp})
     pooled = [PREFIX + "member" + name for name in groups[0]]
-    pooled_dim = next(d.dim_value for v in onnx.shape_inference.infer_shapes(member).graph.value_info
-                      if v.name == groups[0][0] for d in v.type.tensor_type.shape.dim[1:2])
-    if not pooled_dim:
-        raise ValueError("the member's pooled width must be known")
-    added = emb_dim + pooled_dim
+    added = emb_dim + channels(member, groups[0][:1])[0]
 
     def build(g: onnx.GraphProto) -> tuple[list, list, int]:
         resized = PREFIX + "input_small"

@@ -47,7 +47,7 @@ def pooled_groups(model: onnx.ModelProto) -> list[list[str]]:
     return [sorted(groups[k]) for k in sorted(groups, key=order.__getitem__)]
 
 
-def _channels(model: onnx.ModelProto, names: list[str]) -> list[int]:
+def channels(model: onnx.ModelProto, names: list[str]) -> list[int]:
     inferred = onnx.shape_inference.infer_shapes(model)
     shapes = {v.name: v.type.tensor_type.shape.dim for v in inferred.graph.value_info}
     out = []
@@ -73,7 +73,7 @@ def append_pooled(model: onnx.ModelProto, weight: float = WEIGHT) -> tuple[onnx.
     """A copy of `model` whose (only) output is normalise(concat(old output, weighted pooled features of each
     member)); returns it and the number of dimensions added."""
     groups = pooled_groups(model)
-    added = int(sum(_channels(model, [grp[0] for grp in groups])))
+    added = int(sum(channels(model, [grp[0] for grp in groups])))
 
     def build(g: onnx.GraphProto) -> tuple[list, list, int]:
         nodes, units = [], []

@@ -30,13 +30,18 @@ def calibration_feeds(faces: np.ndarray, split: list[str], size: int, n: int = 5
     return [{"input0": preprocess(chosen[i:i + batch], size)} for i in range(0, len(chosen), batch)]
 
 
-def graph_input_size(model: Path) -> int | None:
-    """The square input side the exported graph declares (N, 3, S, S), or None where it is symbolic."""
-    import onnx
-
-    dims = onnx.load(str(model), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+def declared_input_size(model) -> int | None:
+    """The square input side an ONNX graph (`onnx.ModelProto`) declares (N, 3, S, S), or None where it is symbolic."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
     h, w = (d.dim_value for d in dims[2:4])
     return h if h and h == w else None
+
+
+def graph_input_size(model: Path) -> int | None:
+    """`declared_input_size` of the exported graph at `model`."""
+    import onnx
+
+    return declared_input_size(onnx.load(str(model), load_external_data=False))
 
 
 def main() -> None:
