@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from training.common import ROOT
 from training.encoder import hires
-from training.encoder.classifier import gallery_dims
+from training.encoder.classifier import gallery_dims, member_saw_heldout, open_set_view
 from training.encoder.colour import append_colour
 from training.encoder.export import Ensemble, Exported, embed_torch
 from training.encoder.model import Encoder
@@ -76,6 +76,13 @@ def graphs(tmp_path_factory):
     return base, big, _export(big, tmp / "big.onnx", LARGE)
 
 
+@pytest.fixture(scope="module")
+def same_size(graphs, tmp_path_factory):
+    """A member of the graph's own input size (as `train --heldout none --size 64` for the shipped graph)."""
+    twin = _member(4, _faces(60, SMALL, 3), SMALL)
+    return twin, _export(twin, tmp_path_factory.mktemp("same") / "twin.onnx", SMALL)
+
+
 def test_the_old_graph_sees_the_area_resized_crop_and_the_member_follows(graphs):
     base, big, member = graphs
     merged, added = hires.append_hires(base, member, weight=0.5)
@@ -98,10 +105,29 @@ def test_the_old_graph_sees_the_area_resized_crop_and_the_member_follows(graphs)
     np.testing.assert_allclose(got, want, atol=2e-4)
 
 
-def test_members_that_do_not_fit_are_refused(graphs):
+def test_a_member_of_the_same_size_is_appended_without_a_resize(graphs, same_size):
+    base, _, _ = graphs
+    twin, member = same_size
+    merged, added = hires.append_hires(base, member, weight=0.5)
+    assert added == 16 + 16 and hires.input_side(merged) == SMALL
+    assert not any(n.output[0].startswith(hires.PREFIX + "input_small") for n in merged.graph.node)  # no resize
+    x = preprocess(_faces(5, SMALL, 6), SMALL)
+    got, old = _run(merged, x), _run(base, x)
+    np.testing.assert_allclose(_unit(got[:, :old.shape[1]]), old, atol=1e-5)  # exactly the graph before
+    with torch.no_grad():
+        xt = torch.from_numpy(x)
+        emb = twin(xt).numpy()
+        pool = sum(twin.enc.stages(twin.enc.stem(v)).mean(dim=(2, 3)) for v in (xt, torch.flip(xt, dims=[3])))
+        pool = F.normalize(pool, dim=1).numpy()
+    np.testing.assert_allclose(got, _unit(np.concatenate([old, 0.5 * emb, 0.5 * pool], 1)), atol=2e-4)
+
+
+def test_members_that_do_not_fit_are_refused(graphs, same_size):
     base, _, member = graphs
-    with pytest.raises(ValueError, match="not larger"):
-        hires.append_hires(base, base)
+    with pytest.raises(ValueError, match="single encoder"):
+        hires.append_hires(base, base)  # an ensemble, not one member
+    with pytest.raises(ValueError, match="smaller"):
+        hires.append_hires(member, same_size[1])  # a 32 px member for a 48 px graph
     merged, _ = hires.append_hires(base, member)
     with pytest.raises(ValueError, match="already"):
         hires.append_hires(merged, member)
@@ -123,7 +149,34 @@ def test_the_command_writes_the_graph_and_its_info(graphs, tmp_path):
                     str(tmp_path / "big.onnx"), "--out", str(tmp_path / "out.onnx")], check=True, cwd=ROOT)
     new = json.loads((tmp_path / "out_export.json").read_text())
     assert new["size"] == LARGE and new["dim"] == dim + 32
-    assert new["hires"] == {"runs": ["c"], "steps": [9], "size": LARGE, "base_size": SMALL, "weight": 0.5, "dims": 32}
+    assert new["hires"] == {"runs": ["c"], "steps": [9], "size": LARGE, "base_size": SMALL, "weight": 0.5, "dims": 32,
+                            "heldout": ["x"]}
     assert new["gallery_compatible"] == ["f" * 64, before]  # galleries of the graph before stay usable
     assert gallery_dims(new) == gallery_dims(info) == 2 * 16  # the gallery still compares the two old members
     assert _run(onnx.load(str(tmp_path / "out.onnx")), preprocess(_faces(2, LARGE, 9), LARGE)).shape == (2, dim + 32)
+
+
+def test_a_member_that_saw_the_held_out_characters_needs_the_flag_and_leaves_the_open_set(graphs, same_size, tmp_path):
+    base, _, _ = graphs
+    onnx.save(base, str(tmp_path / "enc.onnx"))
+    onnx.save(same_size[1], str(tmp_path / "all.onnx"))
+    dim = _run(base, preprocess(_faces(1, SMALL, 8), SMALL)).shape[1]
+    info = {"size": SMALL, "dim": dim, "flip_tta": True, "heldout": ["x"], "runs": ["a", "b"],
+            "colour": {"bins": [6, 2, 2], "weight": 0.35}, "pooled": {"dims": 32, "weight": 1.0, "members": 2}}
+    (tmp_path / "enc_export.json").write_text(json.dumps(info))
+    (tmp_path / "all_export.json").write_text(json.dumps({"size": SMALL, "dim": 16, "flip_tta": True, "heldout": [],
+                                                          "runs": ["all"], "steps_per_run": [9]}))
+    cmd = [sys.executable, "-m", "training.encoder.hires", str(tmp_path / "enc.onnx"), str(tmp_path / "all.onnx"),
+           "--out", str(tmp_path / "out.onnx")]
+    refused = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert refused.returncode != 0 and "heldout" in refused.stderr and not (tmp_path / "out.onnx").exists()
+    subprocess.run([*cmd, "--every-character"], check=True, cwd=ROOT)
+    new = json.loads((tmp_path / "out_export.json").read_text())
+    assert new["hires"]["heldout"] == [] and new["size"] == SMALL and new["dim"] == dim + 32
+    assert member_saw_heldout(new) and not member_saw_heldout(info)
+    assert gallery_dims(new) == 2 * 16  # the gallery never sees the member
+    e = {"faces": _run(onnx.load(str(tmp_path / "out.onnx")), preprocess(_faces(3, SMALL, 9), SMALL))}
+    view = open_set_view(e, new)["faces"]  # what the open-set measurements use: the graph before, renormalised
+    np.testing.assert_allclose(view, _unit(e["faces"][:, :dim]), atol=1e-6)
+    np.testing.assert_allclose(view, _run(base, preprocess(_faces(3, SMALL, 9), SMALL)), atol=1e-5)
+    assert open_set_view(e, info) is e

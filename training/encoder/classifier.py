@@ -143,7 +143,24 @@ def gallery_dims(info: dict) -> int | None:
     return int(info["dim"] - (np.prod(c["bins"]) if c else 0) - (p["dims"] if p else 0) - (h["dims"] if h else 0))
 
 
-def calibrate(e: dict, meta: dict, seed: int = 0, dims: int | None = None) -> dict:
+def member_saw_heldout(info: dict) -> bool:
+    """Whether the graph has a classifier-only member trained on the characters the rest holds out."""
+    h = info.get("hires")
+    return bool(h) and h.get("heldout") is not None and h["heldout"] != info.get("heldout")
+
+
+def open_set_view(e: dict, info: dict) -> dict:
+    """The embeddings for measuring the open set: without the dimensions of a classifier-only member that was trained
+    on the held-out characters (`hires --every-character`), which would know the 'new' characters; renormalised.
+    Unchanged for any other graph."""
+    if not member_saw_heldout(info):
+        return e
+    return {k: gallery_view(v, int(info["dim"] - info["hires"]["dims"])) for k, v in e.items()}
+
+
+def calibrate(e: dict, meta: dict, seed: int = 0, dims: int | None = None, open_e: dict | None = None) -> dict:
+    """Temperature and 'calib' accuracy from `e`; the gallery's scale and bias from `open_e` (default `e`: see
+    `open_set_view`), whose linear part stands in for the served one while the held-out characters are enrolled."""
     chars = meta["characters"]
     lab = np.array(meta["label"])
     split = np.array(meta["split"])
@@ -156,6 +173,7 @@ def calibrate(e: dict, meta: dict, seed: int = 0, dims: int | None = None) -> di
     top = np.argsort(-logits, 1)[:, :3]  # the 'calib' accuracy of the classifier (never 'val'), to compare encoders
     hits = top == lab[cal][:, None]
     # gallery: classifier without the held-out characters, those enrolled from 5 training shots
+    e = e if open_e is None else open_e
     ws, bs, known, held = open_set_classifier(e, meta)
     rng = np.random.default_rng(seed)
     rows, ys = [], []
@@ -196,7 +214,7 @@ def main() -> None:
     e = embeddings(enc, info["size"])
     chars = meta["characters"]
     dims = gallery_dims(info)
-    cal = calibrate(e, meta, dims=dims)
+    cal = calibrate(e, meta, dims=dims, open_e=open_set_view(e, info))
     w, b = fit_classifier(e, meta, list(range(len(chars))))
     t = cal["temperature_fitted"]
     w, b = (w / t).astype(np.float32), (b / t).astype(np.float32)  # fold the temperature in

@@ -23,7 +23,7 @@ import numpy as np
 
 from inference.classify import gallery_view, softmax
 from training.common import ROOT
-from training.encoder.classifier import export_info, gallery_dims
+from training.encoder.classifier import export_info, gallery_dims, member_saw_heldout, open_set_view
 from training.encoder.data import OUT, load_meta
 from training.encoder.lineart import KINDS, render
 from training.encoder.onnx_embed import embed, preprocess, session
@@ -173,7 +173,8 @@ def main() -> None:
     conf = np.zeros((len(chars), len(chars)), int)
     np.add.at(conf, (y, pred), 1)
     per_char = {c: float(conf[i, i] / max(1, conf[i].sum())) for i, c in enumerate(chars)}
-    heldset = set(meta["heldout"]) if info.get("heldout") else set()
+    # the characters no part of the graph was trained on ('known' to the linear classifier only)
+    heldset = set(meta["heldout"]) if info.get("heldout") and not member_saw_heldout(info) else set()
     known["top1_heldout_chars"] = topk(logits[np.isin(y, [chars.index(c) for c in heldset])],
                                        y[np.isin(y, [chars.index(c) for c in heldset])], 1) if heldset else None
     # sytwu's 2nd+ face of a picture (`face` > 1) may show another character than its label (data README)
@@ -221,7 +222,7 @@ def main() -> None:
     open_res["heldout"] = meta["heldout"]
     open_res["encoder"] = str(os_path.relative_to(ROOT))
     if os_path == enc_path:
-        serving = open_set_serving(e_cache, meta, manifest["classifier"])
+        serving = open_set_serving(open_set_view(e_cache, os_info), meta, manifest["classifier"])
         open_res["serving"] = {k: {kk: round(vv, 4) for kk, vv in v.items()} for k, v in serving.items()}
 
     lat = latency(enc_path, size)

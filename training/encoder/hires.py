@@ -1,7 +1,8 @@
-"""Step 3e: add a member trained at a larger input size to the encoder graph, as classifier-only features
-(after `pooled`, before the classifier).
+"""Step 3e: add a member trained at a larger input size, or on every character, to the encoder graph, as
+classifier-only features (after `pooled`, before the classifier).
 
     python -m training.encoder.hires models/encoder.onnx runs/encoder/m96/member.onnx [--weight 0.5] [--out OTHER.onnx]
+    python -m training.encoder.hires models/encoder.onnx runs/encoder/all64/member.onnx --every-character
 
 The members of the ensemble see 64 px crops, which lose the small details (eyes, ornaments) that tell some
 characters apart. A member trained at a larger size (`train --size 96`, exported alone with `export --flip-tta
@@ -14,6 +15,11 @@ characters apart. A member trained at a larger size (`train --size 96`, exported
   `training.encoder.pooled` does for the others) are each multiplied by `weight` (0.5: the share each of the four
   old members has in the embedding and in the pooled block) and appended to the old output, which is then
   normalised again (`training.encoder.appended`).
+
+A member of the graph's own input size is added the same way, without the resize. `--every-character` admits a member
+trained on the characters the graph holds out for the open-set evaluation (`train --heldout none`): only the linear
+classifier sees it, and the open-set measurements leave its dimensions out (`classifier.open_set_view`), since it
+has seen the characters they treat as new.
 
 The old output stays the leading part, so the gallery compares exactly what it compared before (manifest
 `classifier.gallery_dims`) and galleries saved with the graph before stay usable (`gallery_compatible`). Only the
@@ -59,16 +65,17 @@ def _output_width(model: onnx.ModelProto, side: int) -> int:
 
 
 def append_hires(base: onnx.ModelProto, member: onnx.ModelProto, weight: float = WEIGHT) -> tuple[onnx.ModelProto, int]:
-    """A copy of `base` whose input is `member`'s (larger) size and whose output is normalise(concat(base output on the
-    area-resized input, weight * member embedding, weight * member pooled features)); returns it and the dims added."""
+    """A copy of `base` whose input is `member`'s size (larger or the same) and whose output is normalise(concat(base
+    output on the area-resized input, weight * member embedding, weight * member pooled features)); returns it and the
+    dims added."""
     inp = base.graph.input[0].name
     if member.graph.input[0].name != inp:
         raise ValueError(f"the member's input is {member.graph.input[0].name!r}, the base's {inp!r}")
     if any(o.startswith(PREFIX) for n in base.graph.node for o in n.output):
         raise ValueError("the graph already has a hires member")
     small, large = input_side(base), input_side(member)
-    if large <= small:
-        raise ValueError(f"the member's input ({large} px) is not larger than the graph's ({small} px)")
+    if large < small:
+        raise ValueError(f"the member's input ({large} px) is smaller than the graph's ({small} px)")
     groups = pooled_groups(member)
     if len(groups) != 1:
         raise ValueError("the member must be a single encoder (export --run ONE)")
@@ -78,25 +85,27 @@ def append_hires(base: onnx.ModelProto, member: onnx.ModelProto, weight: float =
     added = emb_dim + channels(member, groups[0][:1])[0]
 
     def build(g: onnx.GraphProto) -> tuple[list, list, int]:
-        resized = PREFIX + "input_small"
-        old = list(g.node)
-        for node in old:  # the old graph reads the resized input
-            node.input[:] = [resized if i == inp else i for i in node.input]
-        m = area_matrix(large, small)
-        front = [helper.make_node("MatMul", [inp, PREFIX + "area_t"], [PREFIX + "cols"]),  # (N, 3, L, S)
-                 helper.make_node("MatMul", [PREFIX + "area", PREFIX + "cols"], [resized])]  # (N, 3, S, S)
-        del g.node[:]
-        g.node.extend(front + old)  # topological order: the resize first
-        dims = g.input[0].type.tensor_type.shape.dim
-        dims[2].dim_value = dims[3].dim_value = large
+        inits = []
+        if large > small:
+            resized = PREFIX + "input_small"
+            old = list(g.node)
+            for node in old:  # the old graph reads the resized input
+                node.input[:] = [resized if i == inp else i for i in node.input]
+            m = area_matrix(large, small)
+            front = [helper.make_node("MatMul", [inp, PREFIX + "area_t"], [PREFIX + "cols"]),  # (N, 3, L, S)
+                     helper.make_node("MatMul", [PREFIX + "area", PREFIX + "cols"], [resized])]  # (N, 3, S, S)
+            del g.node[:]
+            g.node.extend(front + old)  # topological order: the resize first
+            dims = g.input[0].type.tensor_type.shape.dim
+            dims[2].dim_value = dims[3].dim_value = large
+            inits = [numpy_helper.from_array(m, PREFIX + "area"),
+                     numpy_helper.from_array(np.ascontiguousarray(m.T), PREFIX + "area_t")]
         g.value_info.extend(sub.value_info)
         nodes = [*sub.node, *unit_pooled(pooled, PREFIX + "pool_"),
                  helper.make_node("LpNormalization", [sub.output[0].name], [PREFIX + "emb_unit_m"], axis=1, p=2),
                  helper.make_node("Concat", [PREFIX + "emb_unit_m", PREFIX + "pool_unit"], [PREFIX + "units"], axis=1),
                  helper.make_node("Mul", [PREFIX + "units", PREFIX + "weight"], [PREFIX + "weighted"])]
-        inits = [*sub.initializer, numpy_helper.from_array(m, PREFIX + "area"),
-                 numpy_helper.from_array(np.ascontiguousarray(m.T), PREFIX + "area_t"),
-                 numpy_helper.from_array(np.asarray(weight, np.float32), PREFIX + "weight")]
+        inits = [*sub.initializer, *inits, numpy_helper.from_array(np.asarray(weight, np.float32), PREFIX + "weight")]
         return nodes, inits, added
 
     return append_features(raised_opsets(base, [member]), PREFIX, build), added
@@ -105,15 +114,17 @@ def append_hires(base: onnx.ModelProto, member: onnx.ModelProto, weight: float =
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path, help="the encoder graph (after colour and pooled)")
-    ap.add_argument("member", type=Path, help="a single encoder exported and quantized at a larger input size")
+    ap.add_argument("member", type=Path, help="a single encoder, exported and quantized (input size >= the graph's)")
     ap.add_argument("--out", type=Path, default=None, help="default: replace MODEL")
     ap.add_argument("--weight", type=float, default=WEIGHT)
+    ap.add_argument("--every-character", action="store_true",
+                    help="admit a member trained on the characters the graph holds out (classifier-only)")
     a = ap.parse_args()
     out = a.out or a.model
     info, member_info = read_info(a.model), read_info(a.member)
     if info.get("hires"):
         raise SystemExit(f"{a.model} already has a hires member ({info['hires']})")
-    for key in ("flip_tta", "heldout"):
+    for key in ("flip_tta",) if a.every_character else ("flip_tta", "heldout"):
         if member_info.get(key) != info.get(key):
             raise SystemExit(f"the member's {key} ({member_info.get(key)}) differs from the graph's ({info.get(key)})")
     m, added = append_hires(onnx.load(str(a.model)), onnx.load(str(a.member)), a.weight)
@@ -123,7 +134,8 @@ def main() -> None:
     info.update(dim=info["dim"] + added, size=member_info["size"], bytes=out.stat().st_size,
                 gallery_compatible=compatible,
                 hires={"runs": member_info["runs"], "steps": member_info.get("steps_per_run"), "size": member_info["size"],
-                       "base_size": info["size"], "weight": a.weight, "dims": added})
+                       "base_size": info["size"], "weight": a.weight, "dims": added,
+                       "heldout": member_info.get("heldout")})
     write_info(out, info)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB), input {member_info['size']} px, embedding dim {info['dim']}")
 
