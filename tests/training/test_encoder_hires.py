@@ -122,10 +122,27 @@ def test_a_member_of_the_same_size_is_appended_without_a_resize(graphs, same_siz
     np.testing.assert_allclose(got, _unit(np.concatenate([old, 0.5 * emb, 0.5 * pool], 1)), atol=2e-4)
 
 
+def test_an_ensemble_member_counts_as_one_block(graphs, tmp_path):
+    base, _, _ = graphs
+    faces = _faces(60, SMALL, 4)
+    pair = Ensemble([_member(5, faces, SMALL), _member(6, faces, SMALL)]).eval()  # as export --run A,B
+    merged, added = hires.append_hires(base, _export(pair, tmp_path / "pair.onnx", SMALL), weight=1.0)
+    assert added == 2 * 16 + 2 * 16
+    x = preprocess(_faces(4, SMALL, 7), SMALL)
+    got, old = _run(merged, x), _run(base, x)
+    with torch.no_grad():
+        xt = torch.from_numpy(x)
+        emb = pair(xt).numpy()  # unit length: the ensemble's own normalisation
+        pools = [F.normalize(sum(m.enc.stages(m.enc.stem(v)).mean(dim=(2, 3)) for v in (xt, torch.flip(xt, dims=[3]))),
+                             dim=1).numpy() for m in pair.members]
+    pool = np.concatenate(pools, 1) / np.sqrt(2)  # each member unit, the block unit
+    np.testing.assert_allclose(got, _unit(np.concatenate([old, emb, pool], 1)), atol=2e-4)
+
+
 def test_members_that_do_not_fit_are_refused(graphs, same_size):
     base, _, member = graphs
-    with pytest.raises(ValueError, match="single encoder"):
-        hires.append_hires(base, base)  # an ensemble, not one member
+    with pytest.raises(ValueError, match="without appended features"):
+        hires.append_hires(base, base)  # a served graph (colour, pooled), not an exported encoder
     with pytest.raises(ValueError, match="smaller"):
         hires.append_hires(member, same_size[1])  # a 32 px member for a 48 px graph
     merged, _ = hires.append_hires(base, member)

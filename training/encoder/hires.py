@@ -14,7 +14,9 @@ characters apart. A member trained at a larger size (`train --size 96`, exported
 * the new member's unit embedding and its pooled features (crop + mirror pass added, L2-normalised; as
   `training.encoder.pooled` does for the others) are each multiplied by `weight` (0.5: the share each of the four
   old members has in the embedding and in the pooled block) and appended to the old output, which is then
-  normalised again (`training.encoder.appended`).
+  normalised again (`training.encoder.appended`). The member may be an ensemble (`export --run A,B`): its unit
+  embedding, and its members' unit pooled features concatenated and scaled by 1 / sqrt(members), then count as
+  one block.
 
 A member of the graph's own input size is added the same way, without the resize. `--every-character` admits a member
 trained on the characters the graph holds out for the open-set evaluation (`train --heldout none`): only the linear
@@ -42,6 +44,7 @@ from training.encoder.quantize import declared_input_size
 
 PREFIX = "hires/"
 WEIGHT = 0.5
+APPENDED = ("colour/", "pooled/", "merge/", PREFIX)  # the prefixes of the appending steps' tensors
 
 
 def area_matrix(src: int, dst: int) -> np.ndarray:
@@ -76,13 +79,12 @@ def append_hires(base: onnx.ModelProto, member: onnx.ModelProto, weight: float =
     small, large = input_side(base), input_side(member)
     if large < small:
         raise ValueError(f"the member's input ({large} px) is smaller than the graph's ({small} px)")
+    if any(o.startswith(APPENDED) for n in member.graph.node for o in n.output):
+        raise ValueError("the member must be an exported encoder (export, quantize) without appended features")
     groups = pooled_groups(member)
-    if len(groups) != 1:
-        raise ValueError("the member must be a single encoder (export --run ONE)")
     emb_dim = _output_width(member, large)
     sub = renamed(member, PREFIX + "member", {inp})
-    pooled = [PREFIX + "member" + name for name in groups[0]]
-    added = emb_dim + channels(member, groups[0][:1])[0]
+    added = emb_dim + int(sum(channels(member, [grp[0] for grp in groups])))
 
     def build(g: onnx.GraphProto) -> tuple[list, list, int]:
         inits = []
@@ -101,11 +103,17 @@ def append_hires(base: onnx.ModelProto, member: onnx.ModelProto, weight: float =
             inits = [numpy_helper.from_array(m, PREFIX + "area"),
                      numpy_helper.from_array(np.ascontiguousarray(m.T), PREFIX + "area_t")]
         g.value_info.extend(sub.value_info)
-        nodes = [*sub.node, *unit_pooled(pooled, PREFIX + "pool_"),
-                 helper.make_node("LpNormalization", [sub.output[0].name], [PREFIX + "emb_unit_m"], axis=1, p=2),
-                 helper.make_node("Concat", [PREFIX + "emb_unit_m", PREFIX + "pool_unit"], [PREFIX + "units"], axis=1),
-                 helper.make_node("Mul", [PREFIX + "units", PREFIX + "weight"], [PREFIX + "weighted"])]
-        inits = [*sub.initializer, *inits, numpy_helper.from_array(np.asarray(weight, np.float32), PREFIX + "weight")]
+        nodes, units = list(sub.node), []
+        for i, grp in enumerate(groups):  # each member's pooled features, unit length; together unit length
+            nodes += unit_pooled([PREFIX + "member" + name for name in grp], f"{PREFIX}pool{i}_")
+            units.append(f"{PREFIX}pool{i}_unit")
+        nodes += [helper.make_node("Concat", units, [PREFIX + "pool_cat"], axis=1),
+                  helper.make_node("Mul", [PREFIX + "pool_cat", PREFIX + "pool_share"], [PREFIX + "pool_unit"]),
+                  helper.make_node("LpNormalization", [sub.output[0].name], [PREFIX + "emb_unit_m"], axis=1, p=2),
+                  helper.make_node("Concat", [PREFIX + "emb_unit_m", PREFIX + "pool_unit"], [PREFIX + "units"], axis=1),
+                  helper.make_node("Mul", [PREFIX + "units", PREFIX + "weight"], [PREFIX + "weighted"])]
+        inits = [*sub.initializer, *inits, numpy_helper.from_array(np.asarray(weight, np.float32), PREFIX + "weight"),
+                 numpy_helper.from_array(np.asarray(1 / np.sqrt(len(groups)), np.float32), PREFIX + "pool_share")]
         return nodes, inits, added
 
     return append_features(raised_opsets(base, [member]), PREFIX, build), added
@@ -114,7 +122,8 @@ def append_hires(base: onnx.ModelProto, member: onnx.ModelProto, weight: float =
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path, help="the encoder graph (after colour and pooled)")
-    ap.add_argument("member", type=Path, help="a single encoder, exported and quantized (input size >= the graph's)")
+    ap.add_argument("member", type=Path, help="an encoder (one run or several) exported and quantized, input size >= "
+                                              "the graph's")
     ap.add_argument("--out", type=Path, default=None, help="default: replace MODEL")
     ap.add_argument("--weight", type=float, default=WEIGHT)
     ap.add_argument("--every-character", action="store_true",
