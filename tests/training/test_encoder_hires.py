@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from training.common import ROOT
 from training.encoder import hires
+from training.encoder.appended import renamed
 from training.encoder.classifier import gallery_dims, member_saw_heldout, open_set_view
 from training.encoder.colour import append_colour
 from training.encoder.export import Ensemble, Exported, embed_torch
@@ -197,3 +198,21 @@ def test_a_member_that_saw_the_held_out_characters_needs_the_flag_and_leaves_the
     np.testing.assert_allclose(view, _unit(e["faces"][:, :dim]), atol=1e-6)
     np.testing.assert_allclose(view, _run(base, preprocess(_faces(3, SMALL, 9), SMALL)), atol=1e-5)
     assert open_set_view(e, info) is e
+
+
+def test_an_ensemble_member_exported_with_the_same_symbolic_dims_runs(graphs, tmp_path):
+    """Exporters name unknown sizes `unk__<n>` in every graph; put together, one name would stand for two sizes and
+    onnxruntime refuses to run (as the real 4 + 2 member graphs did). `renamed` gives the member's its own names."""
+    base, _, _ = graphs
+    faces = _faces(60, SMALL, 4)
+    pair = _export(Ensemble([_member(7, faces, SMALL), _member(8, faces, SMALL)]).eval(), tmp_path / "p.onnx", SMALL)
+    pair = onnx.shape_inference.infer_shapes(pair)  # as quantize leaves it: value_info with unk__ sizes
+
+    def params(g):
+        return {d.dim_param for v in [*g.value_info, *g.output] for d in v.type.tensor_type.shape.dim if d.dim_param}
+
+    sub = renamed(pair, "hires/member", {"input0"})
+    assert params(sub) - {"batch"} and not (params(sub) - {"batch"}) & params(pair.graph)
+    merged, added = hires.append_hires(onnx.shape_inference.infer_shapes(base), pair, weight=1.0)
+    assert _run(merged, preprocess(_faces(3, SMALL, 2), SMALL)).shape[1] == _run(base, preprocess(
+        _faces(1, SMALL, 2), SMALL)).shape[1] + added

@@ -70,9 +70,15 @@ def gallery_compatible(info: dict, before: Path) -> list[str]:
 
 def renamed(model: onnx.ModelProto, prefix: str, keep: set[str]) -> onnx.GraphProto:
     """A copy of `model`'s graph with every node, tensor and initializer name under `prefix`, except `keep` (to put one
-    graph inside another)."""
+    graph inside another). The symbolic dimensions of its shapes are renamed too, except those of its inputs (the
+    batch): onnxruntime takes two equal names in one graph for one size, and exporters reuse `unk__<n>`."""
     g = onnx.GraphProto()
     g.CopyFrom(model.graph)
+    shared = {d.dim_param for v in g.input for d in v.type.tensor_type.shape.dim if d.dim_param}
+    for v in list(g.value_info) + list(g.output):
+        for d in v.type.tensor_type.shape.dim:
+            if d.dim_param and d.dim_param not in shared:
+                d.dim_param = prefix + d.dim_param
 
     def rn(name: str) -> str:
         return name if not name or name in keep else prefix + name
