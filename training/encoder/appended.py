@@ -14,6 +14,15 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
+# The name prefix of each appending step's tensors: what a graph has had appended can be read off its node outputs.
+PREFIXES = {"colour": "colour/", "pooled": "pooled/", "merge": "merge/", "hires": "hires/"}
+
+
+def appended_steps(model: onnx.ModelProto) -> set[str]:
+    """The appending steps (keys of PREFIXES) whose tensors are in `model`."""
+    return {step for step, prefix in PREFIXES.items() for node in model.graph.node
+            if any(o.startswith(prefix) for o in node.output)}
+
 
 def info_path(model: Path) -> Path:
     """Where a graph's export info lies: `<stem>_export.json` beside it (written by `export` and every later step)."""

@@ -173,8 +173,8 @@ def calibrate(e: dict, meta: dict, seed: int = 0, dims: int | None = None, open_
     top = np.argsort(-logits, 1)[:, :3]  # the 'calib' accuracy of the classifier (never 'val'), to compare encoders
     hits = top == lab[cal][:, None]
     # gallery: classifier without the held-out characters, those enrolled from 5 training shots
-    e = e if open_e is None else open_e
-    ws, bs, known, held = open_set_classifier(e, meta)
+    eo = e if open_e is None else open_e
+    ws, bs, known, held = open_set_classifier(eo, meta)
     rng = np.random.default_rng(seed)
     rows, ys = [], []
     for _ in range(5):
@@ -182,11 +182,11 @@ def calibrate(e: dict, meta: dict, seed: int = 0, dims: int | None = None, open_
         for c in held:
             pool = np.where((lab == c) & (split == "train"))[0]
             shots = rng.choice(pool, min(5, len(pool)), replace=False)
-            p = e["faces"][shots].mean(0)
+            p = eo["faces"][shots].mean(0)
             protos.append(p / np.linalg.norm(p))
         protos = np.stack(protos)
-        lin = e["faces"][cal] @ ws.T + bs
-        cos = gallery_view(e["faces"][cal], dims) @ gallery_view(protos, dims).T  # as the served Classifier
+        lin = eo["faces"][cal] @ ws.T + bs
+        cos = gallery_view(eo["faces"][cal], dims) @ gallery_view(protos, dims).T  # as the served Classifier
         order = known + held  # column j -> class order[j]
         pos = {c: j for j, c in enumerate(order)}
         rows.append((lin, cos))

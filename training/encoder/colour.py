@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from training.encoder.appended import append_features, gallery_compatible, read_info, write_info
+from training.encoder.appended import PREFIXES, append_features, gallery_compatible, read_info, write_info
 
 BINS = (24, 3, 3)
 WEIGHT = 0.35
@@ -62,7 +62,7 @@ def _const(name: str, value) -> onnx.TensorProto:
 
 
 def colour_nodes(inp: str, out: str, mean: list[float], std: list[float], scale: float,
-                 bins: tuple[int, int, int], weight: float, p: str = "colour/") -> tuple[list, list]:
+                 bins: tuple[int, int, int], weight: float, p: str = PREFIXES["colour"]) -> tuple[list, list]:
     """Nodes + initializers: normalised input `inp` (N, 3, H, W) -> `out` (N, prod(bins)) = weight * histogram."""
     nb_h, nb_s, nb_v = bins
     f = np.float32
@@ -133,7 +133,7 @@ def append_colour(model: onnx.ModelProto, mean: list[float], std: list[float], s
         nodes, inits = colour_nodes(g.input[0].name, "colour/weighted", mean, std, scale, bins, weight)
         return nodes, inits, int(np.prod(bins))
 
-    return append_features(model, "colour/", build)
+    return append_features(model, PREFIXES["colour"], build)
 
 
 def main() -> None:

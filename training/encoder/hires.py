@@ -38,13 +38,21 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from training.encoder.appended import append_features, gallery_compatible, raised_opsets, read_info, renamed, write_info
+from training.encoder.appended import (
+    PREFIXES,
+    append_features,
+    appended_steps,
+    gallery_compatible,
+    raised_opsets,
+    read_info,
+    renamed,
+    write_info,
+)
 from training.encoder.pooled import channels, pooled_groups, unit_pooled
 from training.encoder.quantize import declared_input_size
 
-PREFIX = "hires/"
+PREFIX = PREFIXES["hires"]
 WEIGHT = 0.5
-APPENDED = ("colour/", "pooled/", "merge/", PREFIX)  # the prefixes of the appending steps' tensors
 
 
 def area_matrix(src: int, dst: int) -> np.ndarray:
@@ -74,12 +82,12 @@ def append_hires(base: onnx.ModelProto, member: onnx.ModelProto, weight: float =
     inp = base.graph.input[0].name
     if member.graph.input[0].name != inp:
         raise ValueError(f"the member's input is {member.graph.input[0].name!r}, the base's {inp!r}")
-    if any(o.startswith(PREFIX) for n in base.graph.node for o in n.output):
+    if "hires" in appended_steps(base):
         raise ValueError("the graph already has a hires member")
     small, large = input_side(base), input_side(member)
     if large < small:
         raise ValueError(f"the member's input ({large} px) is smaller than the graph's ({small} px)")
-    if any(o.startswith(APPENDED) for n in member.graph.node for o in n.output):
+    if appended_steps(member):
         raise ValueError("the member must be an exported encoder (export, quantize) without appended features")
     groups = pooled_groups(member)
     emb_dim = _output_width(member, large)

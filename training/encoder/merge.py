@@ -20,9 +20,17 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from training.encoder.appended import append_features, raised_opsets, read_info, renamed, write_info
+from training.encoder.appended import (
+    PREFIXES,
+    append_features,
+    appended_steps,
+    raised_opsets,
+    read_info,
+    renamed,
+    write_info,
+)
 
-PREFIX = "merge/"
+PREFIX = PREFIXES["merge"]
 
 
 def _count(info: dict) -> int:
@@ -32,7 +40,7 @@ def _count(info: dict) -> int:
 def merge(base: onnx.ModelProto, base_members: int, members: list[onnx.ModelProto]) -> onnx.ModelProto:
     """One graph: normalise(concat(base output, concat of each member's output / sqrt(base_members))), which is the
     ensemble of all the members (the base's output is its members' concatenation divided by sqrt(base_members))."""
-    if any(o.startswith(("colour/", "pooled/")) for n in base.graph.node for o in n.output):
+    if appended_steps(base) & {"colour", "pooled"}:
         raise ValueError("merge members before the colour and pooled steps")
     inp = base.graph.input[0].name
 

@@ -26,10 +26,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from training.encoder.appended import append_features, gallery_compatible, read_info, write_info
+from training.encoder.appended import PREFIXES, append_features, gallery_compatible, read_info, write_info
 
 WEIGHT = 1.0
-PREFIX = "pooled/"
+PREFIX = PREFIXES["pooled"]
 _POOL = re.compile(r"^(?P<member>(?:/members\.(?P<i>\d+))?)/enc(?:_\d+)?/ReduceMean$")
 
 
