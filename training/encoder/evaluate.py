@@ -239,7 +239,7 @@ def main() -> None:
         "encoder_training": {"steps": info.get("steps"), "heldout_in_shipped_encoder": info.get("heldout"),
                              "flip_tta_in_graph": info.get("flip_tta"), "whitening": info.get("whitening"),
                              "runs": info.get("runs"), "steps_per_run": info.get("steps_per_run"),
-                             "colour": info.get("colour"), "pooled": info.get("pooled")},
+                             "colour": info.get("colour"), "pooled": info.get("pooled"), "hires": info.get("hires")},
     }
     cal = OUT / "calibration.json"
     if cal.exists():
