@@ -79,13 +79,14 @@ def test_the_encoder_appends_colour_and_pooled_features_the_gallery_leaves_out(p
     n_bins = int(np.prod(info["colour"]["bins"]))
     pooled = info["pooled"]
     assert pooled["members"] == len(info["runs"]) and pooled["dims"] == 256 * pooled["members"]
+    block = info.get("hires") or {"dims": 0}  # a classifier-only block appended last (training.encoder.hires)
     emb_dims = clf["gallery_dims"]
-    assert emb_dims == enc["dim"] - n_bins - pooled["dims"] == 512
+    assert emb_dims == enc["dim"] - n_bins - pooled["dims"] - block["dims"] == 512
     w, h = pipe.embedder.size
     crops = np.stack([resize(cv2.cvtColor(cv2.imread(str(shared / r.path)), cv2.COLOR_BGR2RGB), w, h)
                       for r in val_faces(1)[:8]])
     e = pipe.embedder(crops)
-    head, hist, tail = np.split(e, [emb_dims, emb_dims + n_bins], axis=1)
+    head, hist, tail, extra = np.split(e, [emb_dims, emb_dims + n_bins, emb_dims + n_bins + pooled["dims"]], axis=1)
     x = pipe.embedder.input.to_tensor(crops)
     spec = enc["input"]
     np.testing.assert_allclose(hist / np.linalg.norm(hist, axis=1, keepdims=True),
@@ -99,6 +100,11 @@ def test_the_encoder_appends_colour_and_pooled_features_the_gallery_leaves_out(p
     members = np.linalg.norm(tail.reshape(len(e), pooled["members"], -1), axis=2)
     np.testing.assert_allclose(members, members[:, :1].repeat(pooled["members"], 1), rtol=1e-3)
     assert tail.min() >= 0 and (tail > 0).mean() > 0.2
+    if block["dims"]:  # its unit embedding and its unit pooled features, each times the block's weight
+        np.testing.assert_allclose(np.linalg.norm(extra, axis=1) / np.linalg.norm(e[:, :-block["dims"]], axis=1),
+                                   block["weight"] * np.sqrt(2), rtol=1e-3)
+    else:
+        assert extra.shape[1] == 0
 
 
 def test_a_character_taught_from_five_pictures_is_named(pipe, shared):
