@@ -46,9 +46,10 @@ def test_with_init_runs_mixes_histories_on_disk_and_in_the_card(tmp_path, monkey
 def test_a_classifier_only_block_is_described():
     h = {"runs": ["all64", "all64b"], "steps": [14000, 14000], "size": 64, "base_size": 64, "weight": 1.0,
          "dims": 768, "heldout": []}
-    cmd = card.hires_cmd(h)
+    cmd = card.hires_cmd(h, True)
     assert "--run all64,all64b" in cmd and "--every-character --weight 1.0" in cmd and "quantize" in cmd
-    text = card.hires_text(h, 2520)
+    text = card.hires_text(h, 2520, True)
     assert "all 32 characters" in text and "768 dimensions" in text and "2520-d" in text
-    assert card.hires_cmd(None) == card.hires_text(None, 1) == ""
-    assert "--every-character" not in card.hires_cmd({**h, "heldout": ["a"]})
+    assert card.hires_cmd(None, False) == card.hires_text(None, 1, False) == ""
+    assert "--every-character" not in card.hires_cmd({**h, "heldout": ["a"]}, False)
+    assert "all 32" not in card.hires_text({**h, "heldout": ["a"]}, 2520, False)

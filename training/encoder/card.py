@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from training.encoder.classifier import gallery_dims  # noqa: E402
+from training.encoder.classifier import gallery_dims, member_saw_heldout  # noqa: E402
 from training.encoder.data import OUT  # noqa: E402
 from training.encoder.model import DEPTHS  # noqa: E402
 from training.manifest import MODELS  # noqa: E402
@@ -154,23 +154,23 @@ def pooled_text(p: dict | None, dim: int) -> str:
   already computed. The output is {dim}-d.""")
 
 
-def hires_cmd(h: dict | None) -> str:
+def hires_cmd(h: dict | None, saw_heldout: bool) -> str:
     if not h:
         return ""
     out = "runs/encoder/block/member.onnx"
-    every = " --every-character" if h.get("heldout") == [] else ""
+    every = " --every-character" if saw_heldout else ""
     return (f"python -m training.encoder.export --run {','.join(h['runs'])} --out {out} --flip-tta --whiten\n"
             f"python -m training.encoder.quantize {out}\n"
             f"python -m training.encoder.hires models/encoder.onnx {out}{every} --weight {h['weight']}"
             "   # 3e. classifier-only block\n")
 
 
-def hires_text(h: dict | None, dim: int) -> str:
+def hires_text(h: dict | None, dim: int, saw_heldout: bool) -> str:
     if not h:
         return ""
     n = len(h["runs"])
     seen = ("trained on **all 32 characters** (`train --heldout none`), the 6 held out of the members above included"
-            if h.get("heldout") == [] else "trained without the same 6 characters")
+            if saw_heldout else "trained without the same 6 characters")
     return (f"""
 - **A classifier-only block** (`training.encoder.hires`): {n} more encoder{'s' if n > 1 else ''} ({', '.join(h['runs'])}:
   {' / '.join(f'{s:,}' for s in h.get('steps') or [])} steps, {h['size']} px input), {seen}, exported and quantized
@@ -303,13 +303,14 @@ def main() -> None:
     n_members = len(m["encoder_training"].get("runs") or [1])
     appended = {k: m["encoder_training"].get(k) for k in ("colour", "pooled", "hires")}
     member_dim = (gallery_dims({"dim": enc["dim"], **appended}) or enc["dim"]) // n_members
+    block = appended["hires"] or {}
+    saw = member_saw_heldout({"hires": appended["hires"], "heldout": m["encoder_training"]["heldout_in_shipped_encoder"]})
 
     def ok(v, t):
         return "met" if v >= t else "**missed**"
 
     args_ = history["args"]
     runs = m["encoder_training"].get("runs") or [args_["run"]]
-    block = m["encoder_training"].get("hires") or {}
     histories = with_init_runs(runs + [r for r in block.get("runs", []) if r not in runs], {args.run: history}, old)
     train_cmd = train_commands(histories)
     blocks = " or ".join(str(n) for n in sorted({member_blocks(histories[r]["args"]) for r in runs}))
@@ -342,7 +343,7 @@ pip install -e '.[train]'                                   # torch==2.13.0 CPU,
 python -m training.encoder.data                             # 1. decode + cache faces, splits, line art (runs/encoder)
 {train_cmd}
 python -m training.encoder.export --run {','.join(runs)} --out models/encoder.onnx{' --flip-tta' if m['encoder_training']['flip_tta_in_graph'] else ''}{' --whiten' if m['encoder_training'].get('whitening') else ''}   # 3. ONNX + torch check
-{'python -m training.encoder.quantize models/encoder.onnx        # 3b. int8 (the whitening stays float)' + chr(10) if int8 else ''}{colour_cmd(appended['colour'])}{pooled_cmd(appended['pooled'])}{hires_cmd(appended['hires'])}python -m training.encoder.classifier                       # 4+5. classifier, calibration, chara.json, manifest
+{'python -m training.encoder.quantize models/encoder.onnx        # 3b. int8 (the whitening stays float)' + chr(10) if int8 else ''}{colour_cmd(appended['colour'])}{pooled_cmd(appended['pooled'])}{hires_cmd(appended['hires'], saw)}python -m training.encoder.classifier                       # 4+5. classifier, calibration, chara.json, manifest
 python -m training.encoder.evaluate                         # metrics -> manifest + runs/encoder/eval.json
 python -m training.encoder.card --run {args_['run']}                  # this card + plots
 ```
@@ -356,9 +357,9 @@ Training ran on 2 shared CPU cores (one torch thread, bf16 autocast): {trained}.
   linear + BN to a **{member_dim}-d** embedding. Input {enc['input']['size'][0]}x{enc['input']['size'][1]} RGB,
   squash-resized, x/255, then (x-0.5)/0.5. Dynamic batch, input `input0`, output `embedding`
   (L2-normalised in the graph{', with the horizontal flip averaged in the graph (test-time flip)' if m['encoder_training']['flip_tta_in_graph'] else ''}).
-  The export step checks the ONNX output against torch.{' The served graph is int8 (`training.encoder.quantize`: convolutions, ReLUs and residual adds; normalisations and whitening float), and the classifier and every number below come from it.' if int8 else ''}{whiten_text(m['encoder_training'].get('whitening'))}{colour_text(appended['colour'], enc['dim'] - (appended['pooled'] or {}).get('dims', 0))}{pooled_text(appended['pooled'], enc['dim'] - (appended['hires'] or {}).get('dims', 0))}{hires_text(appended['hires'], enc['dim'])}
+  The export step checks the ONNX output against torch.{' The served graph is int8 (`training.encoder.quantize`: convolutions, ReLUs and residual adds; normalisations and whitening float), and the classifier and every number below come from it.' if int8 else ''}{whiten_text(m['encoder_training'].get('whitening'))}{colour_text(appended['colour'], enc['dim'] - (appended['pooled'] or {}).get('dims', 0))}{pooled_text(appended['pooled'], enc['dim'] - block.get('dims', 0))}{hires_text(appended['hires'], enc['dim'], saw)}
 - Trained **without the 6 held-out characters** ({', '.join(os_['heldout'])}), so one model serves both the
-  open-set evaluation and the bundle. The 6 are known to the bundle only through the classifier{'; the classifier-only block above did see them' if (appended['hires'] or {}).get('heldout') == [] else ''}.
+  open-set evaluation and the bundle. The 6 are known to the bundle only through the classifier{'; the classifier-only block above did see them' if saw else ''}.
 - Each step: a P x K batch ({args_['p']} characters x {args_['k']} faces; characters drawn ~ sqrt(count)) plus
   {args_['unlabeled']} unlabeled faces, two augmented views of each. Losses: supervised contrastive (tau {args_['tau']})
   over all views on a projection head{', where an unlabeled face is its own class (so SimCLR for it)' if args_['unlabeled'] else ''}, plus
