@@ -94,3 +94,50 @@ def test_detector_feeds_the_canvas_and_maps_boxes_back(tmp_path, pad_multiple):
     py = (ch - 252) // 2
     expect = [448 / 4 / r, (ch / 4 - py) / (252 / 576), 3 * 448 / 4 / r, (3 * ch / 4 - py) / (252 / 576)]
     np.testing.assert_allclose(boxes[0], expect, rtol=1e-5)
+
+
+def _plain_to_tensor(batch, color, scale, mean, std):
+    """The textbook formula the fast path must equal: ((x * scale) - mean) / std, channels first."""
+    x = batch.astype(np.float64)
+    if color == "BGR":
+        x = x[..., ::-1]
+    elif color == "GRAY":
+        x = (x @ np.array([0.299, 0.587, 0.114]))[..., None]
+    x = (x * scale - np.asarray(mean, np.float64)) / np.asarray(std, np.float64)
+    return x.transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("color, mean, std", [("RGB", [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]),
+                                              ("BGR", [0.1, 0.2, 0.3], [0.5, 0.6, 0.7]),
+                                              ("RGB", [0.5], [0.5]),  # one value for every channel
+                                              ("GRAY", [0.5], [0.25])])
+def test_to_tensor_is_the_plain_formula(color, mean, std):
+    rng = np.random.default_rng(1)
+    batch = rng.integers(0, 256, (2, 37, 53, 3), dtype=np.uint8)
+    s = InputSpec.from_manifest({"size": [37, 53], "color": color, "mean": mean, "std": std})
+    x = s.to_tensor(batch)
+    want = _plain_to_tensor(batch, color, s.scale, mean, std)
+    assert x.dtype == np.float32 and x.flags["C_CONTIGUOUS"] and x.shape == want.shape
+    np.testing.assert_allclose(x, want, rtol=1e-5, atol=1e-5)
+    # channel order: the first plane of a BGR model is the picture's blue channel
+    if color == "BGR":
+        np.testing.assert_allclose(x[:, 0], (batch[..., 2] / 255 - 0.1) / 0.5, rtol=1e-5, atol=1e-5)
+
+
+def test_to_tensor_takes_a_strided_view_and_rejects_a_wrong_shape():
+    rng = np.random.default_rng(2)
+    big = rng.integers(0, 256, (1, 80, 90, 3), dtype=np.uint8)
+    view = big[:, 10:50, 20:70]  # not contiguous, as a crop of a decoded picture is
+    s = InputSpec.from_manifest({"size": [40, 50]})
+    np.testing.assert_allclose(s.to_tensor(view), _plain_to_tensor(view, "RGB", s.scale, [0], [1]), atol=1e-6)
+    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+        s.to_tensor(np.zeros((40, 50, 3), np.uint8))
+
+
+def test_sessions_do_not_spin_between_runs(tmp_path):
+    """Intra-op threads must not busy-wait after a run: on a small box they took the cores the numpy / OpenCV /
+    Pillow steps between the runs needed (README, Performance)."""
+    sess = make_session(shape_following_detector(tmp_path / "d.onnx"), threads=2)
+    opts = sess.get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert opts.intra_op_num_threads == 2
