@@ -53,3 +53,13 @@ def test_a_classifier_only_block_is_described():
     assert card.hires_cmd(None, False) == card.hires_text(None, 1, False) == ""
     assert "--every-character" not in card.hires_cmd({**h, "heldout": ["a"]}, False)
     assert "all 32" not in card.hires_text({**h, "heldout": ["a"]}, 2520, False)
+
+
+def test_each_appending_step_is_described_with_its_own_output_width():
+    """The shipped graph: 512-d embedding, a 216-bin colour histogram, 1,024 pooled dims, then a 1,152-d
+    classifier-only block. The colour step's output is 728-d whatever comes after it (a block once made the card
+    say 1880)."""
+    appended = {"colour": {"dims": 216}, "pooled": {"dims": 1024}, "hires": {"dims": 1152}}
+    assert card.output_dims(2904, appended) == {"colour": 728, "pooled": 1752, "hires": 2904}
+    assert card.output_dims(1752, {**appended, "hires": None}) == {"colour": 728, "pooled": 1752, "hires": 1752}
+    assert card.output_dims(512, {"colour": None, "pooled": None, "hires": None})["colour"] == 512

@@ -181,6 +181,15 @@ def hires_text(h: dict | None, dim: int, saw_heldout: bool) -> str:
   {dim}-d.""")
 
 
+def output_dims(dim: int, appended: dict) -> dict:
+    """The graph's width after each appending step, from its final width `dim` and the steps' infos (each
+    with "dims", or None when the step was not run). The steps run in this order: colour, pooled, hires."""
+    after_hires = dim
+    after_pooled = after_hires - (appended.get("hires") or {}).get("dims", 0)
+    after_colour = after_pooled - (appended.get("pooled") or {}).get("dims", 0)
+    return {"colour": after_colour, "pooled": after_pooled, "hires": after_hires}
+
+
 def gallery_dims_text(dims: int | None, dim: int) -> str:
     if not dims:
         return ""
@@ -303,7 +312,7 @@ def main() -> None:
     n_members = len(m["encoder_training"].get("runs") or [1])
     appended = {k: m["encoder_training"].get(k) for k in ("colour", "pooled", "hires")}
     member_dim = (gallery_dims({"dim": enc["dim"], **appended}) or enc["dim"]) // n_members
-    block = appended["hires"] or {}
+    widths = output_dims(enc["dim"], appended)
     saw = member_saw_heldout({"hires": appended["hires"], "heldout": m["encoder_training"]["heldout_in_shipped_encoder"]})
 
     def ok(v, t):
@@ -311,7 +320,7 @@ def main() -> None:
 
     args_ = history["args"]
     runs = m["encoder_training"].get("runs") or [args_["run"]]
-    histories = with_init_runs(runs + [r for r in block.get("runs", []) if r not in runs], {args.run: history}, old)
+    histories = with_init_runs(runs + [r for r in (appended["hires"] or {}).get("runs", []) if r not in runs], {args.run: history}, old)
     train_cmd = train_commands(histories)
     blocks = " or ".join(str(n) for n in sorted({member_blocks(histories[r]["args"]) for r in runs}))
     trained = ", ".join(f"{r}: {h.get('steps_done')} steps in {h.get('minutes')} min" for r, h in histories.items())
@@ -357,7 +366,7 @@ Training ran on 2 shared CPU cores (one torch thread, bf16 autocast): {trained}.
   linear + BN to a **{member_dim}-d** embedding. Input {enc['input']['size'][0]}x{enc['input']['size'][1]} RGB,
   squash-resized, x/255, then (x-0.5)/0.5. Dynamic batch, input `input0`, output `embedding`
   (L2-normalised in the graph{', with the horizontal flip averaged in the graph (test-time flip)' if m['encoder_training']['flip_tta_in_graph'] else ''}).
-  The export step checks the ONNX output against torch.{' The served graph is int8 (`training.encoder.quantize`: convolutions, ReLUs and residual adds; normalisations and whitening float), and the classifier and every number below come from it.' if int8 else ''}{whiten_text(m['encoder_training'].get('whitening'))}{colour_text(appended['colour'], enc['dim'] - (appended['pooled'] or {}).get('dims', 0))}{pooled_text(appended['pooled'], enc['dim'] - block.get('dims', 0))}{hires_text(appended['hires'], enc['dim'], saw)}
+  The export step checks the ONNX output against torch.{' The served graph is int8 (`training.encoder.quantize`: convolutions, ReLUs and residual adds; normalisations and whitening float), and the classifier and every number below come from it.' if int8 else ''}{whiten_text(m['encoder_training'].get('whitening'))}{colour_text(appended['colour'], widths['colour'])}{pooled_text(appended['pooled'], widths['pooled'])}{hires_text(appended['hires'], widths['hires'], saw)}
 - Trained **without the 6 held-out characters** ({', '.join(os_['heldout'])}), so one model serves both the
   open-set evaluation and the bundle. The 6 are known to the bundle only through the classifier{'; the classifier-only block above did see them' if saw else ''}.
 - Each step: a P x K batch ({args_['p']} characters x {args_['k']} faces; characters drawn ~ sqrt(count)) plus
