@@ -128,21 +128,24 @@ def test_a_character_taught_from_five_pictures_is_named(pipe, shared):
     assert (top.name, top.source) == ("takanashi_kiara", "model")
 
 
-PREVIOUS_ENCODER = "7f7005989393593aaee97da7f943b41679ed847138019311320ba9b313fcf0d6"  # bundle 2026.11.22.2
+EARLIER_ENCODERS = [("7f7005989393593aaee97da7f943b41679ed847138019311320ba9b313fcf0d6", 728),  # bundle 2026.11.22.2
+                    ("9a5272787e12ed83cc70950b4e01aacdaf602921258bcb42effb48a42c682d7a", 1752)]  # bundle 2026.11.30
 
 
-def test_a_gallery_taught_with_the_previous_bundle_keeps_its_characters(pipe, shared, tmp_path):
-    """Bundle 2026.11.30 only appended features to the encoder of 2026.11.22.2, whose output was this one's first
-    728 dimensions (normalised). A server gallery saved by that bundle loads, and its character is still named."""
+@pytest.mark.parametrize("encoder, width", EARLIER_ENCODERS, ids=["2026.11.22.2", "2026.11.30"])
+def test_a_gallery_taught_with_an_earlier_bundle_keeps_its_characters(pipe, shared, tmp_path, encoder, width):
+    """Bundles 2026.11.30 and 2026.11.30.2 only appended features to the encoder before them, whose output was
+    this one's first `width` dimensions (normalised). A server gallery saved by such a bundle loads, and its
+    character is still named."""
     from inference.gallery import Gallery
 
-    assert PREVIOUS_ENCODER in pipe.bundle.gallery_compatible
+    assert encoder in pipe.bundle.gallery_compatible
     rows = sorted((r for r in read_face_index() if r.character == "nishikino_maki"), key=lambda r: r.path)
     shots = [r for r in rows if split_of(r.post) == "train"][:5]
     queries = [r for r in rows if split_of(r.post) == "val"]
     now = np.stack([pipe.embed_for_enroll((shared / r.path).read_bytes(), whole_image=True) for r in shots])
-    before = now[:, :728] / np.linalg.norm(now[:, :728], axis=1, keepdims=True)  # what the previous encoder made
-    Gallery(PREVIOUS_ENCODER, 728, ["maki_taught"] * 5, before).save(tmp_path / "guild.npz")
+    before = now[:, :width] / np.linalg.norm(now[:, :width], axis=1, keepdims=True)  # what that encoder made
+    Gallery(encoder, width, ["maki_taught"] * 5, before).save(tmp_path / "guild.npz")
     gallery = pipe.load_gallery(tmp_path / "guild.npz")
     assert gallery.names == ["maki_taught"] and gallery.encoder_id == pipe.bundle.encoder_id
     named = sum("maki_taught" in [c.name for c in pipe.recognize((shared / r.path).read_bytes(), whole_image=True,

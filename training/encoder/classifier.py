@@ -34,7 +34,7 @@ from training.encoder.data import OUT, load_meta
 from training.encoder.onnx_embed import MEAN, SCALE, STD, embed, session
 from training.manifest import MODELS, sha256_of, update_section
 
-VERSION = "2026.11.30"
+VERSION = "2026.11.30.2"
 DEFAULT_CROP = {"scale": 1.0, "shift_y": 0.0, "square": False}
 
 
