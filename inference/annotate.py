@@ -41,7 +41,9 @@ def draw(result: Result, image: np.ndarray | None = None) -> Image.Image:
     arr = result.image if image is None else image
     if arr is None:
         raise ValueError("No picture to annotate: pass the decoded image or a Result that keeps it.")
-    im = Image.fromarray(arr).convert("RGB")
+    im = Image.fromarray(arr)  # a copy for RGB (Pillow keeps 3-byte pixels in its own 4-byte layout): the
+    if im.mode != "RGB":       # decoded picture is never drawn on, and a second copy is not needed
+        im = im.convert("RGB")
     W, H = im.size
     # boxes are in original-picture pixels; the kept picture may be downscaled
     k = W / result.width if result.width else 1.0

@@ -53,3 +53,25 @@ def test_real_picture_downscaled_keeps_box_positions(tiny_pipeline, scene_bytes)
     assert [h.box for h in r.heads] == [(128, 96, 384, 384), (640, 160, 832, 352)]
     im = Image.open(io.BytesIO(pipe.annotate(r)))
     assert im.size == (512, 288)
+
+
+def test_jpeg_keeps_the_colours_and_the_decoded_picture_is_never_drawn_on(tiny_pipeline):
+    """Red stays red, and the drawing happens on a copy: the Result's picture (which the bot may annotate again,
+    e.g. for "More candidates") is left as decoded."""
+    r = _result(320, 240, [(40, 40, 160, 160)])
+    r.image[:] = (220, 30, 30)
+    before = r.image.copy()
+    data = tiny_pipeline.annotate(r, "JPEG")
+    im = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
+    r_, g, b = im[220, 300]  # far from the box and its label
+    assert r_ > 190 and g < 70 and b < 70, im[220, 300]
+    assert np.array_equal(r.image, before)
+    again = tiny_pipeline.annotate(r, "JPEG")
+    assert abs(len(again) - len(data)) < 64  # the second drawing starts from the same untouched picture
+
+
+def test_grey_picture_is_annotated_in_colour(tiny_pipeline):
+    r = _result(200, 150, [(20, 20, 120, 120)])
+    grey = Result(r.width, r.height, r.heads, {}, np.full((150, 200), 128, np.uint8))
+    im = Image.open(io.BytesIO(tiny_pipeline.annotate(grey, "JPEG")))
+    assert im.mode == "RGB" and im.size == (200, 150)
