@@ -59,7 +59,11 @@ def test_each_appending_step_is_described_with_its_own_output_width():
     """The shipped graph: 512-d embedding, a 216-bin colour histogram, 1,024 pooled dims, then a 1,152-d
     classifier-only block. The colour step's output is 728-d whatever comes after it (a block once made the card
     say 1880)."""
-    appended = {"colour": {"dims": 216}, "pooled": {"dims": 1024}, "hires": {"dims": 1152}}
-    assert card.output_dims(2904, appended) == {"colour": 728, "pooled": 1752, "hires": 2904}
-    assert card.output_dims(1752, {**appended, "hires": None}) == {"colour": 728, "pooled": 1752, "hires": 1752}
-    assert card.output_dims(512, {"colour": None, "pooled": None, "hires": None})["colour"] == 512
+    from training.encoder.classifier import gallery_dims, step_widths
+
+    info = {"dim": 2904, "colour": {"bins": [24, 3, 3]}, "pooled": {"dims": 1024}, "hires": {"dims": 1152}}
+    assert step_widths(info) == {"embedding": 512, "colour": 728, "pooled": 1752, "hires": 2904}
+    assert step_widths({**info, "dim": 1752, "hires": None}) == {"embedding": 512, "colour": 728, "pooled": 1752,
+                                                                 "hires": 1752}
+    assert step_widths({"dim": 512, "colour": None, "pooled": None, "hires": None})["colour"] == 512
+    assert gallery_dims(info) == 512

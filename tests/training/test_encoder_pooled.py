@@ -146,11 +146,12 @@ def test_command_updates_the_export_info_and_the_gallery_keeps_the_embedding(tmp
 
 def test_the_card_gives_the_shipped_pooled_step_and_describes_it():
     from training.common import ROOT
-    from training.encoder.card import output_dims, pooled_cmd, pooled_text
+    from training.encoder.card import pooled_cmd, pooled_text
+    from training.encoder.classifier import step_widths
 
     info = json.loads((ROOT / "models" / "encoder_export.json").read_text())
     card = (ROOT / "models" / "MODEL_CARD.md").read_text()
     assert "python -m training.encoder.pooled models/encoder.onnx --weight 1.0" in pooled_cmd(info["pooled"])
-    width = output_dims(info["dim"], info)["pooled"]  # the graph's width right after the pooled step
+    width = step_widths(info)["pooled"]  # the graph's width right after the pooled step
     assert pooled_cmd(info["pooled"]) in card and pooled_text(info["pooled"], width) in card
     assert pooled_cmd(None) == "" == pooled_text(None, 8)

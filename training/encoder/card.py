@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from training.encoder.classifier import gallery_dims, member_saw_heldout  # noqa: E402
+from training.encoder.classifier import gallery_dims, member_saw_heldout, step_widths  # noqa: E402
 from training.encoder.data import OUT  # noqa: E402
 from training.encoder.model import DEPTHS  # noqa: E402
 from training.manifest import MODELS  # noqa: E402
@@ -181,15 +181,6 @@ def hires_text(h: dict | None, dim: int, saw_heldout: bool) -> str:
   {dim}-d.""")
 
 
-def output_dims(dim: int, appended: dict) -> dict:
-    """The graph's width after each appending step, from its final width `dim` and the steps' infos (each
-    with "dims", or None when the step was not run). The steps run in this order: colour, pooled, hires."""
-    after_hires = dim
-    after_pooled = after_hires - (appended.get("hires") or {}).get("dims", 0)
-    after_colour = after_pooled - (appended.get("pooled") or {}).get("dims", 0)
-    return {"colour": after_colour, "pooled": after_pooled, "hires": after_hires}
-
-
 def gallery_dims_text(dims: int | None, dim: int) -> str:
     if not dims:
         return ""
@@ -312,7 +303,7 @@ def main() -> None:
     n_members = len(m["encoder_training"].get("runs") or [1])
     appended = {k: m["encoder_training"].get(k) for k in ("colour", "pooled", "hires")}
     member_dim = (gallery_dims({"dim": enc["dim"], **appended}) or enc["dim"]) // n_members
-    widths = output_dims(enc["dim"], appended)
+    widths = step_widths({"dim": enc["dim"], **appended})
     saw = member_saw_heldout({"hires": appended["hires"], "heldout": m["encoder_training"]["heldout_in_shipped_encoder"]})
 
     def ok(v, t):

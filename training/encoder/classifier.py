@@ -134,13 +134,23 @@ def open_set_classifier(e: dict, meta: dict) -> tuple[np.ndarray, np.ndarray, li
     return w / t, b / t, known, held
 
 
+def step_widths(info: dict) -> dict:
+    """The graph's width after each step, from its export info: the embedding, then what `colour` (a histogram of
+    prod(bins)), `pooled` and `hires` appended in that order (a step not run adds nothing)."""
+    c, p, h = info.get("colour"), info.get("pooled"), info.get("hires")
+    hires = int(info["dim"])
+    pooled = hires - (h["dims"] if h else 0)
+    colour = pooled - (p["dims"] if p else 0)
+    return {"embedding": colour - int(np.prod(c["bins"]) if c else 0), "colour": colour, "pooled": pooled,
+            "hires": hires}
+
+
 def gallery_dims(info: dict) -> int | None:
     """How many leading embedding dimensions the gallery compares: all but what `colour`, `pooled` and `hires`
     appended."""
-    c, p, h = info.get("colour"), info.get("pooled"), info.get("hires")
-    if not (c or p or h):
+    if not (info.get("colour") or info.get("pooled") or info.get("hires")):
         return None
-    return int(info["dim"] - (np.prod(c["bins"]) if c else 0) - (p["dims"] if p else 0) - (h["dims"] if h else 0))
+    return step_widths(info)["embedding"]
 
 
 def member_saw_heldout(info: dict) -> bool:
@@ -155,7 +165,7 @@ def open_set_view(e: dict, info: dict) -> dict:
     Unchanged for any other graph."""
     if not member_saw_heldout(info):
         return e
-    return {k: gallery_view(v, int(info["dim"] - info["hires"]["dims"])) for k, v in e.items()}
+    return {k: gallery_view(v, step_widths(info)["pooled"]) for k, v in e.items()}
 
 
 def calibrate(e: dict, meta: dict, seed: int = 0, dims: int | None = None, open_e: dict | None = None) -> dict:
