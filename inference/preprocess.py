@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -50,6 +51,13 @@ class InputSpec:
     def channels(self) -> int:
         return 1 if self.color == "GRAY" else 3
 
+    @cached_property
+    def _affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per output channel (gain, bias) with x * gain + bias == (x * scale - mean) / std, computed once."""
+        gain = np.broadcast_to(np.float32(self.scale) / self.std, (self.channels,)).astype(np.float32)
+        bias = np.broadcast_to(-self.mean / self.std, (self.channels,)).astype(np.float32)
+        return gain, bias
+
     def to_tensor(self, batch: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 RGB at the model size -> (N, C, H, W) float32, normalised.
 
@@ -60,9 +68,7 @@ class InputSpec:
         if batch.ndim != 4 or batch.shape[-1] != 3:
             raise ValueError(f"to_tensor expects (N, H, W, 3) pictures, got shape {batch.shape}")
         n, h, w = batch.shape[:3]
-        ch = self.channels
-        gain = np.broadcast_to(np.float32(self.scale) / self.std, (ch,)).astype(np.float32)
-        bias = np.broadcast_to(-self.mean / self.std, (ch,)).astype(np.float32)
+        gain, bias = self._affine
         if self.color == "GRAY":
             g = batch.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
             out = np.empty((n, 1, h, w), np.float32)
