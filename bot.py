@@ -124,8 +124,8 @@ class CrystalEyes(commands.Bot):
             self.heartbeat.start()
         frozen = freeze_startup_heap()  # keeps full GC pauses on the event loop short (tests/bot/test_hostile.py)
         log.info(
-            "ready to serve: %d labels, %d worker(s), queue %d, message-content intent %s, %d startup objects frozen",
-            len(self.pipeline.labels),
+            "ready to serve: %d characters, %d worker(s), queue %d, message-content intent %s, %d startup objects frozen",
+            len(self.pipeline.characters),
             self.recognizer.workers,
             self.recognizer.capacity - self.recognizer.workers,
             "on" if self.intents.message_content else "off",

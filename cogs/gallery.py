@@ -11,7 +11,7 @@ from discord.ext import commands
 
 from inference.errors import GalleryError, ImageError
 from inference.gallery import to_tag
-from inference.result import display_name
+from inference.result import Character, display_name
 from service.recognizer import Busy
 
 from .recognition import is_image_attachment
@@ -21,19 +21,28 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 30
+PAGE_SIZE = 25
+
+
+def _line(c: Character) -> str:
+    name = discord.utils.escape_markdown(c.display)
+    name = f"[{name}]({c.url})" if c.url else name
+    return f"{name} — *{discord.utils.escape_markdown(c.series)}*" if c.series else name
 
 
 class CharacterPages(discord.ui.View):
     """Prev/next over a list of names (the invoker only)."""
 
-    def __init__(self, *, owner_id: int, title: str, server: list[str], model: list[str], timeout: float = 300):
+    def __init__(self, *, owner_id: int, title: str, server: list[str], model: list[Character], works: int = 0,
+                 total: int | None = None, timeout: float = 300):
         super().__init__(timeout=timeout)
         self.owner_id = owner_id
         self.title = title
-        self.lines = [f"\N{BUSTS IN SILHOUETTE} {display_name(n)}" for n in server] + [display_name(n) for n in model]
+        self.lines = [f"\N{BUSTS IN SILHOUETTE} {display_name(n)}" for n in server] + [_line(c) for c in model]
         self.n_server = len(server)
         self.n_model = len(model)
+        self.total = len(model) if total is None else total
+        self.works = works
         self.page = 0
         self.pages = max(1, -(-len(self.lines) // PAGE_SIZE))
         self._sync_buttons()
@@ -49,7 +58,8 @@ class CharacterPages(discord.ui.View):
         )
         embed.set_footer(
             text=f"Page {self.page + 1}/{self.pages} · {self.n_server} taught on this server "
-            f"(\N{BUSTS IN SILHOUETTE}) · {self.n_model} known to the model"
+            f"(\N{BUSTS IN SILHOUETTE}) · {self.n_model} of the {self.total} characters the model knows"
+            + (f" ({self.works} works)" if self.works else "")
         )
         return embed
 
@@ -160,17 +170,31 @@ class GalleryCog(commands.Cog, name="Gallery"):
         needle = to_tag(current)
         return [app_commands.Choice(name=display_name(n)[:100], value=n) for n in names if needle in n][:25]
 
-    @app_commands.command(name="characters", description="List the characters I know")
-    @app_commands.describe(search="Only names containing this")
+    @app_commands.command(name="characters", description="Search the characters I know, with their works")
+    @app_commands.describe(search="A name, part of one, or a work (e.g. 'Rem', 'misaka', 'Re:Zero')")
     async def characters(self, interaction: discord.Interaction, search: str | None = None) -> None:
+        index = self.bot.pipeline.characters
         server = self.bot.galleries.names(interaction.guild_id)
-        model = sorted(self.bot.pipeline.labels)
-        if search:
-            needle = to_tag(search)
-            server = [n for n in server if needle in n]
-            model = [n for n in model if needle in n]
-        view = CharacterPages(owner_id=interaction.user.id, title="Characters I know", server=server, model=model)
+        if search and search in index:  # a pick from the autocomplete list: that one character
+            model = [index.get(search)]
+            server = [n for n in server if n == search]
+        else:
+            model = index.search(search or "")
+            if search:
+                needle = to_tag(search)
+                server = [n for n in server if needle in n]
+        title = f"Characters I know matching “{search[:50]}”" if search else "Characters I know"
+        view = CharacterPages(owner_id=interaction.user.id, title=title, server=server, model=model,
+                              works=index.series_count, total=len(index))
         await interaction.response.send_message(embed=view.embed(), view=view, ephemeral=True)
+
+    @characters.autocomplete("search")
+    async def characters_autocomplete(self, interaction: discord.Interaction,
+                                      current: str) -> list[app_commands.Choice]:
+        if not current.strip():
+            return []
+        return [app_commands.Choice(name=c.title[:100], value=c.tag[:100])
+                for c in self.bot.pipeline.characters.search(current, limit=25)]
 
     @app_commands.command(name="about", description="Model versions and what I know")
     async def about(self, interaction: discord.Interaction) -> None:
@@ -187,7 +211,7 @@ class GalleryCog(commands.Cog, name="Gallery"):
                 fname = value.get("file", key) if isinstance(value, dict) else value
                 lines.append(f"`{key}`: {fname}" + (f" (`{sha[:12]}`)" if sha else ""))
             embed.add_field(name="Models", value="\n".join(lines)[:1024], inline=False)
-        embed.add_field(name="Characters (model)", value=str(len(self.bot.pipeline.labels)), inline=True)
+        embed.add_field(name="Characters (model)", value=str(len(self.bot.pipeline.characters)), inline=True)
         taught = self.bot.galleries.names(interaction.guild_id)
         embed.add_field(name="Taught on this server", value=str(len(taught)), inline=True)
         embed.add_field(name="Servers", value=str(len(self.bot.guilds)), inline=True)

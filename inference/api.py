@@ -2,7 +2,12 @@
 
 - `POST /detect?topN=K` and the reference alias `POST /dectect/?topN=K`: multipart field `file`.
   200 -> `{"preds": [[[name, prob], ...] per head], "head_locs": [[[x1, y1], [x2, y2]] per head]}`.
-- `GET /healthz` -> `{"status": "ok", "model": ..., "pending": N}`.
+- `POST /whois?top=K` (multipart field `file`): the CLI's `whois --json` answer for the picture,
+  `{"width", "height", "heads": [{"box", "score", "sure", "candidates": [{"name", "display", "series",
+  "probability", "url"?}]}]}`: who each candidate is and the work it comes from.
+- `GET /characters?q=WORDS&limit=N`: who the bundle knows (`{"characters": N, "series": N, "matches": N,
+  "results": [{"name", "display", "series", "url"}]}`).
+- `GET /healthz` -> `{"status": "ok", "model": ..., "classes": N, "characters": N, "pending": N}`.
 Errors are JSON `{"error": message}` with a 4xx code (413 too large, 415 not a picture, 400 other bad
 input, 503 busy). Inference runs in a bounded executor, never on the event loop.
 """
@@ -49,7 +54,23 @@ async def healthz(request: web.Request) -> web.Response:
     pipe = request.app[PIPELINE]
     info = pipe.info
     return web.json_response({"status": "ok", "model": f"{info['name']} {info['version']}",
-                              "classes": info["classes"], "pending": request.app[RUNNER].pending})
+                              "classes": info["classes"], "characters": info["characters"],
+                              "series": info["series"], "pending": request.app[RUNNER].pending})
+
+
+async def characters(request: web.Request) -> web.Response:
+    index = request.app[PIPELINE].bundle.characters
+    raw = request.query.get("limit", "50")
+    try:
+        limit = int(raw)
+    except ValueError:
+        return _error(400, f"limit must be a whole number, got {raw!r}.")
+    if not 1 <= limit <= 1000:
+        return _error(400, "limit must be between 1 and 1000.")
+    hits = index.search(request.query.get("q", ""))
+    return web.json_response({"characters": len(index), "series": index.series_count, "matches": len(hits),
+                              "results": [{"name": c.tag, "display": c.display, "series": c.series, "url": c.url}
+                                          for c in hits[:limit]]})
 
 
 async def _read_file(request: web.Request, limit: int) -> bytes:
@@ -71,14 +92,24 @@ async def _read_file(request: web.Request, limit: int) -> bytes:
 
 
 async def detect(request: web.Request) -> web.Response:
+    """The reference system's answer (names and probabilities only)."""
+    return await _recognize(request, "topN", lambda r: r.to_reference_json())
+
+
+async def whois(request: web.Request) -> web.Response:
+    """Every head with its candidates, each with who it is and its work."""
+    return await _recognize(request, "top", lambda r: r.to_json())
+
+
+async def _recognize(request: web.Request, top_param: str, render) -> web.Response:
     settings = request.app[SETTINGS]
-    raw = request.query.get("topN", str(settings.top_k))
+    raw = request.query.get(top_param, str(settings.top_k))
     try:
         top_n = int(raw)
     except ValueError:
-        return _error(400, f"topN must be a whole number, got {raw!r}.")
+        return _error(400, f"{top_param} must be a whole number, got {raw!r}.")
     if not 1 <= top_n <= 50:
-        return _error(400, "topN must be between 1 and 50.")
+        return _error(400, f"{top_param} must be between 1 and 50.")
     whole = request.query.get("whole_image", "").lower() in ("1", "true", "yes")
     runner = request.app[RUNNER]
     try:
@@ -94,7 +125,7 @@ async def detect(request: web.Request) -> web.Response:
         return _error(415, str(e))
     except ImageError as e:
         return _error(400, str(e))
-    return web.json_response(result.to_reference_json())
+    return web.json_response(render(result))
 
 
 def create_app(pipeline, settings: Settings | None = None, runner: BoundedRunner | None = None) -> web.Application:
@@ -106,6 +137,8 @@ def create_app(pipeline, settings: Settings | None = None, runner: BoundedRunner
     app.router.add_post("/detect", detect)
     app.router.add_post("/dectect/", detect)
     app.router.add_post("/dectect", detect)
+    app.router.add_post("/whois", whois)
+    app.router.add_get("/characters", characters)
     app.router.add_get("/healthz", healthz)
 
     async def freeze_heap(app):  # startup is done: keep full GC pauses on the loop short (inference/memory.py)

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 DETECTOR_FORMATS = ("boxes", "yolov5", "cascade")
 CLASSIFIER_FORMATS = ("linear_npz", "onnx_softmax")
+# verifier: without it every detected box is kept; known: prototypes of characters known by picture
+# (inference/characters.py); characters: the JSON index of who each character is
+OPTIONAL_SECTIONS = ("verifier", "known", "characters")
 
 
 def sha256_file(path: Path) -> str:
@@ -79,6 +82,8 @@ class Bundle:
         self.sessions: dict = {}
         self.classifier_weights: tuple[np.ndarray, np.ndarray] | None = None  # (W, b) of a linear_npz classifier
         self.verifier_weights: tuple[np.ndarray, float] | None = None  # (w, b) of the head verifier, if any
+        self.known = None  # characters.KnownGallery: characters known by their prototypes, if the bundle has them
+        self.characters = None  # characters.CharacterIndex: every character the bundle knows, described
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
@@ -113,9 +118,11 @@ class Bundle:
                 raise BundleError(f"Unknown verifier format {manifest['verifier'].get('format')!r} "
                                   "(expected linear_npz).")
         files = {}
-        for section in ("detector", "encoder", "classifier", "verifier"):
-            if section == "verifier" and section not in manifest:
-                continue  # optional: without it every detected box is kept
+        for section in ("detector", "encoder", "classifier", "verifier", "known", "characters"):
+            if section in OPTIONAL_SECTIONS and section not in manifest:
+                continue  # optional: see OPTIONAL_SECTIONS
+            if not isinstance(manifest[section], dict):
+                raise BundleError(f"The '{section}' section of {mpath} must be an object.")
             spec = manifest[section]
             fname = spec.get("file")
             if not fname:
@@ -165,6 +172,8 @@ class Bundle:
                 continue
             if section in ("classifier", "verifier") and mf.spec["format"] == "linear_npz":
                 continue
+            if section in ("known", "characters"):
+                continue
             self.sessions[section] = make_session(mf.path, self.threads)
 
     def _check_shapes(self) -> None:
@@ -204,8 +213,28 @@ class Bundle:
             raise BundleError("classifier.gallery_compatible must be a list of encoder sha256 checksums (64 hex digits).")
         if compatible and gdims is None:
             raise BundleError("classifier.gallery_compatible needs classifier.gallery_dims: the part the encoders share.")
+        blocks = self.manifest["encoder"].get("blocks")
+        if blocks is not None:
+            ok = isinstance(blocks, list) and blocks and all(
+                isinstance(b, dict) and isinstance(b.get("name"), str) and isinstance(b.get("dims"), int)
+                and not isinstance(b.get("dims"), bool) and b["dims"] > 0 for b in blocks)
+            if not ok or (dim is not None and sum(b["dims"] for b in blocks) != dim):
+                raise BundleError(f"encoder.blocks must be a list of {{name, dims}} whose widths add up to dim ({dim}).")
         if "verifier" in self.files:
             self._load_verifier(dim)
+        self._load_characters(gdims or dim)
+
+    def _load_characters(self, dims: int | None) -> None:
+        from .characters import CharacterIndex, KnownGallery
+
+        tags = list(self.labels)
+        if "known" in self.files:
+            if not dims:
+                raise BundleError("A known-character gallery needs encoder.dim or classifier.gallery_dims.")
+            self.known = KnownGallery.load(self.files["known"].path, self.files["known"].spec, dims)
+            tags += self.known.names
+        index = self.files["characters"].path if "characters" in self.files else None
+        self.characters = CharacterIndex.build(tags, index)
 
     def _load_verifier(self, dim: int | None) -> None:
         spec = self.files["verifier"].spec
@@ -245,6 +274,8 @@ class Bundle:
             "version": m.get("version", "unversioned"),
             "path": str(self.root),
             "classes": len(self.labels),
+            "characters": len(self.characters) if self.characters is not None else len(self.labels),
+            "series": self.characters.series_count if self.characters is not None else 0,
             "embedding_dim": m["encoder"].get("dim"),
             "detector_format": m["detector"]["format"],
             "models": {k: {"file": v.path.name, "sha256": v.sha256, "bytes": v.path.stat().st_size}

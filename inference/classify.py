@@ -7,7 +7,10 @@ Two sources are merged into one softmax:
   With `gallery_dims` = n the cosine compares only the first n dimensions of the embedding (renormalised): an
   encoder may append features (a colour histogram) that help the linear classifier, which learns how far to
   trust them, but only add noise to a prototype made from one or two pictures.
-If a name is in both, their probabilities are added. The calibration constants come from training.
+- the bundle's known characters (`known`, inference/characters.py): prototypes compared the same way, with their
+  own calibrated scale and bias. They are how a bundle knows thousands of characters from a few pictures each.
+If a name is in more than one, their probabilities are added. The calibration constants come from training.
+Each candidate carries who it is (display name, work, page) from the bundle's character index.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ def gallery_view(x: np.ndarray, dims: int | None) -> np.ndarray:
 
 
 class Classifier:
-    def __init__(self, spec: dict, labels: list[str], *, weights: tuple | None = None, session=None):
+    def __init__(self, spec: dict, labels: list[str], *, weights: tuple | None = None, session=None,
+                 known=None, characters=None):
         self.spec = spec
         self.labels = list(labels)
         self.format = spec["format"]
@@ -43,6 +47,8 @@ class Classifier:
         self.gallery_dims = int(spec["gallery_dims"]) if spec.get("gallery_dims") else None
         self.weights = weights
         self.session = session
+        self.known = known  # characters.KnownGallery or None
+        self.characters = characters  # characters.CharacterIndex or None
         if session is not None:
             self.input_name = spec.get("input", {}).get("name") or session.get_inputs()[0].name
             shape = session.get_inputs()[0].shape
@@ -66,26 +72,43 @@ class Classifier:
             emb, protos = gallery_view(emb, self.gallery_dims), gallery_view(protos, self.gallery_dims)
         return self.gallery_scale * (emb @ protos.T) + self.gallery_bias
 
+    def known_logits(self, emb: np.ndarray) -> np.ndarray:
+        """(N, D) unit embeddings -> (N, G) logits over the bundle's known characters."""
+        k = self.known
+        part = gallery_view(emb, self.gallery_dims) if self.gallery_dims else emb
+        return k.scale * (part @ k.vectors.T) + k.bias
+
     def __call__(self, emb: np.ndarray, top_k: int = 3, gallery: Gallery | None = None) -> list[list[Candidate]]:
         if len(emb) == 0:
             return []
-        z = self.logits(emb) / self.temperature
+        z = [self.logits(emb) / self.temperature]
         names, sources = list(self.labels), ["model"] * len(self.labels)
+        if self.known is not None and len(self.known.names):
+            z.append(self.known_logits(emb))
+            names += self.known.names
+            sources += ["model"] * len(self.known.names)
         if gallery is not None and len(gallery):
             gnames, protos = gallery.prototypes()
-            z = np.concatenate([z, self.gallery_logits(emb, protos)], axis=1)
+            z.append(self.gallery_logits(emb, protos))
             names += gnames
             sources += ["gallery"] * len(gnames)
-        p = softmax(z.astype(np.float64))
+        p = softmax(np.concatenate(z, axis=1).astype(np.float64))
         top_k = max(1, int(top_k))
+        n_best = min(p.shape[1], top_k * 2 + 2)
         out = []
         for row in p:
+            best = np.argpartition(-row, n_best - 1)[:n_best] if n_best < len(row) else np.arange(len(row))
             merged: dict[str, list] = {}
-            for j in np.argsort(-row)[: top_k * 2 + 2]:
+            for j in best[np.argsort(-row[best])]:
                 e = merged.setdefault(names[j], [0.0, sources[j]])
                 e[0] += float(row[j])
                 if sources[j] == "gallery":
                     e[1] = "gallery"
             ranked = sorted(merged.items(), key=lambda kv: -kv[1][0])[:top_k]
-            out.append([Candidate(n, prob, src) for n, (prob, src) in ranked])
+            out.append([Candidate(n, prob, src, self._who(n, src)) for n, (prob, src) in ranked])
         return out
+
+    def _who(self, name: str, source: str):
+        if self.characters is None or source == "gallery":
+            return None
+        return self.characters.get(name) if name in self.characters else None

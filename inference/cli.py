@@ -1,4 +1,4 @@
-"""`python -m inference` — whois, enroll, eval, bench, serve, write-manifest.
+"""`python -m inference` — whois, enroll, eval, characters, bench, serve, write-manifest.
 
 Models are loaded once per call, so many pictures in one call are fast.
 Exit codes: 0 all good; 1 some picture failed (the others are still processed); 2 usage or bundle error.
@@ -62,9 +62,8 @@ def cmd_whois(args, settings: Settings) -> int:
             (out_dir / (Path(path).stem + ".png")).write_bytes(pipe.annotate(result, "PNG"))
         if args.json:
             print(json.dumps({"image": path, "heads": [
-                {"box": list(h.box), "score": round(h.score, 4),
-                 "candidates": [{"name": c.name, "probability": round(c.probability, 6)} for c in h.candidates]}
-                for h in result.heads]}), flush=True)
+                {"box": list(h.box), "score": round(h.score, 4), "candidates": [c.to_json() for c in h.candidates]}
+                for h in result.heads]}, ensure_ascii=False), flush=True)
         else:
             print(f"{path}: {len(result.heads)} head(s)" + ("" if result.heads else " — no head found"
                                                             " (try --whole-image)"))
@@ -120,7 +119,7 @@ def cmd_eval(args, settings: Settings) -> int:
     pipe = _pipeline(args, settings)
     gallery = _gallery(pipe, args.gallery)
     items = _labeled(Path(args.source), args.limit)
-    known = set(pipe.labels) | set(gallery.names if gallery else [])
+    known = set(pipe.bundle.characters.tags) | set(gallery.names if gallery else [])
     ks = (1, 3, 5)
     hits = dict.fromkeys(ks, 0)
     n = skipped = nohead = 0
@@ -146,6 +145,28 @@ def cmd_eval(args, settings: Settings) -> int:
                                                                      for k in ks}}
     print(json.dumps(report) if args.json else "  ".join(f"{k}={v}" for k, v in report.items()))
     return 0 if n else 1
+
+
+# -- characters ----------------------------------------------------------------------------------
+def cmd_characters(args, settings: Settings) -> int:
+    from .bundle import Bundle
+
+    bundle = Bundle.load(args.bundle or settings.bundle_dir, threads=1)
+    index = bundle.characters
+    hits = index.search(args.query or "")
+    shown = hits[: args.limit] if args.limit else hits
+    if args.json:
+        print(json.dumps({"characters": len(index), "series": index.series_count, "matches": len(hits),
+                          "results": [{"name": c.tag, "display": c.display, "series": c.series, "url": c.url}
+                                      for c in shown]}, ensure_ascii=False))
+        return 0 if hits else 1
+    what = f" matching {args.query!r}" if args.query else ""
+    print(f"{bundle.info()['name']} {bundle.info()['version']} knows {len(index)} characters from "
+          f"{index.series_count} works; {len(hits)}{what}" + (f", first {len(shown)}:" if len(shown) < len(hits) else ":"))
+    for c in shown:
+        extra = "  ".join(x for x in (c.series and f"— {c.series}", c.url) if x)
+        print(f"  {c.tag}  {c.display}  {extra}".rstrip())
+    return 0 if hits else 1
 
 
 # -- serve / bench / write-manifest ---------------------------------------------------------------
@@ -211,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true")
     bundle_opt(v)
     v.set_defaults(func=cmd_eval)
+
+    c = sub.add_parser("characters", help="who the bundle knows: search by name, tag or work")
+    c.add_argument("query", nargs="?", default="", help="words to look for (all must match); none lists everyone")
+    c.add_argument("--limit", type=int, default=50, help="show at most this many (0 = all; default 50)")
+    c.add_argument("--json", action="store_true")
+    bundle_opt(c)
+    c.set_defaults(func=cmd_characters)
 
     b = sub.add_parser("bench", help="performance benchmark (see README)")
     b.add_argument("--json", action="store_true")

@@ -2,6 +2,10 @@
 
 With `encoder.batch = "fixed1"` (the reference system's encoder takes batch 1) it runs once per
 head. With `encoder.tta_flip` the embedding of the mirrored crop is averaged in.
+
+The encoder's output may be declared as an ordered list of named blocks (`encoder.blocks`: `[{"name", "dims"}]`,
+widths adding up to `dim`): each block is then L2-normalised on its own (e.g. the general embedding that galleries
+compare, then the features only the linear classifier reads), instead of the whole vector at once.
 """
 
 from __future__ import annotations
@@ -16,6 +20,15 @@ def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-12)
 
 
+def block_slices(spec: dict) -> list[tuple[str, slice]]:
+    """The declared blocks of an encoder's output as (name, slice) in order; [] when none are declared."""
+    out, start = [], 0
+    for b in spec.get("blocks") or []:
+        out.append((str(b["name"]), slice(start, start + int(b["dims"]))))
+        start += int(b["dims"])
+    return out
+
+
 class Embedder:
     def __init__(self, spec: dict, session):
         self.spec = spec
@@ -26,6 +39,12 @@ class Embedder:
         self.tta_flip = bool(spec.get("tta_flip", False))
         self.crop = spec.get("crop", {"scale": 1.0, "shift_y": 0.0, "square": False})
         self.dim = spec.get("dim")
+        self.blocks = block_slices(spec)
+
+    def normalize(self, e: np.ndarray) -> np.ndarray:
+        if not self.blocks:
+            return l2_normalize(e)
+        return np.concatenate([l2_normalize(e[:, sl]) for _, sl in self.blocks], axis=1)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -44,7 +63,7 @@ class Embedder:
         x = self.input.to_tensor(crops)
         if self.tta_flip:
             both = self._run(np.concatenate([x, x[..., ::-1].copy()]))
-            e = l2_normalize(both[: len(x)]) + l2_normalize(both[len(x):])
+            e = self.normalize(both[: len(x)]) + self.normalize(both[len(x):])
         else:
             e = self._run(x)
-        return l2_normalize(e)
+        return self.normalize(e)

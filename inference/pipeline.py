@@ -43,7 +43,8 @@ class Pipeline:
         self.embedder = Embedder(m["encoder"], bundle.sessions["encoder"])
         self.classifier = Classifier(m["classifier"], bundle.labels,
                                      weights=bundle.classifier_weights,
-                                     session=bundle.sessions.get("classifier"))
+                                     session=bundle.sessions.get("classifier"),
+                                     known=bundle.known, characters=bundle.characters)
         self.verifier = None
         if bundle.verifier_weights is not None and self.settings.verify_heads:
             self.verifier = Verifier(m["verifier"], bundle.verifier_weights, self.settings.verify_threshold)
@@ -59,6 +60,11 @@ class Pipeline:
     @property
     def labels(self) -> list[str]:
         return self.bundle.labels
+
+    @property
+    def characters(self):
+        """characters.CharacterIndex: every character the bundle knows (classifier and known gallery), described."""
+        return self.bundle.characters
 
     @property
     def info(self) -> dict:

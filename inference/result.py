@@ -32,17 +32,51 @@ def series_of(tag: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class Character:
+    """Who a tag is: its display name, the work it comes from (None when unknown) and a page about it."""
+
+    tag: str
+    display: str
+    series: str | None = None
+    url: str | None = None
+
+    @classmethod
+    def from_tag(cls, tag: str) -> Character:
+        """What the tag alone says: ``aqua_(konosuba)`` -> "Aqua", series "Konosuba"."""
+        series = series_of(tag)
+        name = display_name(tag)
+        if series and name.endswith(f" — {series}"):
+            name = name[: -len(f" — {series}")]
+        return cls(tag, name, series, None)
+
+    @property
+    def title(self) -> str:
+        """One line for people: "Rem — Re:Zero", or the name alone when the work is unknown."""
+        return f"{self.display} — {self.series}" if self.series else self.display
+
+
+@dataclass(frozen=True)
 class Candidate:
-    name: str  # Danbooru tag, e.g. "aqua_(konosuba)"
+    name: str  # the tag, e.g. "aqua_(konosuba)"
     probability: float
-    source: str = "model"  # "model" (the bundle's classifier) or "gallery" (an enrolled character)
+    source: str = "model"  # "model" (the bundle: its classifier or its known characters) or "gallery" (enrolled)
+    who: Character | None = field(default=None, compare=False)  # from the bundle's character index, if it has one
+
+    @property
+    def character(self) -> Character:
+        return self.who or Character.from_tag(self.name)
 
     @property
     def display(self) -> str:
-        return display_name(self.name)
+        return self.character.title
 
     def to_json(self) -> dict:
-        return {"name": self.name, "probability": round(float(self.probability), 6)}
+        c = self.character
+        out = {"name": self.name, "display": c.display, "series": c.series,
+               "probability": round(float(self.probability), 6)}
+        if c.url:
+            out["url"] = c.url
+        return out
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ be image/*; the body is capped while it streams.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import socket
@@ -167,7 +166,7 @@ class SafeFetcher:
             raise FetchError("The link redirects too many times.")
         except FetchError:
             raise
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             raise FetchError("The link took too long to answer.") from exc
         except aiohttp.ClientError as exc:
             cause = exc.__cause__ or exc.__context__

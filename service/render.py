@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import discord
 
-from inference.result import Head, display_name, series_of
+from inference.result import Candidate, Head
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +28,19 @@ class Picture:
     spoiler: bool = False
 
 
-def _name(tag: str) -> str:
-    series = series_of(tag)
-    name = display_name(tag)
-    if series and name.endswith(f" — {series}"):
-        name = name[: -len(f" — {series}")]
-    return f"**{name}** — *{series}*" if series else f"**{name}**"
+def _name(cand: Candidate) -> str:
+    """**Rem** — *Re:Zero*, the name linked to its page when the bundle knows one."""
+    c = cand.character
+    name = discord.utils.escape_markdown(c.display)
+    name = f"[**{name}**]({c.url})" if c.url else f"**{name}**"
+    return f"{name} — *{discord.utils.escape_markdown(c.series)}*" if c.series else name
 
 
 def candidate_lines(head: Head, top_n: int, *, spoiler: bool = False) -> str:
     lines = []
     for i, cand in enumerate(head.candidates[:top_n], 1):
         tag = " (server gallery)" if cand.source == "gallery" else ""
-        text = f"{_name(cand.name)}{tag}"
+        text = f"{_name(cand)}{tag}"
         if spoiler:
             text = f"||{text}||"
         lines.append(f"{i}. {text} · {cand.probability * 100:.1f}%")

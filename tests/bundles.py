@@ -99,8 +99,12 @@ def softmax_classifier(path: Path, dim: int, classes: int, input_name="input_1:0
 
 
 def make_tiny_bundle(directory: Path, labels: list[str] | None = None, dim: int = 16, enc_size: int = 64,
-                     seed: int = 0) -> Path:
-    """A complete bundle in `directory` (manifest + models + labels) in the project's own format."""
+                     seed: int = 0, known: list[dict] | None = None, known_vectors: np.ndarray | None = None,
+                     blocks: list[dict] | None = None, gallery_dims: int | None = None) -> Path:
+    """A complete bundle in `directory` (manifest + models + labels) in the project's own format.
+
+    With `known` (entries {tag, display, series, url}) it also ships a known-character gallery (`known_vectors`, or
+    random unit prototypes) and the character index; `blocks` declares the encoder's output layout."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     labels = list(labels or LABELS)
@@ -127,6 +131,18 @@ def make_tiny_bundle(directory: Path, labels: list[str] | None = None, dim: int 
                        "temperature": 1.0, "gallery_scale": 16.0, "gallery_bias": 0.0},
         "metrics": {},
     }
+    if blocks is not None:
+        manifest["encoder"]["blocks"] = blocks
+    if gallery_dims is not None:
+        manifest["classifier"]["gallery_dims"] = gallery_dims
+    if known is not None:
+        width = gallery_dims or dim
+        vectors = known_vectors if known_vectors is not None else rng.standard_normal((len(known), width))
+        np.savez(directory / "known.npz", names=np.array([k["tag"] for k in known], dtype=np.str_),
+                 vectors=np.asarray(vectors, np.float16))
+        (directory / "characters.json").write_text(json.dumps(known, ensure_ascii=False))
+        manifest["known"] = {"file": "known.npz", "sha256": _sha(directory / "known.npz"), "scale": 16.0, "bias": 0.0}
+        manifest["characters"] = {"file": "characters.json", "sha256": _sha(directory / "characters.json")}
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return directory
 

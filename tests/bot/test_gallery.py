@@ -62,15 +62,22 @@ async def test_characters_is_paginated(world):
     res = await world.member.slash(world.channel, "characters")
     assert res.ephemeral
     first = res.response.embeds[0]
-    assert first.footer.text.startswith("Page 1/3") and "70 known to the model" in first.footer.text
-    assert len(first.description.splitlines()) == 30
+    assert first.footer.text.startswith("Page 1/3") and "70 of the 70 characters the model knows" in first.footer.text
+    assert "(7 works)" in first.footer.text
+    assert len(first.description.splitlines()) == 25
 
     nxt = await world.member.click(res.response.message, label="Next")
     second = nxt.response.embeds[0]
     assert second.footer.text.startswith("Page 2/3") and second.description != first.description
 
     found = await world.member.slash(world.channel, "characters", search="character 012")
-    assert found.response.embeds[0].description == "Character 012 — Series 5"
+    assert found.response.embeds[0].description == "Character 012 — *Series 5*"
+
+    # autocomplete offers matching names with their works; picking one shows that character alone
+    choices = await world.member.autocomplete(world.channel, "characters", "search", "series 5")
+    assert len(choices) >= 10 and all("— Series 5" in c["name"] for c in choices[:10])  # the 10 of that work first
+    picked = await world.member.slash(world.channel, "characters", search=choices[0]["value"])
+    assert picked.response.embeds[0].description.count("\n") == 0
 
 
 async def test_about_shows_model_versions_and_counts(world):

@@ -25,7 +25,10 @@ def test_whois_json_lines_errors_and_exit_code(tiny_bundle, shared, tmp_path):
     assert "not a picture" in lines[1]["error"]
     head = lines[0]["heads"][0]
     assert head["box"] == [128, 96, 384, 384] and len(head["candidates"]) == 4
-    assert set(head["candidates"][0]) == {"name", "probability"}
+    # who each candidate is: the tag, its display form and its work (null when the tag names none)
+    first = head["candidates"][0]
+    assert {"name", "display", "series", "probability"} <= set(first) <= {"name", "display", "series", "probability",
+                                                                          "url"}
     assert (out / "kiyoshimu-test0.png").read_bytes().startswith(b"\x89PNG")
     ok = cli("whois", "--bundle", tiny_bundle, "--whole-image", good)
     assert ok.returncode == 0 and "1 head(s)" in ok.stdout

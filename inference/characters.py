@@ -1,0 +1,109 @@
+"""Who the bundle knows: its character index (tag -> display name, work, page) and the known-character gallery.
+
+A bundle may ship, besides the classifier's label list:
+- `characters` (manifest section): a JSON index, one entry per known character,
+  ``{"tag": "mal_118763", "display": "Rem", "series": "Re:Zero kara Hajimeru Isekai Seikatsu",
+  "url": "https://myanimelist.net/character/118763"}``; tags not in it are described from the tag itself;
+- `known` (manifest section): an `.npz` of prototypes (`names`, `vectors` (G, dims) float16), one per character
+  the bundle knows by its picture(s) rather than by the classifier. They are compared like an enrolled gallery
+  (cosine on the gallery part of the embedding), with their own `scale` and `bias` calibrated in training.
+
+`search` is what the CLI's `characters` command and the bot's `/characters` use.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BundleError
+from .result import Character
+
+
+@dataclass(frozen=True)
+class KnownGallery:
+    names: list[str]
+    vectors: np.ndarray  # (G, dims) unit rows
+    scale: float
+    bias: float
+
+    @classmethod
+    def load(cls, path: Path, spec: dict, dims: int) -> KnownGallery:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                names = [str(n) for n in z["names"]]
+                vectors = np.asarray(z["vectors"], np.float32)
+        except Exception as e:
+            raise BundleError(f"Known-character gallery {path.name} is unreadable: {e}") from None
+        if vectors.ndim != 2 or len(names) != len(vectors) or vectors.shape[1] != dims:
+            raise BundleError(f"Known-character gallery {path.name} has wrong shapes: {vectors.shape} for "
+                              f"{len(names)} names, expected (G, {dims}).")
+        if len(set(names)) != len(names):
+            raise BundleError(f"Known-character gallery {path.name} has duplicate names.")
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return cls(names, vectors, float(spec.get("scale", 16.0)), float(spec.get("bias", 0.0)))
+
+
+def _fold(text: str) -> str:
+    """Case, accents and punctuation folded away: "Mikoto Misaka" and "misaka_mikoto" both -> "mikoto misaka"."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return " ".join(re.sub(r"[\W_]+", " ", text).split())
+
+
+class CharacterIndex:
+    """Every character a bundle knows, with who each one is."""
+
+    def __init__(self, entries: dict[str, Character], order: list[str]):
+        self._entries = entries
+        self.tags = order
+        self._keys = {t: (_fold(f"{c.display} {c.tag}"), _fold(c.series or "")) for t, c in entries.items()}
+
+    @classmethod
+    def build(cls, tags: list[str], path: Path | None = None) -> CharacterIndex:
+        """`tags` (the classifier's labels, then the known gallery's), described by the JSON index at `path`."""
+        described: dict[str, Character] = {}
+        if path is not None:
+            try:
+                rows = json.loads(path.read_text(encoding="utf-8"))
+                for r in rows:
+                    described[r["tag"]] = Character(str(r["tag"]), str(r.get("display") or r["tag"]),
+                                                    r.get("series") or None, r.get("url") or None)
+            except (OSError, ValueError, TypeError, KeyError) as e:
+                raise BundleError(f"Character index {path.name} is unreadable: {e}") from None
+        order = list(dict.fromkeys(tags))
+        return cls({t: described.get(t) or Character.from_tag(t) for t in order}, order)
+
+    def __len__(self) -> int:
+        return len(self.tags)
+
+    def __contains__(self, tag: str) -> bool:
+        return tag in self._entries
+
+    def get(self, tag: str) -> Character:
+        return self._entries.get(tag) or Character.from_tag(tag)
+
+    @property
+    def series_count(self) -> int:
+        return len({c.series for c in self._entries.values() if c.series})
+
+    def search(self, query: str = "", limit: int | None = None) -> list[Character]:
+        """Characters whose name, tag or work contains every word of `query` (case, accents and punctuation
+        ignored). Best first: the name starts with the query, the name contains it, the work contains it, then
+        the words are found apart; by name within each. An empty query lists everyone."""
+        phrase = _fold(query)
+        words = phrase.split()
+        hits = []
+        for t in self.tags:
+            name, series = self._keys[t]
+            if all(w in name or w in series for w in words):
+                tier = 0 if name.startswith(phrase) else 1 if phrase in name else 2 if phrase in series else 3
+                hits.append((tier, name, t))
+        hits.sort()
+        out = [self._entries[h[2]] for h in hits]
+        return out[:limit] if limit else out

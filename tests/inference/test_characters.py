@@ -1,0 +1,151 @@
+"""Who the bundle knows: the character index, the known-character gallery, declared encoder blocks, and the CLI and
+HTTP answers that show them (tiny ONNX bundles built here; no trained weights)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aiohttp import FormData
+from aiohttp.test_utils import TestClient, TestServer
+
+from bundles import LABELS, make_tiny_bundle
+from inference.api import create_app
+from inference.bundle import Bundle
+from inference.characters import CharacterIndex
+from inference.crop import whole_image
+from inference.embed import Embedder
+from inference.errors import BundleError
+from inference.pipeline import Pipeline
+from inference.result import Character
+from inference.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+KNOWN = [
+    {"tag": "mal_118763", "display": "Rem", "series": "Re:Zero kara Hajimeru Isekai Seikatsu",
+     "url": "https://myanimelist.net/character/118763"},
+    {"tag": "mal_13701", "display": "Mikoto Misaka", "series": None, "url": "https://myanimelist.net/character/13701"},
+    {"tag": "amiya_(arknights)", "display": "Amiya", "series": "Arknights", "url": None},
+    {"tag": "_(fate_grand_order)", "display": "ＢＢ", "series": "Fate/Grand Order", "url": None},
+    {"tag": "hoshino_(blue_archive)", "display": "호시노", "series": "Blue Archive", "url": None},
+]
+
+
+def _picture_embedding(pipe, data: bytes) -> np.ndarray:
+    """The embedding `whois --whole-image` computes for this picture."""
+    w, h = pipe.embedder.size
+    return pipe.embedder(whole_image(pipe.decode(data).image, w, h))[0]
+
+
+@pytest.fixture(scope="module")
+def known_bundle(tmp_path_factory, tiny_pipeline, scene_bytes):
+    """The tiny bundle's models plus five known characters; Rem's prototype is the test picture's embedding."""
+    e = _picture_embedding(tiny_pipeline, scene_bytes)
+    vectors = np.random.default_rng(3).standard_normal((len(KNOWN), len(e)))
+    vectors[0] = e * 10
+    return make_tiny_bundle(tmp_path_factory.mktemp("known_bundle"), known=KNOWN, known_vectors=vectors)
+
+
+@pytest.fixture(scope="module")
+def known_pipeline(known_bundle):
+    return Pipeline.from_bundle(known_bundle, Settings(ort_threads=1))
+
+
+def test_known_characters_are_ranked_with_who_they_are(known_pipeline, scene_bytes):
+    assert len(known_pipeline.characters) == len(known_pipeline.labels) + len(KNOWN)
+    r = known_pipeline.recognize(scene_bytes, top_k=10, whole_image=True)
+    top = r.heads[0].candidates[0]
+    assert top.name == "mal_118763" and top.display == "Rem — Re:Zero kara Hajimeru Isekai Seikatsu"
+    assert top.to_json() == {"name": "mal_118763", "display": "Rem", "series": "Re:Zero kara Hajimeru Isekai Seikatsu",
+                             "probability": round(top.probability, 6), "url": "https://myanimelist.net/character/118763"}
+    # a classifier label without an index entry is described from its tag; no url key when none is known
+    other = next(c for c in r.heads[0].candidates if c.name in known_pipeline.labels)
+    assert other.to_json()["series"] == Character.from_tag(other.name).series and "url" not in other.to_json()
+    probs = [c.probability for c in r.heads[0].candidates]
+    assert probs == sorted(probs, reverse=True) and sum(probs) <= 1.0 + 1e-6
+
+
+def test_search_folds_case_accents_and_order():
+    index = CharacterIndex.build([k["tag"] for k in KNOWN])  # no index file: described from tags
+    assert index.get("amiya_(arknights)").series == "Arknights"
+    described = CharacterIndex({k["tag"]: Character(k["tag"], k["display"], k["series"], k["url"]) for k in KNOWN},
+                               [k["tag"] for k in KNOWN])
+    assert [c.tag for c in described.search("misaka")] == ["mal_13701"]
+    assert [c.tag for c in described.search("MIKOTO  misaka!")] == ["mal_13701"]
+    assert [c.tag for c in described.search("re zero")] == ["mal_118763"]  # by work, punctuation ignored
+    assert [c.tag for c in described.search("호시노")] == ["hoshino_(blue_archive)"]
+    assert [c.tag for c in described.search("ｂｂ")] == ["_(fate_grand_order)"]  # full-width folded
+    assert len(described.search("")) == len(KNOWN) and described.search("nobody") == []
+    assert described.series_count == 4
+
+
+def test_blocks_are_normalised_each_on_its_own(tiny_bundle):
+    b = Bundle.load(tiny_bundle, threads=1)
+    spec = {**b.manifest["encoder"], "blocks": [{"name": "general", "dims": 4}, {"name": "closed", "dims": 12}]}
+    crops = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    e = Embedder(spec, b.sessions["encoder"])(crops)
+    assert e.shape == (3, 16)
+    assert np.allclose(np.linalg.norm(e[:, :4], axis=1), 1) and np.allclose(np.linalg.norm(e[:, 4:], axis=1), 1)
+    plain = Embedder(b.manifest["encoder"], b.sessions["encoder"])(crops)
+    assert np.allclose(np.linalg.norm(plain, axis=1), 1)
+
+
+def test_bundle_refuses_bad_blocks_and_bad_known_gallery(tmp_path):
+    bad = make_tiny_bundle(tmp_path / "a", blocks=[{"name": "general", "dims": 4}, {"name": "closed", "dims": 4}])
+    with pytest.raises(BundleError, match="add up to dim"):
+        Bundle.load(bad, threads=1)
+    wide = make_tiny_bundle(tmp_path / "b", known=KNOWN, known_vectors=np.ones((len(KNOWN), 8)), gallery_dims=4)
+    with pytest.raises(BundleError, match="wrong shapes"):
+        Bundle.load(wide, threads=1)
+    ok = make_tiny_bundle(tmp_path / "c", known=KNOWN, gallery_dims=4,
+                          blocks=[{"name": "general", "dims": 4}, {"name": "closed", "dims": 12}])
+    b = Bundle.load(ok, threads=1)
+    assert b.known.vectors.shape == (len(KNOWN), 4) and b.info()["characters"] == len(b.labels) + len(KNOWN)
+
+
+def test_cli_characters_searches_and_counts(known_bundle):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "inference", "characters", "--bundle", str(known_bundle), *args],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    p = run("rem", "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["characters"] == len(LABELS) + len(KNOWN) and out["matches"] >= 1
+    assert out["results"][0] == {"name": "mal_118763", "display": "Rem", "series": KNOWN[0]["series"],
+                                 "url": KNOWN[0]["url"]}
+    text = run("arknights")
+    assert text.returncode == 0 and f"knows {len(LABELS) + len(KNOWN)} characters" in text.stdout
+    assert "amiya_(arknights)  Amiya  — Arknights" in text.stdout
+    none = run("no such character")
+    assert none.returncode == 1 and "0 matching" in none.stdout
+
+
+async def test_http_whois_characters_and_healthz(known_pipeline, scene_bytes):
+    async with TestClient(TestServer(create_app(known_pipeline, Settings(ort_threads=1)))) as client:
+        await _http_checks(client, scene_bytes)
+
+
+async def _http_checks(client, scene_bytes):
+    form = FormData()
+    form.add_field("file", scene_bytes, filename="art.jpg", content_type="image/jpeg")
+    r = await client.post("/whois?top=2&whole_image=true", data=form)
+    assert r.status == 200
+    body = await r.json()
+    cand = body["heads"][0]["candidates"]
+    assert len(cand) == 2 and cand[0]["name"] == "mal_118763" and cand[0]["url"].endswith("/118763")
+    form = FormData()
+    form.add_field("file", scene_bytes, filename="art.jpg", content_type="image/jpeg")
+    ref = await (await client.post("/dectect/?topN=2&whole_image=true", data=form)).json()
+    assert ref["preds"][0][0][0] == "mal_118763" and set(ref) == {"preds", "head_locs"}  # the seed's JSON, as it was
+    found = await (await client.get("/characters", params={"q": "mikoto misaka"})).json()
+    assert found["matches"] == 2 and {r["name"] for r in found["results"]} == {"mal_13701", "misaka_mikoto"}
+    bad = await client.get("/characters", params={"limit": "lots"})
+    assert bad.status == 400 and "limit" in (await bad.json())["error"]
+    health = await (await client.get("/healthz")).json()
+    assert health["characters"] == len(LABELS) + len(KNOWN) and health["classes"] == len(LABELS)

@@ -1,0 +1,190 @@
+"""Stage 4: the many-character bundle, from an exported general-encoder run and the shipped bundle.
+
+    python -m training.general.bundle RUN [--base models] [--out runs/general/bundle] [--version V]
+
+1. composes the base bundle's encoder with the run's `general.onnx` (compose.py): output
+   [general | closed], declared as `encoder.blocks`; the base linear classifier reads the `closed` block
+   (its weights padded with zeros), galleries compare the `general` block (`classifier.gallery_dims`);
+2. embeds every cached crop (runs/encoder/faces_96.npy, runs/general/chars_96.npy) with the composed graph through
+   `inference.embed.Embedder`, the serving code;
+3. calibrates the known characters' `scale` and `bias` against the linear classifier on two calibration sets
+   (faces/ 'calib' of the 32 classifier characters; half of the held-out outfits, chosen by a hash of the tag),
+   maximising the mean top-1 of the two;
+4. measures, with prototypes built from the training pictures only: unseen outfits (the other half), the fan-art
+   proxy, the 32 characters' faces/ 'val', per source; then writes the bundle with prototypes from *every*
+   picture (what the bundle knows), `characters.json` (who each one is) and the numbers in the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from inference.bundle import make_session, sha256_file
+from inference.embed import Embedder
+from training.common import ROOT, post_bucket
+from training.general import dataset
+from training.general.compose import compose_files
+from training.general.evaluate import prototypes
+
+VERSION = "2026.12.03"
+
+
+def embed_crops(emb: Embedder, imgs96: np.ndarray, bs: int = 128) -> np.ndarray:
+    w, h = emb.size
+    out = []
+    for i in range(0, len(imgs96), bs):
+        crops = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in imgs96[i:i + bs]])
+        out.append(emb(crops))
+    return np.concatenate(out)
+
+
+def scores(lin: np.ndarray, cos: np.ndarray, lin_cols: np.ndarray, scale: float, bias: float) -> np.ndarray:
+    """Per-name probabilities over the gallery's names: softmax over [linear logits | scale * cos + bias], the
+    linear classes' mass added to their names' columns (`lin_cols`: gallery column of each linear class)."""
+    z = np.concatenate([lin, scale * cos + bias], axis=1)
+    z = z - z.max(1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(1, keepdims=True)
+    out = p[:, lin.shape[1]:].copy()
+    np.add.at(out, (slice(None), lin_cols), p[:, : lin.shape[1]])
+    return out
+
+
+def top(p: np.ndarray, y: np.ndarray, k: int = 3) -> dict:
+    if len(y) == 0:
+        return {"top1": None, "top3": None, "n": 0}
+    rank = np.argsort(-p, axis=1)[:, :k]
+    hit = rank == y[:, None]
+    return {"top1": round(float(hit[:, 0].mean()), 4), "top3": round(float(hit.any(1).mean()), 4), "n": int(len(y))}
+
+
+def calibrate(sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]], lin_cols: np.ndarray) -> dict:
+    """(scale, bias) maximising the mean top-1 over `sets` [(linear logits, cosines, true column)], ties broken by
+    the mean NLL."""
+    best = None
+    for scale in (8.0, 12.0, 16.0, 20.0, 25.0, 30.0, 40.0):
+        for bias in np.arange(-12.0, 12.01, 1.0):
+            acc, nll = [], []
+            for lin, cos, y in sets:
+                p = scores(lin, cos, lin_cols, scale, bias)
+                acc.append(float((p.argmax(1) == y).mean()))
+                nll.append(float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean()))
+            key = (round(float(np.mean(acc)), 4), -float(np.mean(nll)))
+            if best is None or key > best[0]:
+                best = (key, scale, float(bias), acc, nll)
+    (_, nll_neg), scale, bias, acc, nll = best
+    return {"scale": scale, "bias": bias, "calib_top1": [round(a, 4) for a in acc],
+            "calib_nll": [round(v, 4) for v in nll]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run")
+    ap.add_argument("--base", type=Path, default=ROOT / "models")
+    ap.add_argument("--out", type=Path, default=dataset.OUT / "bundle")
+    ap.add_argument("--version", default=VERSION)
+    args = ap.parse_args()
+    t0 = time.time()
+    run_dir = dataset.OUT / args.run
+    base = json.loads((args.base / "manifest.json").read_text())
+    out = args.out
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for f in ("detector.onnx",):
+        shutil.copy2(args.base / f, out / f)
+    blocks = compose_files(args.base / base["encoder"]["file"], run_dir / "general.onnx", out / "encoder.onnx")
+    g_dims, c_dims = blocks[0]["dims"], blocks[1]["dims"]
+    enc_spec = {**base["encoder"], "file": "encoder.onnx", "dim": g_dims + c_dims, "blocks": blocks}
+    emb = Embedder(enc_spec, make_session(out / "encoder.onnx", 2))
+
+    data = dataset.load()
+    print(f"embedding {len(data.images)} crops ...", flush=True)
+    e = embed_crops(emb, data.images)
+    eg, ec = e[:, :g_dims], e[:, g_dims:]
+    with np.load(args.base / base["classifier"]["file"]) as z:
+        W, b = np.asarray(z["W"], np.float32), np.asarray(z["b"], np.float32)
+    labels32 = json.loads((args.base / base["labels"]).resolve().read_text())
+    lin = ec @ W.T + b
+
+    tags = [lab.tag for lab in data.labels]
+    col = {t: i for i, t in enumerate(tags)}
+    faces_meta = json.loads((dataset.FACES_CACHE / "faces_meta.json").read_text())
+    nf = len(faces_meta["split"])
+    f_split = np.array(faces_meta["split"] + [""] * (len(e) - nf))
+    half = np.array([post_bucket(data.labels[i].tag, "calib-half") < 0.5 for i in data.identity])
+
+    # measurement: prototypes of the training pictures only (what the encoder and the gallery saw)
+    ids, protos = prototypes(eg, data, data.train)
+    cos = eg @ protos.T
+    y_col = np.searchsorted(ids, data.identity)  # column of the true identity among `ids` (if present)
+    present = np.isin(data.identity, ids)
+    lin_cols_m = np.searchsorted(ids, [col[t] for t in labels32])
+    sets = {
+        "faces_calib": (data.origin == "faces") & (f_split == "calib"),
+        "unseen_outfit_calib": data.val_variant & half,
+        "unseen_outfit": data.val_variant & ~half,
+        "fanart_proxy": data.proxy_query,
+        "faces_val": (data.origin == "faces") & (f_split == "val"),
+    }
+    for k, m in sets.items():
+        sets[k] = m & present
+    cal = calibrate([(lin[m], cos[m], y_col[m]) for m in (sets["faces_calib"], sets["unseen_outfit_calib"])],
+                    lin_cols_m)
+    print("calibration:", json.dumps(cal), flush=True)
+    metrics = {"known_identities_measured": int(len(ids)), "calibration": cal}
+    for k, m in sets.items():
+        p = scores(lin[m], cos[m], lin_cols_m, cal["scale"], cal["bias"])
+        metrics[k] = top(p, y_col[m])
+        metrics[k + "_gallery_only"] = top(cos[m], y_col[m])
+    src = np.array(["faces"] * nf + [r for r in json.loads((dataset.OUT / "chars_meta.json").read_text())["source"]])
+    m = sets["unseen_outfit"] | sets["unseen_outfit_calib"]
+    p_all = scores(lin[m], cos[m], lin_cols_m, cal["scale"], cal["bias"])
+    per = {}
+    for s in sorted(set(src[m])):
+        sm = src[m] == s
+        per[s] = top(p_all[sm], y_col[m][sm])
+    metrics["unseen_outfit_per_source"] = per
+    print(json.dumps(metrics, indent=1), flush=True)
+
+    # the shipped gallery: every picture of every character (faces/: its train and calib splits)
+    ship = (data.origin == "chars") | ((data.origin == "faces") & np.isin(f_split, ["train", "calib"]))
+    sids, sprotos = prototypes(eg, data, ship)
+    names = [tags[i] for i in sids]
+    np.savez_compressed(out / "known.npz", names=np.array(names, dtype=np.str_), vectors=sprotos.astype(np.float16))
+    index = [lab.to_json() for lab in data.labels if lab.tag in set(names) | set(labels32)]
+    for r in index:
+        del r["sources"]
+    (out / "characters.json").write_text(json.dumps(index, ensure_ascii=False, indent=0))
+    Wp = np.concatenate([np.zeros((len(W), g_dims), np.float32), W], axis=1)
+    np.savez(out / "classifier.npz", W=Wp, b=b)
+    shutil.copy2((args.base / base["labels"]).resolve(), out / "chara.json")
+
+    manifest = dict(base)
+    manifest["labels"] = "chara.json"
+    manifest["version"] = args.version
+    manifest["encoder"] = {**enc_spec, "sha256": sha256_file(out / "encoder.onnx")}
+    manifest["classifier"] = {**base["classifier"], "sha256": sha256_file(out / "classifier.npz"),
+                              "gallery_scale": cal["scale"], "gallery_bias": cal["bias"], "gallery_dims": g_dims,
+                              "gallery_compatible": []}
+    manifest["known"] = {"file": "known.npz", "sha256": sha256_file(out / "known.npz"), "characters": len(names),
+                         "scale": cal["scale"], "bias": cal["bias"]}
+    manifest["characters"] = {"file": "characters.json", "sha256": sha256_file(out / "characters.json")}
+    info = json.loads((run_dir / "general_export.json").read_text())
+    manifest.setdefault("metrics", {})
+    manifest["metrics"] = {**base.get("metrics", {}), "coverage": metrics,
+                           "general_encoder": {k: info[k] for k in ("run", "steps", "size", "dim", "bytes")}}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    print(f"bundle {out} ({len(names)} known characters + {len(labels32)} classifier classes) "
+          f"in {time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Stage 1 of the general encoder: cut the head of every picture in ../shared/data/characters, as serving will.
+
+    python -m training.general.data [--bundle models]
+
+Each picture goes through the bundle's own head detector (the serving detector: the crops are what a user's
+picture will give), and the largest head is cut with the bundle's `encoder.crop` rule into a 96x96 RGB crop.
+Where the detector finds no head the picture's kind decides: a game `icon` or an `art-head` is already a head
+(square, with a margin), so it is used whole, like `whois --whole-image`; a MyAnimeList `portrait` with no head
+is kept whole too but marked (`how` = 'whole'), so evaluation can tell. Writes, into `runs/general/`
+(git-ignored, never committed): `chars_96.npy` and `chars_meta.json` (per picture: tag, source, kind, variant,
+split, how). Splits (deterministic, by hash of the tag and variant, see `split.py`): 'train', 'val_variant'
+(one held-out outfit of a character that keeps others in training) and 'heldout_char' (every picture of a
+character left out: for the open-set measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from inference.bundle import Bundle
+from inference.crop import crop_heads
+from inference.detect import Detector
+from training.common import DATA, ROOT, RUNS, imread_rgb
+from training.general.dataset import splits as assign_splits
+from training.general.labels import build
+
+OUT = RUNS / "general"
+SIZE = 96
+
+
+def head_crop(det: Detector, crop: dict, rgb: np.ndarray, size: int = SIZE) -> tuple[np.ndarray, str, float]:
+    """The largest detected head, cut as serving cuts it -> (crop, 'head' | 'whole', score)."""
+    boxes, scores = det(rgb)
+    if len(boxes):
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        i = int(np.argmax(areas * np.sqrt(scores)))
+        return crop_heads(rgb, boxes[i:i + 1], crop, size, size)[0], "head", float(scores[i])
+    h, w = rgb.shape[:2]
+    interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_CUBIC
+    return cv2.resize(rgb, (size, size), interpolation=interp), "whole", 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bundle", default=str(ROOT / "models"))
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    bundle = Bundle.load(args.bundle, threads=2)
+    m = bundle.manifest
+    det = Detector(m["detector"], bundle.sessions.get("detector"), cascade_path=bundle.files["detector"].path)
+    crop = m["encoder"]["crop"]
+    labels, rows, _ = build()
+    splits = assign_splits(labels, rows)
+    crops = np.empty((len(rows), SIZE, SIZE, 3), np.uint8)
+    how, score = [], []
+    for i, r in enumerate(tqdm(rows, desc="heads", mininterval=10)):
+        c, h, s = head_crop(det, crop, imread_rgb(DATA / "characters" / r.path))
+        crops[i] = c
+        how.append(h)
+        score.append(round(s, 3))
+    meta = {
+        "size": SIZE,
+        "paths": [r.path for r in rows],
+        "tag": [r.tag for r in rows],
+        "source": [r.source for r in rows],
+        "kind": [r.kind for r in rows],
+        "variant": [r.variant for r in rows],
+        "split": splits,
+        "how": how,
+        "score": score,
+    }
+    np.save(OUT / "chars_96.npy", crops)
+    (OUT / "chars_meta.json").write_text(json.dumps(meta))
+    found = {k: sum(1 for h, kk in zip(how, meta["kind"]) if kk == k and h == "head") for k in set(meta["kind"])}
+    total = {k: meta["kind"].count(k) for k in found}
+    print(f"{len(rows)} pictures in {time.time() - t0:.0f}s; head found per kind: "
+          + ", ".join(f"{k} {found[k]}/{total[k]}" for k in sorted(found))
+          + "; splits: " + ", ".join(f"{s} {splits.count(s)}" for s in sorted(set(splits))))
+
+
+if __name__ == "__main__":
+    main()

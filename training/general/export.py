@@ -1,0 +1,64 @@
+"""Stage 3: export a general-encoder run to ONNX (mirror pass inside the graph) and check it against torch.
+
+    python -m training.general.export RUN      # -> runs/general/RUN/general.onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from training.encoder.augment import eval_views
+from training.encoder.export import Exported
+from training.encoder.model import Encoder
+from training.general.dataset import OUT
+
+
+def load_run(run: str) -> tuple[Encoder, dict]:
+    ck = torch.load(OUT / run / "encoder.pt", map_location="cpu", weights_only=False)
+    cfg = ck["config"]
+    enc = Encoder(widths=tuple(cfg["widths"]), depths=tuple(cfg["depths"]), dim=cfg["dim"])
+    enc.load_state_dict(ck["state_dict"])
+    return enc.eval(), ck
+
+
+def export(run: str, out: Path | None = None) -> Path:
+    enc, ck = load_run(run)
+    size = ck["config"]["size"]
+    model = Exported(enc, True, size).eval()
+    out = out or OUT / run / "general.onnx"
+    dummy = torch.zeros(2, 3, size, size)
+    torch.onnx.export(model, (dummy,), str(out), input_names=["input0"], output_names=["embedding"],
+                      dynamic_axes={"input0": {0: "batch"}, "embedding": {0: "batch"}}, opset_version=17,
+                      dynamo=False)
+    onnx.checker.check_model(onnx.load(str(out)))
+    x = eval_views(np.random.default_rng(0).integers(0, 256, (16, 96, 96, 3), dtype=np.uint8), size)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input0": x.numpy()})[0]
+    diff = float(np.abs(got - ref).max())
+    info = {"run": run, "steps": ck["steps_done"], "size": size, "dim": ck["config"]["dim"], "flip_tta": True,
+            "bytes": out.stat().st_size, "max_abs_diff": diff, "config": ck["config"]}
+    if diff > 1e-3:
+        raise SystemExit(f"ONNX output differs from torch: max |diff| {diff:.2e}")
+    (out.parent / "general_export.json").write_text(json.dumps(info, indent=1))
+    print(json.dumps({k: v for k, v in info.items() if k != "config"}))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    export(args.run)
+
+
+if __name__ == "__main__":
+    main()

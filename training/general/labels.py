@@ -1,0 +1,159 @@
+"""Who each character is and where it comes from: the label list of the many-character bundle.
+
+    python -m training.general.labels        # prints the counts and the merges
+
+Reads ../shared/data/characters/index.csv (+ series.csv) and ../shared/data/reference/character-series.csv and
+gives one `Label` per identity: `tag` (unique, Danbooru style), `display` (the name as the source writes it),
+`series` (the work, or None when unknown) and `url` (the MyAnimeList page, which lists the anime, when known).
+
+The same person under two sources is merged into one label (the first tag of: a faces/ tag, a game tag),
+and only when the works agree: `same_as` is only a hint (two different "Rem"s share it). A MyAnimeList
+character is merged into a faces/ or game tag when its series (series.csv, or the reference look-up) names the
+same work; Danbooru's tag in series.csv is taken as a match too, and so is a faces/ character (the 32 curated
+ones) when the portrait's series is unknown.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+
+from training.common import DATA, read_face_index
+
+CHARS = DATA / "characters"
+REFERENCE_SERIES = DATA / "reference" / "character-series.csv"
+MAL_URL = "https://myanimelist.net/character/{}"
+
+
+@dataclass(frozen=True)
+class CharRow:
+    path: str  # relative to characters/
+    tag: str  # the merged identity
+    source_tag: str  # the tag as the index writes it
+    source: str
+    kind: str
+    variant: str
+
+
+@dataclass
+class Label:
+    tag: str
+    display: str
+    series: str | None
+    url: str | None
+    sources: list[str]
+
+    def to_json(self) -> dict:
+        return {"tag": self.tag, "display": self.display, "series": self.series, "url": self.url,
+                "sources": self.sources}
+
+
+def _norm(text: str | None) -> str:
+    return re.sub(r"[^a-z0-9]+", "", (text or "").lower())
+
+
+def same_work(a: str | None, b: str | None) -> bool:
+    """Loose comparison of two series names ("Re:Zero kara Hajimeru Isekai Seikatsu" ~ "re:zero ...",
+    "Toradora!" ~ "toradora"): equal or one contains the other, after dropping case and punctuation."""
+    na, nb = _norm(a), _norm(b)
+    if len(na) < 3 or len(nb) < 3:
+        return False
+    return na == nb or na in nb or nb in na
+
+
+def reference_series() -> tuple[dict[str, str], dict[str, str]]:
+    """(danbooru tag -> series, MyAnimeList name -> series) from the reference look-up."""
+    by_tag, by_mal = {}, {}
+    with open(REFERENCE_SERIES, newline="") as f:
+        for r in csv.DictReader(f):
+            series = r["series"] or r["series_zh"]
+            if not series:
+                continue
+            if r["danbooru_tag"].startswith("mal:"):
+                by_mal[r["danbooru_tag"][4:]] = series
+            else:
+                by_tag[r["danbooru_tag"]] = series
+    return by_tag, by_mal
+
+
+def _title(series: str) -> str:
+    """Reference series are lower case ("toaru majutsu no index"): title-case them for display."""
+    return series if any(c.isupper() for c in series) else " ".join(w[:1].upper() + w[1:] for w in series.split())
+
+
+def _face_display(tag: str) -> str:
+    from inference.result import display_name
+
+    name = display_name(tag)
+    return name.split(" — ")[0]
+
+
+def build() -> tuple[list[Label], list[CharRow], list[str]]:
+    """(labels sorted by tag, one CharRow per picture with its merged tag, merge notes)."""
+    by_tag, by_mal = reference_series()
+    with open(CHARS / "index.csv", newline="") as f:
+        index = list(csv.DictReader(f))
+    with open(CHARS / "series.csv", newline="") as f:
+        mal_series = {r["character"]: r for r in csv.DictReader(f)}
+    face_tags = sorted({r.character for r in read_face_index()})
+
+    labels: dict[str, Label] = {}
+    for t in face_tags:
+        s = by_tag.get(t)
+        labels[t] = Label(t, _face_display(t), _title(s) if s else None, None, ["faces"])
+    first: dict[str, dict] = {}
+    for r in index:
+        first.setdefault(r["character"], r)
+    # game characters first, so a MyAnimeList character can be merged into one
+    for tag, r in sorted(first.items(), key=lambda kv: kv[1]["source"] == "myanimelist"):
+        if r["source"] != "myanimelist":
+            labels[tag] = Label(tag, r["name"], r["series"] or None, None, [r["source"]])
+    merged: dict[str, str] = {}
+    notes = []
+    for tag, r in first.items():
+        if r["source"] != "myanimelist":
+            continue
+        ms = mal_series.get(tag, {})
+        series = ms.get("series") or by_mal.get(r["name"]) or None
+        url = MAL_URL.format(tag.split("_", 1)[1])
+        target = None
+        for cand in r["same_as"].split():
+            if cand not in labels or cand in merged.values() and cand not in face_tags:
+                continue
+            other = labels[cand]
+            # a faces/ character (32 curated ones) whose words equal the portrait's: merged even when the
+            # portrait's series is unknown (New Game!'s four have none in series.csv)
+            if ms.get("danbooru_tag") == cand or same_work(series, other.series) or (
+                    series is None and cand in face_tags):
+                target = cand
+                break
+        if target:
+            merged[tag] = target
+            lab = labels[target]
+            lab.url = lab.url or url
+            lab.series = lab.series or series
+            lab.sources.append("myanimelist")
+            notes.append(f"{tag} ({r['name']}, {series}) = {target} ({lab.series})")
+        else:
+            labels[tag] = Label(tag, r["name"], series, url, ["myanimelist"])
+    rows = [CharRow(r["path"], merged.get(r["character"], r["character"]), r["character"], r["source"], r["kind"],
+                    r["variant"]) for r in index]
+    rows.sort(key=lambda r: r.path)
+    return sorted(labels.values(), key=lambda lab: lab.tag), rows, notes
+
+
+def read_characters() -> list[CharRow]:
+    return build()[1]
+
+
+def main() -> None:
+    labels, rows, notes = build()
+    print(f"{len(labels)} labels from {len(rows)} pictures; {sum(1 for lab in labels if lab.series)} with a series, "
+          f"{sum(1 for lab in labels if lab.url)} with a MyAnimeList page; {len(notes)} merges:")
+    for n in notes:
+        print("  " + n)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Stage 2: train the general encoder from a committed config.
+
+    python -m training.general.train training/general/configs/g64.toml
+
+Identities are every character of ../shared/data/characters (merged tags, see labels.py) plus the faces/
+characters, except the pictures of the validation splits (split.py) and the faces/ of the characters that also
+have a MyAnimeList portrait (the fan-art proxy: they must be known from their portrait alone). Each step draws
+P identities (faces/ characters with weight `faces_weight`, the others 1) and two pictures of each (two
+different pictures where it has them, else the same one twice): one augmented view each (geometry, colour, blur,
+line-art swap). Losses: CosFace over all identities on the embedding + SupCon on a projection head. A
+checkpoint and the validation numbers (evaluate.py's, on the quick path) are written every `eval_every` steps,
+so a stopped run loses little: `--resume` goes on from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from training.encoder.augment import make_views
+from training.encoder.lineart import random_lineart
+from training.encoder.model import Encoder, Projector
+from training.encoder.train import CosFace, supcon
+from training.general import dataset
+from training.general.evaluate import quick_numbers
+
+OUT = dataset.OUT
+
+
+@dataclass(frozen=True)
+class Config:
+    run: str
+    size: int = 64
+    dim: int = 256
+    depths: tuple = (1, 2, 2, 2)
+    widths: tuple = (32, 64, 128, 256)
+    p: int = 96
+    steps: int = 20000
+    max_minutes: float = 0.0
+    lr: float = 3e-3
+    wd: float = 0.05
+    tau: float = 0.1
+    cf_s: float = 24.0
+    cf_m: float = 0.2
+    cosface: float = 1.0
+    supcon: float = 1.0
+    p_line: float = 0.2
+    faces_weight: float = 8.0
+    threads: int = 2
+    eval_every: int = 1000
+    seed: int = 0
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        raw = tomllib.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        extra = set(raw) - known
+        if extra:
+            raise SystemExit(f"{path}: unknown keys {sorted(extra)}")
+        for k in ("depths", "widths"):
+            if k in raw:
+                raw[k] = tuple(raw[k])
+        return cls(**raw)
+
+
+def lineart(imgs: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack([random_lineart(im, rng)[:, :, 0] for im in tqdm(imgs, desc="line art", mininterval=10)])[:, None]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("config")
+    ap.add_argument("--resume", action="store_true")
+    args = ap.parse_args()
+    cfg = Config.load(args.config)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    run_dir = OUT / cfg.run
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    data = dataset.load()
+    imgs, ident = data.images, data.identity
+    tr = np.where(data.train)[0]
+    lines = lineart(imgs, cfg.seed)
+    ids = sorted(set(ident[tr].tolist()))
+    remap = {c: i for i, c in enumerate(ids)}
+    by_id = {c: [] for c in ids}
+    for i in tr:
+        by_id[int(ident[i])].append(int(i))
+    by_id = {c: np.array(v) for c, v in by_id.items()}
+    w = np.array([cfg.faces_weight if data.is_face_identity[c] else 1.0 for c in ids])
+    id_p = w / w.sum()
+    print(f"training on {len(ids)} identities, {len(tr)} pictures ({int(data.is_face_identity[ids].sum())} faces/ "
+          f"identities); val_variant {int(data.val_variant.sum())}, proxy {int(data.proxy_query.sum())}", flush=True)
+
+    model = Encoder(widths=cfg.widths, depths=cfg.depths, dim=cfg.dim)
+    proj = Projector(cfg.dim)
+    cosface = CosFace(cfg.dim, len(ids), s=cfg.cf_s, m=cfg.cf_m)
+    params = list(model.parameters()) + list(proj.parameters()) + list(cosface.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.wd)
+    history = {"config": {f.name: getattr(cfg, f.name) for f in fields(cfg)}, "step": [], "loss": [], "eval": [],
+               "minutes_before": 0.0}
+    start = 0
+    ck_path = run_dir / "encoder.pt"
+    if args.resume and ck_path.exists():
+        ck = torch.load(ck_path, weights_only=False)
+        model.load_state_dict(ck["state_dict"])
+        proj.load_state_dict(ck["proj"])
+        cosface.load_state_dict(ck["cosface"])
+        opt.load_state_dict(ck["opt"])
+        start = ck["steps_done"]
+        history = json.loads((run_dir / "history.json").read_text())
+        history["minutes_before"] = history.get("minutes", 0.0)
+        print(f"resumed at step {start}", flush=True)
+    warm = max(1, cfg.steps // 30)
+    t0 = time.time() - history["minutes_before"] * 60
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return cfg.lr * (step + 1) / warm
+        prog = (step - warm) / max(1, cfg.steps - warm)
+        if cfg.max_minutes:
+            prog = max(prog, (time.time() - t0) / (cfg.max_minutes * 60))
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, prog)))
+
+    def save(done: int) -> None:
+        torch.save({"state_dict": model.state_dict(), "proj": proj.state_dict(), "cosface": cosface.state_dict(),
+                    "opt": opt.state_dict(), "steps_done": done, "config": history["config"]}, ck_path)
+        history["minutes"] = round((time.time() - t0) / 60, 2)
+        history["steps_done"] = done
+        (run_dir / "history.json").write_text(json.dumps(history))
+
+    bar = tqdm(range(start, cfg.steps), desc=cfg.run, mininterval=15, initial=start, total=cfg.steps)
+    done = start
+    for step in bar:
+        cls = rng.choice(ids, size=cfg.p, replace=False, p=id_p)
+        pick = []
+        for c in cls:
+            pool = by_id[int(c)]
+            pick.extend(rng.choice(pool, 2, replace=len(pool) < 2))
+        idx = np.array(pick)
+        y = torch.tensor([remap[int(c)] for c in ident[idx]])
+        x = make_views(imgs[idx], lines[idx], cfg.size, g, cfg.p_line)
+        for gr in opt.param_groups:
+            gr["lr"] = lr_at(step)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            e = model(x)
+            z = proj(e)
+        l_sup = supcon(z, y, cfg.tau)
+        l_cf = cosface(e, y)
+        loss = cfg.supcon * l_sup + cfg.cosface * l_cf
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        done = step + 1
+        if step % 10 == 0:
+            history["step"].append(done)
+            history["loss"].append(round(loss.item(), 4))
+            bar.set_postfix(loss=f"{loss.item():.3f}", sup=f"{l_sup.item():.3f}", cf=f"{l_cf.item():.3f}")
+        last = done == cfg.steps or (cfg.max_minutes and time.time() - t0 > cfg.max_minutes * 60)
+        if done % cfg.eval_every == 0 or last:
+            ev = quick_numbers(model, data, cfg.size)
+            ev.update(step=done, minutes=round((time.time() - t0) / 60, 2))
+            history["eval"].append(ev)
+            print(json.dumps(ev), flush=True)
+            save(done)
+        if last:
+            break
+    save(done)
+    print(f"done {done} steps in {history['minutes']} min -> {ck_path}")
+
+
+if __name__ == "__main__":
+    main()
