@@ -52,7 +52,7 @@ VOLUME ["/data"]
 
 # Healthy while the bot is connected to Discord: it touches HEALTH_FILE every 30 s.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["python", "-c", "import os, sys, time; f = os.environ['HEALTH_FILE']; sys.exit(0 if os.path.exists(f) and time.time() - os.path.getmtime(f) < 120 else 1)"]
+    CMD ["python", "-c", "import os, sys, time; f = os.environ.get('HEALTH_FILE') or '/tmp/crystal-eyes.health'; sys.exit(0 if os.path.exists(f) and time.time() - os.path.getmtime(f) < 120 else 1)"]
 
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["python", "bot.py"]

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands, tasks
@@ -231,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 5
+    except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"crystal-eyes: cannot reach Discord ({reason}); check the network and DNS, then start again",
+              file=sys.stderr)
+        return 6
     return 0
 
 

@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 25
 
 
+def _fold_like(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
 def _line(c: Character) -> str:
     name = discord.utils.escape_markdown(c.display)
     name = f"[{name}]({c.url})" if c.url else name
@@ -38,7 +42,7 @@ class CharacterPages(discord.ui.View):
         super().__init__(timeout=timeout)
         self.owner_id = owner_id
         self.title = title
-        self.lines = [f"\N{BUSTS IN SILHOUETTE} {display_name(n)}" for n in server] + [_line(c) for c in model]
+        self.lines = [f"\N{BUSTS IN SILHOUETTE} {n}" for n in server] + [_line(c) for c in model]
         self.n_server = len(server)
         self.n_model = len(model)
         self.total = len(model) if total is None else total
@@ -118,7 +122,7 @@ class GalleryCog(commands.Cog, name="Gallery"):
         await interaction.response.defer(thinking=True, ephemeral=True)
         data = await image.read()
         try:
-            count = await self.bot.recognizer.run(self._enroll, interaction.guild_id, name, data, whole)
+            count = await self.bot.recognizer.run(self._enroll, interaction.guild_id, character, data, whole)
         except Busy as exc:
             await interaction.followup.send(str(exc), ephemeral=True)
             return
@@ -133,7 +137,8 @@ class GalleryCog(commands.Cog, name="Gallery"):
         log.info("guild %s: user %s taught %r", interaction.guild_id, interaction.user.id, name)
         examples = f" ({count} pictures of them now)" if count > 1 else ""
         await interaction.followup.send(
-            f"Learned **{display_name(name)}**{examples}. Every recognition on this server now considers them.",
+            f"Learned **{discord.utils.escape_markdown(self.bot.galleries.display(interaction.guild_id, name))}** "
+            f"(tag `{name}`){examples}. Every recognition on this server now considers them.",
             ephemeral=True,
         )
 
@@ -168,13 +173,17 @@ class GalleryCog(commands.Cog, name="Gallery"):
     async def forget_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice]:
         names = self.bot.galleries.names(interaction.guild_id)
         needle = to_tag(current)
-        return [app_commands.Choice(name=display_name(n)[:100], value=n) for n in names if needle in n][:25]
+        gid = interaction.guild_id
+        return [app_commands.Choice(name=self.bot.galleries.display(gid, n)[:100], value=n)
+                for n in names if needle in n][:25]
 
     @app_commands.command(name="characters", description="Search the characters I know, with their works")
     @app_commands.describe(search="A name, part of one, or a work (e.g. 'Rem', 'misaka', 'Re:Zero')")
     async def characters(self, interaction: discord.Interaction, search: str | None = None) -> None:
         index = self.bot.pipeline.characters
-        server = self.bot.galleries.names(interaction.guild_id)
+        taught = self.bot.galleries.names(interaction.guild_id)
+        shown = {n: self.bot.galleries.display(interaction.guild_id, n) for n in taught}
+        server = taught
         if search and search in index:  # a pick from the autocomplete list: that one character
             model = [index.get(search)]
             server = [n for n in server if n == search]
@@ -182,7 +191,8 @@ class GalleryCog(commands.Cog, name="Gallery"):
             model = index.search(search or "")
             if search:
                 needle = to_tag(search)
-                server = [n for n in server if needle in n]
+                server = [n for n in server if needle in n or _fold_like(search) in shown[n].casefold()]
+        server = [shown[n] for n in server]
         title = f"Characters I know matching “{search[:50]}”" if search else "Characters I know"
         view = CharacterPages(owner_id=interaction.user.id, title=title, server=server, model=model,
                               works=index.series_count, total=len(index))

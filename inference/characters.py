@@ -31,6 +31,7 @@ class KnownGallery:
     vectors: np.ndarray  # (G, dims) unit rows
     scale: float
     bias: float
+    mode: str = "joint"  # how they combine with the classifier: "joint" softmax or "gate" (inference/classify.py)
 
     @classmethod
     def load(cls, path: Path, spec: dict, dims: int) -> KnownGallery:
@@ -46,7 +47,10 @@ class KnownGallery:
         if len(set(names)) != len(names):
             raise BundleError(f"Known-character gallery {path.name} has duplicate names.")
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return cls(names, vectors, float(spec.get("scale", 16.0)), float(spec.get("bias", 0.0)))
+        mode = spec.get("mode", "joint")
+        if mode not in ("joint", "gate"):
+            raise BundleError(f"known.mode must be 'joint' or 'gate', not {mode!r}.")
+        return cls(names, vectors, float(spec.get("scale", 16.0)), float(spec.get("bias", 0.0)), mode)
 
 
 def _fold(text: str) -> str:

@@ -78,21 +78,37 @@ class Classifier:
         part = gallery_view(emb, self.gallery_dims) if self.gallery_dims else emb
         return k.scale * (part @ k.vectors.T) + k.bias
 
+    def probabilities(self, emb: np.ndarray, gallery: Gallery | None = None) -> tuple[np.ndarray, list, list]:
+        """(N, K) probabilities over the names (classifier labels, known characters, enrolled ones; a name may
+        repeat), the names and their sources. With the known gallery's mode 'gate' the prototypes (known and
+        enrolled) decide how likely the head is one of the classifier's characters, and the classifier shares that
+        mass among them; with 'joint' (and without a known gallery) all logits go into one softmax."""
+        lin = self.logits(emb) / self.temperature
+        names, sources = list(self.labels), ["model"] * len(self.labels)
+        z, gnames = [], []
+        if self.known is not None and len(self.known.names):
+            z.append(self.known_logits(emb))
+            gnames += self.known.names
+            sources += ["model"] * len(self.known.names)
+        if gallery is not None and len(gallery):
+            enrolled, protos = gallery.prototypes()
+            z.append(self.gallery_logits(emb, protos))
+            gnames += enrolled
+            sources += ["gallery"] * len(enrolled)
+        names += gnames
+        if self.known is not None and self.known.mode == "gate" and z:
+            g = softmax(np.concatenate(z, axis=1).astype(np.float64))
+            mine = set(self.labels)
+            in_labels = np.array([n in mine for n in gnames])
+            share = g[:, in_labels].sum(1, keepdims=True)
+            g[:, in_labels] = 0.0
+            return np.concatenate([share * softmax(lin.astype(np.float64)), g], axis=1), names, sources
+        return softmax(np.concatenate([lin, *z], axis=1).astype(np.float64)), names, sources
+
     def __call__(self, emb: np.ndarray, top_k: int = 3, gallery: Gallery | None = None) -> list[list[Candidate]]:
         if len(emb) == 0:
             return []
-        z = [self.logits(emb) / self.temperature]
-        names, sources = list(self.labels), ["model"] * len(self.labels)
-        if self.known is not None and len(self.known.names):
-            z.append(self.known_logits(emb))
-            names += self.known.names
-            sources += ["model"] * len(self.known.names)
-        if gallery is not None and len(gallery):
-            gnames, protos = gallery.prototypes()
-            z.append(self.gallery_logits(emb, protos))
-            names += gnames
-            sources += ["gallery"] * len(gnames)
-        p = softmax(np.concatenate(z, axis=1).astype(np.float64))
+        p, names, sources = self.probabilities(emb, gallery)
         top_k = max(1, int(top_k))
         n_best = min(p.shape[1], top_k * 2 + 2)
         out = []
@@ -105,10 +121,12 @@ class Classifier:
                 if sources[j] == "gallery":
                     e[1] = "gallery"
             ranked = sorted(merged.items(), key=lambda kv: -kv[1][0])[:top_k]
-            out.append([Candidate(n, prob, src, self._who(n, src)) for n, (prob, src) in ranked])
+            out.append([Candidate(n, prob, src, self._who(n, src, gallery)) for n, (prob, src) in ranked])
         return out
 
-    def _who(self, name: str, source: str):
-        if self.characters is None or source == "gallery":
+    def _who(self, name: str, source: str, gallery: Gallery | None):
+        if source == "gallery" and gallery is not None:
+            return gallery.character(name)
+        if self.characters is None:
             return None
         return self.characters.get(name) if name in self.characters else None

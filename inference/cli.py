@@ -38,12 +38,24 @@ def _gallery(pipe, path: str | None, create: bool = False):
 
 
 # -- whois ---------------------------------------------------------------------------------------
+def _out_target(out: str | None, n_images: int) -> tuple[Path | None, Path | None]:
+    """`--out`: (file, None) for a path ending in .png/.jpg/.jpeg with one input picture, else (None, directory)."""
+    if not out:
+        return None, None
+    path = Path(out)
+    if path.suffix.lower() in (".png", ".jpg", ".jpeg") and not path.is_dir():
+        if n_images != 1:
+            raise ValueError(f"--out {out} names one picture but {n_images} were given; pass a directory instead")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path, None
+    path.mkdir(parents=True, exist_ok=True)
+    return None, path
+
+
 def cmd_whois(args, settings: Settings) -> int:
     pipe = _pipeline(args, settings)
     gallery = _gallery(pipe, args.gallery)
-    out_dir = Path(args.out) if args.out else None
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    out_file, out_dir = _out_target(args.out, len(args.images))
     failed = 0
     for path in args.images:
         try:
@@ -58,8 +70,11 @@ def cmd_whois(args, settings: Settings) -> int:
             else:
                 print(f"{path}: error: {msg}", flush=True)
             continue
-        if out_dir:
-            (out_dir / (Path(path).stem + ".png")).write_bytes(pipe.annotate(result, "PNG"))
+        if out_file or out_dir:
+            target = out_file or out_dir / (Path(path).stem + ".png")
+            fmt = "JPEG" if target.suffix.lower() in (".jpg", ".jpeg") else "PNG"
+            target.write_bytes(pipe.annotate(result, fmt))
+            print(f"{path}: annotated picture -> {target}", file=sys.stderr, flush=True)
         if args.json:
             print(json.dumps({"image": path, "heads": [
                 {"box": list(h.box), "score": round(h.score, 4), "candidates": [c.to_json() for c in h.candidates]}
@@ -92,7 +107,9 @@ def cmd_enroll(args, settings: Settings) -> int:
 
     tag = gallery.add(args.character, np.stack(vectors))
     gallery.save(args.gallery)
-    print(f"enrolled {len(vectors)} picture(s) of {tag} into {args.gallery} "
+    shown = gallery.display(tag)
+    named = f"{shown!r} (tag {tag})" if shown != tag else tag
+    print(f"enrolled {len(vectors)} picture(s) of {named} into {args.gallery} "
           f"({gallery.count(tag)} in total for it, {len(gallery)} character(s)) in {time.perf_counter() - t0:.2f} s")
     return 1 if failed else 0
 
@@ -212,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--whole-image", action="store_true", help="treat each picture as one head crop")
     w.add_argument("--gallery", help="gallery file of enrolled characters (.npz)")
     w.add_argument("--threshold", type=float, default=None, help="'not sure' below this top-1 probability")
-    w.add_argument("--out", help="write annotated pictures into this directory")
+    w.add_argument("--out", help="write the annotated picture to this .png/.jpg file (one input), or the annotated "
+                                 "pictures into this directory")
     bundle_opt(w)
     w.set_defaults(func=cmd_whois)
 

@@ -23,10 +23,15 @@ from .errors import GalleryError
 _NOT_TAG = re.compile(r"[^\w().:'!?&+\-]+", re.UNICODE)
 
 
+_SEPARATORS = re.compile(r"[\s・･·•‧=＝]+")
+
+
 def to_tag(name: str) -> str:
     """What a user types -> a Danbooru-style tag: ``Aqua (Konosuba)`` -> ``aqua_(konosuba)``,
-    ``Mori Calliope`` -> ``mori_calliope``. May be empty (nothing usable was typed); at most 100 characters."""
-    tag = str(name).strip().lower()
+    ``Mori Calliope`` -> ``mori_calliope``, ``モンキー・D・ルフィ`` -> ``モンキー_d_ルフィ`` (a middle dot separates words).
+    May be empty (nothing usable was typed); at most 100 characters. The name as typed is kept for display
+    (`Gallery.add`)."""
+    tag = _SEPARATORS.sub(" ", str(name)).strip().lower()
     tag = re.sub(r"\s*\(\s*", "_(", tag)
     tag = re.sub(r"\s*\)\s*", ")", tag)
     tag = re.sub(r"\s+", "_", tag)
@@ -52,6 +57,18 @@ class Gallery:
         self._names: list[str] = list(names or [])
         self._vectors = np.zeros((0, self.dim), np.float32) if vectors is None else l2_normalize(vectors)
         self._protos: tuple[list[str], np.ndarray] | None = None
+        self._display: dict[str, str] = {}  # tag -> the name as it was typed
+
+    def display(self, tag: str) -> str:
+        """The name as it was first taught ("モンキー・D・ルフィ"), or the tag's display form for older galleries."""
+        from .result import Character
+
+        return self._display.get(tag) or Character.from_tag(tag).title
+
+    def character(self, tag: str):
+        from .result import Character
+
+        return Character(tag, self.display(tag))
 
     def __len__(self) -> int:
         return len(set(self._names))
@@ -65,6 +82,8 @@ class Gallery:
 
     def add(self, name: str, vectors: np.ndarray) -> str:
         tag = normalize_name(name)
+        typed = " ".join(str(name).split())[:100]
+        self._display.setdefault(tag, typed)
         v = l2_normalize(np.asarray(vectors, np.float32).reshape(-1, self.dim))
         self._names.extend([tag] * len(v))
         self._vectors = np.concatenate([self._vectors, v])
@@ -78,6 +97,8 @@ class Gallery:
         self._names = [self._names[i] for i in keep]
         self._vectors = self._vectors[keep] if keep else np.zeros((0, self.dim), np.float32)
         self._protos = None
+        if removed:
+            self._display.pop(tag, None)
         return removed
 
     def prototypes(self) -> tuple[list[str], np.ndarray]:
@@ -98,8 +119,11 @@ class Gallery:
         fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp.npz", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
+                shown = sorted(self._display.items())
                 np.savez(f, encoder_id=np.array(self.encoder_id), names=np.array(self._names, dtype=np.str_),
-                         vectors=self._vectors.astype(np.float32))
+                         vectors=self._vectors.astype(np.float32),
+                         display_tags=np.array([t for t, _ in shown], dtype=np.str_),
+                         display_names=np.array([d for _, d in shown], dtype=np.str_))
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -115,6 +139,8 @@ class Gallery:
                 made_by = str(z["encoder_id"])
                 names = [str(n) for n in z["names"]]
                 vectors = np.asarray(z["vectors"], np.float32)
+                shown = dict(zip((str(t) for t in z["display_tags"]), (str(d) for d in z["display_names"]))) \
+                    if "display_tags" in z else {}
         except FileNotFoundError:
             raise GalleryError(f"Gallery file {path} does not exist.") from None
         except Exception as e:
@@ -125,7 +151,9 @@ class Gallery:
         width_ok = vectors.ndim == 2 and (vectors.shape[1] == dim if own else vectors.shape[1] >= dims)
         if not width_ok or len(names) != len(vectors):
             raise GalleryError(f"Gallery {path.name} has wrong shapes ({vectors.shape}, {len(names)} names).")
-        return cls(encoder_id, dim, names, vectors if own else _compared(vectors, dims, dim), dims)
+        gallery = cls(encoder_id, dim, names, vectors if own else _compared(vectors, dims, dim), dims)
+        gallery._display = {t: d for t, d in shown.items() if t in set(names)}
+        return gallery
 
 
 def _compared(vectors: np.ndarray, dims: int, dim: int) -> np.ndarray:

@@ -229,6 +229,15 @@ class Galleries:
         gallery = self.get(guild_id)
         return sorted(set(gallery.names)) if gallery is not None else []
 
+    def display(self, guild_id: int | None, tag: str) -> str:
+        """The name as it was taught on this server."""
+        gallery = self.get(guild_id)
+        if gallery is None:
+            from inference.result import Character
+
+            return Character.from_tag(tag).title
+        return gallery.display(tag)
+
     def enroll(self, guild_id: int, name: str, vec) -> int:
         """Add one example of `name`; returns how many examples of it the guild now has."""
         with self._lock:

@@ -115,3 +115,18 @@ async def test_heartbeat_file_for_the_container_healthcheck(tmp_path, make_bot):
     async with simcord.run(make_bot(health_file=str(health))) as env:
         await env.advance_time(31)
         assert health.is_file() and float(health.read_text()) > 0
+
+
+def test_no_route_to_discord_is_one_clear_line(tmp_path, tiny_bundle, monkeypatch, capsys, restore_root_logger):
+    """With no network the login's real aiohttp connection fails (here: Discord's API pointed at a closed port on
+    127.0.0.1): one line on stderr and exit code 6, no traceback."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DISCORD_TOKEN", "abc.def.ghi")
+    monkeypatch.setenv("BUNDLE_DIR", str(tiny_bundle))
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr(discord.http.Route, "BASE", "http://127.0.0.1:9/api/v10")
+    assert bot_module.main() == 6
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("crystal-eyes:")]
+    assert len(lines) == 1 and "cannot reach Discord" in lines[0]
+    assert "Traceback" not in err

@@ -149,3 +149,29 @@ async def _http_checks(client, scene_bytes):
     assert bad.status == 400 and "limit" in (await bad.json())["error"]
     health = await (await client.get("/healthz")).json()
     assert health["characters"] == len(LABELS) + len(KNOWN) and health["classes"] == len(LABELS)
+
+
+def test_gate_mode_shares_the_classifiers_mass_by_the_prototypes(tmp_path):
+    """'gate': the prototypes say how likely the head is one of the classifier's characters; the classifier shares
+    that mass among its own. 'joint': one softmax over everything. Both sum to 1 over the names."""
+    from inference.characters import KnownGallery
+    from inference.classify import Classifier
+
+    labels = ["a", "b"]
+    W = np.array([[5.0, 0, 0, 0], [0, 5.0, 0, 0]], np.float32)
+    protos = np.eye(4, dtype=np.float32)  # known: a, b (also classifier labels), x, y
+    emb = np.array([[0.0, 0.0, 1.0, 0.0], [0.6, 0.0, 0.0, 0.8]], np.float32)  # x's head; a head near y and a
+    spec = {"format": "linear_npz", "temperature": 1.0}
+    for mode in ("gate", "joint"):
+        known = KnownGallery(["a", "b", "x", "y"], protos, 20.0, 0.0, mode)
+        clf = Classifier(spec, labels, weights=(W, np.zeros(2, np.float32)), known=known)
+        p, names, _ = clf.probabilities(emb)
+        assert np.allclose(p.sum(1), 1.0) and names == ["a", "b", "a", "b", "x", "y"]
+        top = clf(emb, top_k=2)
+        assert top[0][0].name == "x"
+        if mode == "gate":
+            # the linear classifier alone would say 'a' with ~99 %; the prototypes put most mass on y
+            assert top[1][0].name == "y" and 0 < p[1, 0] < p[1, 5]
+    np.savez(tmp_path / "known.npz", names=np.array(["a"]), vectors=np.ones((1, 4)))
+    with pytest.raises(BundleError, match="known.mode"):
+        KnownGallery.load(tmp_path / "known.npz", {"mode": "both"}, 4)

@@ -47,6 +47,7 @@ def test_name_in_model_and_gallery_is_merged(tiny_pipeline, scene_bytes):
         ("<@123> hi", "123_hi"),
         ("Aqua ( Konosuba )", "aqua_(konosuba)"),
         ("  ", ""),
+        ("モンキー・D・ルフィ", "モンキー_d_ルフィ"),
     ],
 )
 def test_to_tag(typed, tag):
@@ -173,3 +174,17 @@ def test_bundle_refuses_a_gallery_compatible_list_that_is_not_checksums(tiny_bun
     (b / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(BundleError, match="gallery_compatible"):
         Bundle.load(b)
+
+
+def test_the_name_is_kept_as_typed_across_save_and_load(tmp_path, tiny_pipeline, scene_bytes):
+    g = tiny_pipeline.new_gallery()
+    vec = tiny_pipeline.embed_for_enroll(scene_bytes, whole_image=True)
+    tag = g.add("モンキー・D・ルフィ", vec[None])
+    assert tag == "モンキー_d_ルフィ" and g.display(tag) == "モンキー・D・ルフィ"
+    g.save(tmp_path / "g.npz")
+    back = tiny_pipeline.load_gallery(tmp_path / "g.npz")
+    assert back.display(tag) == "モンキー・D・ルフィ"
+    r = tiny_pipeline.recognize(scene_bytes, whole_image=True, gallery=back)
+    top = r.heads[0].candidates[0]
+    assert top.name == tag and top.source == "gallery" and top.to_json()["display"] == "モンキー・D・ルフィ"
+    assert back.remove("モンキー・D・ルフィ") == 1 and back.display(tag) != "モンキー・D・ルフィ"

@@ -68,3 +68,18 @@ def test_bundle_error_is_one_clear_line(tmp_path, shared):
 def test_top_out_of_range(tiny_bundle, top, shared):
     p = cli("whois", "--top", top, "--bundle", tiny_bundle, shared / "scenes/misc/kiyoshimu-test0.jpg")
     assert p.returncode == 2 and "--top" in p.stderr
+
+
+def test_out_is_a_file_for_one_picture_and_a_directory_otherwise(tiny_bundle, shared, tmp_path):
+    good = shared / "scenes" / "misc" / "kiyoshimu-test0.jpg"
+    p = cli("whois", "--bundle", tiny_bundle, "--out", tmp_path / "annotated.png", good)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "annotated.png").is_file() and (tmp_path / "annotated.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"annotated picture -> {tmp_path / 'annotated.png'}" in p.stderr
+    j = cli("whois", "--bundle", tiny_bundle, "--out", tmp_path / "sub" / "a.jpg", good)
+    assert j.returncode == 0 and (tmp_path / "sub" / "a.jpg").read_bytes()[:2] == b"\xff\xd8"
+    many = cli("whois", "--bundle", tiny_bundle, "--out", tmp_path / "two.png", good, good)
+    assert many.returncode == 2 and "names one picture" in many.stderr and not (tmp_path / "two.png").exists()
+    d = cli("whois", "--bundle", tiny_bundle, "--out", tmp_path / "dir", good)
+    assert d.returncode == 0 and (tmp_path / "dir" / "kiyoshimu-test0.png").is_file()
+    assert f"-> {tmp_path / 'dir' / 'kiyoshimu-test0.png'}" in d.stderr

@@ -50,3 +50,15 @@ def test_code_is_in_the_image_and_tests_are_not():
     for rel in ("bot.py", "inference/pipeline.py", "cogs/recognition.py", "service/storage.py"):
         assert in_image(rel), rel
     assert not in_image("tests/conftest.py") and ignored(".env") and not ignored(".env.example")
+
+
+def test_a_copied_env_example_keeps_the_health_check_working():
+    """compose's env_file would let `HEALTH_FILE=` in a copied .env.example override the image's value and turn
+    the heartbeat off (the container then never becomes healthy): the example leaves it unset, compose sets it
+    after env_file, and the HEALTHCHECK falls back to the image's path."""
+    env = (ROOT / ".env.example").read_text().splitlines()
+    assert not any(line.strip().startswith("HEALTH_FILE=") for line in env)
+    compose = (ROOT / "compose.yaml").read_text()
+    assert "HEALTH_FILE: /tmp/crystal-eyes.health" in compose.split("environment:")[1].split("volumes:")[0]
+    docker = (ROOT / "Dockerfile").read_text()
+    assert "os.environ.get('HEALTH_FILE') or '/tmp/crystal-eyes.health'" in docker

@@ -45,16 +45,29 @@ def embed_crops(emb: Embedder, imgs96: np.ndarray, bs: int = 128) -> np.ndarray:
     return np.concatenate(out)
 
 
-def scores(lin: np.ndarray, cos: np.ndarray, lin_cols: np.ndarray, scale: float, bias: float) -> np.ndarray:
-    """Per-name probabilities over the gallery's names: softmax over [linear logits | scale * cos + bias], the
-    linear classes' mass added to their names' columns (`lin_cols`: gallery column of each linear class)."""
-    z = np.concatenate([lin, scale * cos + bias], axis=1)
-    z = z - z.max(1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(1, keepdims=True)
+def scores(lin: np.ndarray, cos: np.ndarray, lin_cols: np.ndarray, scale: float, bias: float,
+           mode: str = "joint") -> np.ndarray:
+    """Per-name probabilities over the gallery's names (`lin_cols`: gallery column of each linear class), as
+    `inference/classify.py` computes them:
+    - 'joint': one softmax over [linear logits | scale * cos + bias], the linear classes' mass added to their names;
+    - 'gate': a softmax over the gallery (scale * cos) says how likely the head is one of the classifier's
+      characters (their mass, P); the linear softmax shares P among them, the others keep their gallery mass."""
+    if mode == "gate":
+        g = _softmax(scale * cos)
+        p32 = g[:, lin_cols].sum(1, keepdims=True)
+        out = g.copy()
+        out[:, lin_cols] = p32 * _softmax(lin)
+        return out
+    p = _softmax(np.concatenate([lin, scale * cos + bias], axis=1))
     out = p[:, lin.shape[1]:].copy()
     np.add.at(out, (slice(None), lin_cols), p[:, : lin.shape[1]])
     return out
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(1, keepdims=True)
 
 
 def top(p: np.ndarray, y: np.ndarray, k: int = 3) -> dict:
@@ -66,21 +79,23 @@ def top(p: np.ndarray, y: np.ndarray, k: int = 3) -> dict:
 
 
 def calibrate(sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]], lin_cols: np.ndarray) -> dict:
-    """(scale, bias) maximising the mean top-1 over `sets` [(linear logits, cosines, true column)], ties broken by
-    the mean NLL."""
+    """(mode, scale, bias) maximising the mean top-1 over `sets` [(linear logits, cosines, true column)], ties broken
+    by the mean NLL. Both ways of combining (see `scores`) are tried."""
     best = None
-    for scale in (8.0, 12.0, 16.0, 20.0, 25.0, 30.0, 40.0):
-        for bias in np.arange(-12.0, 12.01, 1.0):
-            acc, nll = [], []
-            for lin, cos, y in sets:
-                p = scores(lin, cos, lin_cols, scale, bias)
-                acc.append(float((p.argmax(1) == y).mean()))
-                nll.append(float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean()))
-            key = (round(float(np.mean(acc)), 4), -float(np.mean(nll)))
-            if best is None or key > best[0]:
-                best = (key, scale, float(bias), acc, nll)
-    (_, nll_neg), scale, bias, acc, nll = best
-    return {"scale": scale, "bias": bias, "calib_top1": [round(a, 4) for a in acc],
+    grid = [("gate", scale, 0.0) for scale in (8.0, 12.0, 16.0, 20.0, 25.0, 30.0, 40.0, 50.0)]
+    grid += [("joint", scale, float(bias)) for scale in (8.0, 12.0, 16.0, 20.0, 25.0, 30.0, 40.0)
+             for bias in np.arange(-24.0, 12.01, 1.0)]
+    for mode, scale, bias in grid:
+        acc, nll = [], []
+        for lin, cos, y in sets:
+            p = scores(lin, cos, lin_cols, scale, bias, mode)
+            acc.append(float((p.argmax(1) == y).mean()))
+            nll.append(float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean()))
+        key = (round(float(np.mean(acc)), 4), -float(np.mean(nll)))
+        if best is None or key > best[0]:
+            best = (key, mode, scale, bias, acc, nll)
+    _, mode, scale, bias, acc, nll = best
+    return {"mode": mode, "scale": scale, "bias": bias, "calib_top1": [round(a, 4) for a in acc],
             "calib_nll": [round(v, 4) for v in nll]}
 
 
@@ -100,14 +115,21 @@ def main() -> None:
     out.mkdir(parents=True)
     for f in ("detector.onnx",):
         shutil.copy2(args.base / f, out / f)
-    blocks = compose_files(args.base / base["encoder"]["file"], run_dir / "general.onnx", out / "encoder.onnx")
+    info = json.loads((run_dir / "general_export.json").read_text())
+    blocks = compose_files(args.base / base["encoder"]["file"], run_dir / "general.onnx", out / "encoder.onnx",
+                           base["encoder"]["dim"], info["dim"])
     g_dims, c_dims = blocks[0]["dims"], blocks[1]["dims"]
     enc_spec = {**base["encoder"], "file": "encoder.onnx", "dim": g_dims + c_dims, "blocks": blocks}
     emb = Embedder(enc_spec, make_session(out / "encoder.onnx", 2))
 
     data = dataset.load()
-    print(f"embedding {len(data.images)} crops ...", flush=True)
-    e = embed_crops(emb, data.images)
+    cache = run_dir / f"embeddings_{sha256_file(out / 'encoder.onnx')[:12]}.npy"
+    if cache.exists():
+        e = np.load(cache)
+    else:
+        print(f"embedding {len(data.images)} crops ...", flush=True)
+        e = embed_crops(emb, data.images)
+        np.save(cache, e)
     eg, ec = e[:, :g_dims], e[:, g_dims:]
     with np.load(args.base / base["classifier"]["file"]) as z:
         W, b = np.asarray(z["W"], np.float32), np.asarray(z["b"], np.float32)
@@ -141,12 +163,12 @@ def main() -> None:
     print("calibration:", json.dumps(cal), flush=True)
     metrics = {"known_identities_measured": int(len(ids)), "calibration": cal}
     for k, m in sets.items():
-        p = scores(lin[m], cos[m], lin_cols_m, cal["scale"], cal["bias"])
+        p = scores(lin[m], cos[m], lin_cols_m, cal["scale"], cal["bias"], cal["mode"])
         metrics[k] = top(p, y_col[m])
         metrics[k + "_gallery_only"] = top(cos[m], y_col[m])
     src = np.array(["faces"] * nf + [r for r in json.loads((dataset.OUT / "chars_meta.json").read_text())["source"]])
     m = sets["unseen_outfit"] | sets["unseen_outfit_calib"]
-    p_all = scores(lin[m], cos[m], lin_cols_m, cal["scale"], cal["bias"])
+    p_all = scores(lin[m], cos[m], lin_cols_m, cal["scale"], cal["bias"], cal["mode"])
     per = {}
     for s in sorted(set(src[m])):
         sm = src[m] == s
@@ -175,10 +197,8 @@ def main() -> None:
                               "gallery_scale": cal["scale"], "gallery_bias": cal["bias"], "gallery_dims": g_dims,
                               "gallery_compatible": []}
     manifest["known"] = {"file": "known.npz", "sha256": sha256_file(out / "known.npz"), "characters": len(names),
-                         "scale": cal["scale"], "bias": cal["bias"]}
+                         "scale": cal["scale"], "bias": cal["bias"], "mode": cal["mode"]}
     manifest["characters"] = {"file": "characters.json", "sha256": sha256_file(out / "characters.json")}
-    info = json.loads((run_dir / "general_export.json").read_text())
-    manifest.setdefault("metrics", {})
     manifest["metrics"] = {**base.get("metrics", {}), "coverage": metrics,
                            "general_encoder": {k: info[k] for k in ("run", "steps", "size", "dim", "bytes")}}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")

@@ -19,8 +19,10 @@ from training.encoder.appended import raised_opsets, renamed
 PREFIX = "general/"
 
 
-def compose(closed: onnx.ModelProto, general: onnx.ModelProto) -> tuple[onnx.ModelProto, list[dict]]:
-    """(the composed graph, its blocks [{name, dims}]). Both graphs take the same input (N, 3, S, S)."""
+def compose(closed: onnx.ModelProto, general: onnx.ModelProto, closed_dims: int,
+            general_dims: int) -> tuple[onnx.ModelProto, list[dict]]:
+    """(the composed graph, its blocks [{name, dims}]). Both graphs take the same input (N, 3, S, S); their widths
+    are given (from the manifest and the export info: an exported graph may leave its output width symbolic)."""
     c_in, g_in = closed.graph.input[0], general.graph.input[0]
     c_dims = [d.dim_value for d in c_in.type.tensor_type.shape.dim[1:]]
     g_dims = [d.dim_value for d in g_in.type.tensor_type.shape.dim[1:]]
@@ -37,8 +39,10 @@ def compose(closed: onnx.ModelProto, general: onnx.ModelProto) -> tuple[onnx.Mod
         node.input[:] = [c_in.name if i == g_in.name else i for i in node.input]
     g.node.extend(inner.node)
     g.initializer.extend(inner.initializer)
-    g_width = general.graph.output[0].type.tensor_type.shape.dim[1].dim_value
-    c_width = old_out.type.tensor_type.shape.dim[1].dim_value
+    g_width, c_width = int(general_dims), int(closed_dims)
+    stale = [v for v in g.value_info if v.name == old_out.name]
+    for v in stale:
+        g.value_info.remove(v)
     g.node.append(helper.make_node("Concat", [PREFIX + general.graph.output[0].name, closed_name], [old_out.name],
                                    axis=1, name="blocks/concat"))
     batch = old_out.type.tensor_type.shape.dim[0].dim_param or "batch"
@@ -48,7 +52,7 @@ def compose(closed: onnx.ModelProto, general: onnx.ModelProto) -> tuple[onnx.Mod
     return out, [{"name": "general", "dims": int(g_width)}, {"name": "closed", "dims": int(c_width)}]
 
 
-def compose_files(closed: Path, general: Path, out: Path) -> list[dict]:
-    model, blocks = compose(onnx.load(str(closed)), onnx.load(str(general)))
+def compose_files(closed: Path, general: Path, out: Path, closed_dims: int, general_dims: int) -> list[dict]:
+    model, blocks = compose(onnx.load(str(closed)), onnx.load(str(general)), closed_dims, general_dims)
     onnx.save(model, str(out))
     return blocks

@@ -28,8 +28,24 @@ def load_run(run: str) -> tuple[Encoder, dict]:
     return enc.eval(), ck
 
 
+def fold_bn(enc: Encoder) -> Encoder:
+    """The embedding's Linear + BatchNorm1d folded into one Linear with a bias (same outputs in eval mode). Left as
+    two ops, onnxruntime fuses them into a node it names MatMulBnFusion_Gemm, and the base encoder's graph has
+    one of those already: a composed graph with two is refused ("two nodes with same node name")."""
+    fc, bn = enc.fc, enc.bn
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    fused = torch.nn.Linear(fc.in_features, fc.out_features, bias=True)
+    with torch.no_grad():
+        fused.weight.copy_(fc.weight * scale[:, None])
+        fused.bias.copy_(bn.bias - bn.running_mean * scale)
+    enc.fc, enc.bn = fused, torch.nn.Identity()
+    return enc
+
+
 def export(run: str, out: Path | None = None) -> Path:
     enc, ck = load_run(run)
+    ref_model = Exported(load_run(run)[0], True, ck["config"]["size"]).eval()
+    enc = fold_bn(enc)
     size = ck["config"]["size"]
     model = Exported(enc, True, size).eval()
     out = out or OUT / run / "general.onnx"
@@ -40,7 +56,7 @@ def export(run: str, out: Path | None = None) -> Path:
     onnx.checker.check_model(onnx.load(str(out)))
     x = eval_views(np.random.default_rng(0).integers(0, 256, (16, 96, 96, 3), dtype=np.uint8), size)
     with torch.no_grad():
-        ref = model(x).numpy()
+        ref = ref_model(x).numpy()
     got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input0": x.numpy()})[0]
     diff = float(np.abs(got - ref).max())
     info = {"run": run, "steps": ck["steps_done"], "size": size, "dim": ck["config"]["dim"], "flip_tta": True,
