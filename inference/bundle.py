@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,9 @@ def make_session(path: Path, threads: int | None = None):
     `python -m inference bench` on 2 cores (README, Performance): p50 28.6-32.4 ms with spinning,
     16.3-16.9 ms without; annotate 5.9 -> 1.9 ms and embed 7.4 -> 4.1 ms at p50 for the same work.
     """
+    # onnxruntime's telemetry tries to persist a device id under $HOME and warns at every start in a read-only
+    # container; we send no telemetry, so turn it off (before the first session creates onnxruntime's environment)
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

@@ -74,7 +74,11 @@ def cmd_whois(args, settings: Settings) -> int:
             target = out_file or out_dir / (Path(path).stem + ".png")
             fmt = "JPEG" if target.suffix.lower() in (".jpg", ".jpeg") else "PNG"
             target.write_bytes(pipe.annotate(result, fmt))
-            print(f"{path}: annotated picture -> {target}", file=sys.stderr, flush=True)
+            drawn = result.image.shape[1::-1] if result.image is not None else (result.width, result.height)
+            shrunk = (f" (drawn at {drawn[0]}x{drawn[1]}: pictures are shrunk to DECODE_MAX_SIDE="
+                      f"{settings.decode_max_side} px before recognition; boxes in --json are in the original's "
+                      f"{result.width}x{result.height} pixels)") if tuple(drawn) != (result.width, result.height) else ""
+            print(f"{path}: annotated picture -> {target}{shrunk}", file=sys.stderr, flush=True)
         if args.json:
             print(json.dumps({"image": path, "heads": [
                 {"box": list(h.box), "score": round(h.score, 4), "candidates": [c.to_json() for c in h.candidates]}
@@ -132,6 +136,19 @@ def _labeled(source: Path, limit: int | None) -> list[tuple[Path, str]]:
     return items[:limit] if limit else items
 
 
+def _progress(done: int, total: int, t0: float) -> None:
+    """A progress line on stderr: redrawn in place on a terminal, every 10 % otherwise."""
+    if total <= 0:
+        return
+    tty = sys.stderr.isatty()
+    step = max(1, total // 10)
+    if tty or done == total or done % step == 0:
+        rate = done / max(time.perf_counter() - t0, 1e-9)
+        line = f"eval: {done}/{total} pictures ({rate:.1f}/s)"
+        print(("\r" + line) if tty else line, end="\n" if (not tty or done == total) else "", file=sys.stderr,
+              flush=True)
+
+
 def cmd_eval(args, settings: Settings) -> int:
     pipe = _pipeline(args, settings)
     gallery = _gallery(pipe, args.gallery)
@@ -139,28 +156,60 @@ def cmd_eval(args, settings: Settings) -> int:
     known = set(pipe.bundle.characters.tags) | set(gallery.names if gallery else [])
     ks = (1, 3, 5)
     hits = dict.fromkeys(ks, 0)
-    n = skipped = nohead = 0
-    for path, truth in items:
-        if truth not in known:
-            skipped += 1
-            continue
+    per: dict[str, list[int]] = {}  # character -> [pictures, top-1 hits, top-3 hits]
+    unknown: dict[str, int] = {}  # character the bundle does not know -> pictures skipped
+    unreadable: list[tuple[str, str]] = []
+    n = nohead = 0
+    todo = [(p, t) for p, t in items if t in known]
+    for _, t in items:
+        if t not in known:
+            unknown[t] = unknown.get(t, 0) + 1
+    t0 = time.perf_counter()
+    for done, (path, truth) in enumerate(todo, 1):
         try:
             r = pipe.recognize(path.read_bytes(), top_k=max(ks), whole_image=args.whole_image, gallery=gallery)
-        except (OSError, ImageError):
-            skipped += 1
+        except (OSError, ImageError) as e:
+            unreadable.append((str(path), e.strerror if isinstance(e, OSError) and e.strerror else str(e)))
+            _progress(done, len(todo), t0)
             continue
         n += 1
+        row = per.setdefault(truth, [0, 0, 0])
+        row[0] += 1
         if not r.heads:
             nohead += 1
+            _progress(done, len(todo), t0)
             continue
         # the head whose candidates rank the truth best
         ranks = [next((i for i, c in enumerate(h.candidates) if c.name == truth), 99) for h in r.heads]
         best = min(ranks)
         for k in ks:
             hits[k] += best < k
-    report = {"images": n, "skipped": skipped, "no_head": nohead, **{f"top{k}": round(hits[k] / n, 4) if n else None
-                                                                     for k in ks}}
-    print(json.dumps(report) if args.json else "  ".join(f"{k}={v}" for k, v in report.items()))
+        row[1] += best < 1
+        row[2] += best < 3
+        _progress(done, len(todo), t0)
+    skipped = sum(unknown.values()) + len(unreadable)
+    report = {"images": n, "skipped": skipped, "skipped_unknown_character": sum(unknown.values()),
+              "skipped_unreadable": len(unreadable), "no_head": nohead,
+              **{f"top{k}": round(hits[k] / n, 4) if n else None for k in ks}}
+    if args.json:
+        report["per_character"] = {c: {"images": v[0], "top1": round(v[1] / v[0], 4), "top3": round(v[2] / v[0], 4)}
+                                   for c, v in sorted(per.items())}
+        report["unknown_characters"] = dict(sorted(unknown.items()))
+        report["unreadable"] = [{"path": p, "error": e} for p, e in unreadable]
+        print(json.dumps(report, ensure_ascii=False))
+        return 0 if n else 1
+    if per:
+        width = max(len(c) for c in per)
+        print(f"{'character':<{width}}  images  top-1  top-3")
+        for c, (m, h1, h3) in sorted(per.items()):
+            print(f"{c:<{width}}  {m:>6}  {h1 / m:5.1%}  {h3 / m:5.1%}")
+    if unknown:
+        print(f"skipped {sum(unknown.values())} picture(s) of {len(unknown)} character(s) this bundle does not know "
+              f"(teach them with enroll, or evaluate a bundle that has them): "
+              + ", ".join(f"{c} ({k})" for c, k in sorted(unknown.items())[:20]) + (" ..." if len(unknown) > 20 else ""))
+    for p, e in unreadable:
+        print(f"skipped {p}: {e}")
+    print("  ".join(f"{k}={v}" for k, v in report.items()))
     return 0 if n else 1
 
 

@@ -56,6 +56,25 @@ def test_eval_on_labeled_folder(tiny_bundle, shared, tmp_path):
     r = json.loads(p.stdout)
     assert r["images"] == 2 and r["top5"] == 1.0  # 5 classes: the truth is always in the top 5
     assert 0 <= r["top1"] <= r["top3"] <= r["top5"]
+    assert set(r["per_character"]) == {"c.c.", "rem_(re:zero)"} and r["skipped"] == 0
+    assert "eval: 2/2 pictures" in p.stderr  # progress
+
+
+def test_eval_says_why_it_skips(tiny_bundle, shared, tmp_path):
+    folder = tmp_path / "labeled"
+    for name in ("c.c.", "somebody_else"):
+        (folder / name).mkdir(parents=True)
+    (folder / "c.c." / "a.jpg").write_bytes((shared / "scenes/misc/kiyoshimu-head1.jpg").read_bytes())
+    (folder / "c.c." / "broken.jpg").write_bytes(b"not a picture")
+    (folder / "somebody_else" / "b.jpg").write_bytes((shared / "scenes/misc/kiyoshimu-test0.jpg").read_bytes())
+    p = cli("eval", "--whole-image", "--bundle", tiny_bundle, folder)
+    assert p.returncode == 0, p.stderr
+    assert "character  images  top-1  top-3" in p.stdout and "c.c." in p.stdout
+    assert "skipped 1 picture(s) of 1 character(s) this bundle does not know" in p.stdout
+    assert "somebody_else (1)" in p.stdout and "broken.jpg:" in p.stdout
+    j = json.loads(cli("eval", "--json", "--whole-image", "--bundle", tiny_bundle, folder).stdout)
+    assert j["skipped_unknown_character"] == 1 and j["skipped_unreadable"] == 1
+    assert j["unknown_characters"] == {"somebody_else": 1}
 
 
 def test_bundle_error_is_one_clear_line(tmp_path, shared):
@@ -83,3 +102,14 @@ def test_out_is_a_file_for_one_picture_and_a_directory_otherwise(tiny_bundle, sh
     d = cli("whois", "--bundle", tiny_bundle, "--out", tmp_path / "dir", good)
     assert d.returncode == 0 and (tmp_path / "dir" / "kiyoshimu-test0.png").is_file()
     assert f"-> {tmp_path / 'dir' / 'kiyoshimu-test0.png'}" in d.stderr
+
+
+def test_a_shrunk_picture_is_said_to_be_shrunk(tiny_bundle, shared, tmp_path):
+    from PIL import Image
+
+    big = tmp_path / "big.jpg"
+    Image.open(shared / "scenes" / "misc" / "kiyoshimu-test0.jpg").convert("RGB").resize((4096, 2304)).save(big)
+    p = cli("whois", "--bundle", tiny_bundle, "--out", tmp_path / "a.png", big)
+    assert p.returncode == 0, p.stderr
+    assert "drawn at 2048x1152" in p.stderr and "4096x2304" in p.stderr
+    assert Image.open(tmp_path / "a.png").size == (2048, 1152)

@@ -62,3 +62,31 @@ def test_a_copied_env_example_keeps_the_health_check_working():
     assert "HEALTH_FILE: /tmp/crystal-eyes.health" in compose.split("environment:")[1].split("volumes:")[0]
     docker = (ROOT / "Dockerfile").read_text()
     assert "os.environ.get('HEALTH_FILE') or '/tmp/crystal-eyes.health'" in docker
+
+
+def test_installs_and_starts_are_quiet():
+    """No setuptools deprecation wall on install (license as an SPDX string, setuptools >= 77 reads it) and no
+    onnxruntime telemetry warning at start in a read-only container (telemetry off in the image and in code)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "MIT"
+    assert "setuptools>=77" in project["build-system"]["requires"]
+    assert "ORT_DISABLE_TELEMETRY=1" in (ROOT / "Dockerfile").read_text()
+
+
+def test_sessions_turn_telemetry_off(tiny_bundle, monkeypatch):
+    import os
+
+    from inference.bundle import make_session
+
+    monkeypatch.delenv("ORT_DISABLE_TELEMETRY", raising=False)
+    make_session(tiny_bundle / "encoder.onnx", 1)
+    assert os.environ["ORT_DISABLE_TELEMETRY"] == "1"
+
+
+def test_compose_serves_the_http_api_on_loopback():
+    compose = (ROOT / "compose.yaml").read_text()
+    api = compose.split("\n  api:\n")[1].split("\nvolumes:")[0]
+    assert '"127.0.0.1:8080:8080"' in api and '"serve", "--host", "0.0.0.0"' in api and "healthz" in api
+    assert "chara.json" in (ROOT / ".dockerignore").read_text().splitlines()[0]
