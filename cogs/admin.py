@@ -33,7 +33,10 @@ def parse_emoji(text: str) -> str | None:
 
 def settings_embed(bot: CrystalEyes, guild: discord.Guild, gs: GuildSettings) -> discord.Embed:
     embed = discord.Embed(title=f"Crystal Eyes settings for {guild.name}", colour=discord.Colour(0x7AC8E8))
-    embed.add_field(name="Not-sure threshold", value=f"{gs.threshold:.2f}", inline=True)
+    own = getattr(getattr(bot, "pipeline", None), "decision", None)
+    default = f"the model's ({own.threshold:.2f})" if own is not None else "the model's (0.30)"
+    embed.add_field(name="Not-sure threshold", value=default if gs.threshold is None else f"{gs.threshold:.2f}",
+                    inline=True)
     embed.add_field(name="Names per head", value=str(gs.top_k), inline=True)
     embed.add_field(
         name="Reaction trigger", value=f"{'on' if gs.reactions else 'off'} ({gs.emoji})", inline=True
@@ -72,7 +75,7 @@ class Admin(commands.Cog):
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.checks.has_permissions(manage_guild=True)
     @app_commands.describe(
-        threshold="Top-1 probability below which a name is marked 'not sure' (0-1)",
+        threshold="How sure (0-1) I must be that I know a character before naming it (reset: the model's own)",
         emoji="Reaction that triggers recognition (a unicode or server emoji)",
         reactions="Turn the reaction trigger on or off",
         top="How many names to show per head by default (1-10)",

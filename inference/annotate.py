@@ -29,12 +29,13 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def label_for(index: int, result_head, unsure_text: str = "not sure?") -> str:
+def label_for(index: int, result_head) -> str:
+    """'1 Rem — Re:Zero 87%' for a named head; '1 ?' for one the bot does not recognise (the reply lists the
+    closest names)."""
     top = result_head.top
-    if top is None:
-        return f"{index}"
-    text = f"{index} {top.display} {top.probability:.0%}"
-    return text if result_head.sure else f"{text} ({unsure_text})"
+    if top is None or not result_head.sure:
+        return f"{index} ?"
+    return f"{index} {top.display} {top.probability:.0%}"
 
 
 def draw(result: Result, image: np.ndarray | None = None) -> Image.Image:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .errors import BundleError, CrystalEyesError, GalleryError, ImageError
+from .result import UNKNOWN_TEXT
 from .settings import Settings
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
@@ -88,7 +89,8 @@ def cmd_whois(args, settings: Settings) -> int:
                                                             " (try --whole-image)"))
             for i, h in enumerate(result.heads, 1):
                 names = ", ".join(f"{c.display} {c.probability:.1%}" for c in h.candidates)
-                print(f"  {i}. {list(h.box)} {names}{'' if h.sure else '  (not sure)'}")
+                said = names if h.sure else f"? {UNKNOWN_TEXT} — closest: {names}"
+                print(f"  {i}. {list(h.box)} {said}")
     return 1 if failed else 0
 
 
@@ -277,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--json", action="store_true", help="one JSON line per picture")
     w.add_argument("--whole-image", action="store_true", help="treat each picture as one head crop")
     w.add_argument("--gallery", help="gallery file of enrolled characters (.npz)")
-    w.add_argument("--threshold", type=float, default=None, help="'not sure' below this top-1 probability")
+    w.add_argument("--threshold", type=float, default=None, help="name a head only when its 'known' score reaches this (default: the bundle's calibrated threshold)")
     w.add_argument("--out", help="write the annotated picture to this .png/.jpg file (one input), or the annotated "
                                  "pictures into this directory")
     bundle_opt(w)

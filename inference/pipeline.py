@@ -1,4 +1,4 @@
-"""Step 7 — the pipeline: bytes -> decode -> detect -> crop -> embed -> classify -> Result.
+"""Step 7 — the pipeline: bytes -> decode -> detect -> crop -> embed -> classify -> decide -> Result.
 
 Built once from a bundle directory; thread-safe (one onnxruntime session per model, shared).
 Read the steps top to bottom: decode.py, detect.py, crop.py, embed.py, classify.py, annotate.py.
@@ -16,6 +16,7 @@ from .bundle import Bundle
 from .classify import Classifier
 from .crop import crop_heads
 from .crop import whole_image as whole_crop
+from .decide import LEGACY_THRESHOLD, Decision, features, known_scores
 from .decode import decode
 from .detect import Detector
 from .embed import Embedder
@@ -45,6 +46,7 @@ class Pipeline:
                                      weights=bundle.classifier_weights,
                                      session=bundle.sessions.get("classifier"),
                                      known=bundle.known, characters=bundle.characters)
+        self.decision = Decision.from_manifest(m.get("decision"))
         self.verifier = None
         if bundle.verifier_weights is not None and self.settings.verify_heads:
             self.verifier = Verifier(m["verifier"], bundle.verifier_weights, self.settings.verify_threshold)
@@ -92,7 +94,11 @@ class Pipeline:
                         size: tuple[int, int] | None = None, timings: dict | None = None) -> Result:
         t = timings if timings is not None else {}
         top_k = self.settings.top_k if top_k is None else int(top_k)
-        threshold = self.settings.unsure_threshold if threshold is None else float(threshold)
+        if threshold is None:
+            threshold = self.settings.unsure_threshold
+        if threshold is None:
+            threshold = self.decision.threshold if self.decision is not None else LEGACY_THRESHOLD
+        threshold = float(threshold)
         h, w = image.shape[:2]
         if whole:
             boxes, scores = np.array([[0, 0, w, h]], np.float32), np.ones(1, np.float32)
@@ -105,13 +111,17 @@ class Pipeline:
         t3 = time.perf_counter()
         ranked = self.classifier(emb, top_k=top_k, gallery=gallery)
         t["classify"] = time.perf_counter() - t3
+        t4 = time.perf_counter()
+        top1 = np.array([c[0].probability if c else 0.0 for c in ranked])
+        known = known_scores(self.decision, features(emb, top1, self.classifier, gallery)) if len(emb) else top1
+        t["decide"] = time.perf_counter() - t4
         inv = 1.0 / scale if scale else 1.0
         W, H = size or (w, h)
         heads = []
-        for box, score, cands in zip(boxes, scores, ranked, strict=True):
+        for box, score, cands, k in zip(boxes, scores, ranked, known, strict=True):
             b = np.round(box * inv).astype(int)
             b = (int(np.clip(b[0], 0, W)), int(np.clip(b[1], 0, H)), int(np.clip(b[2], 0, W)), int(np.clip(b[3], 0, H)))
-            heads.append(Head(b, float(score), tuple(cands), bool(cands and cands[0].probability >= threshold)))
+            heads.append(Head(b, float(score), tuple(cands), bool(cands and k >= threshold), float(k)))
         return Result(W, H, tuple(heads), {k: round(v * 1000, 3) for k, v in t.items()}, image)
 
     def find_heads(self, image: np.ndarray, timings: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -79,21 +79,34 @@ class Candidate:
         return out
 
 
+# One wording for a head the bot will not name, everywhere (CLI, bot, HTTP API docs); the picture labels it "?".
+UNKNOWN_TEXT = "I don't recognise this character"
+
+
 @dataclass(frozen=True)
 class Head:
     box: tuple[int, int, int, int]  # x1, y1, x2, y2 in pixels of the (EXIF-rotated) original picture
     score: float  # detector confidence (1.0 for whole_image)
     candidates: tuple[Candidate, ...]
-    sure: bool  # top-1 probability >= the call's "not sure" threshold
+    sure: bool  # known >= the call's threshold: the head is named (inference/decide.py)
+    known: float | None = None  # how sure the bot is that this is a character it knows, in [0, 1]
 
     @property
     def top(self) -> Candidate | None:
         return self.candidates[0] if self.candidates else None
 
+    @property
+    def answer(self) -> str | None:
+        """The tag the bot names this head with, or None when it says it does not recognise the character."""
+        return self.top.name if self.sure and self.top is not None else None
+
     def to_json(self) -> dict:
+        known = self.known if self.known is not None else (self.top.probability if self.top else 0.0)
         return {
             "box": [int(v) for v in self.box],
             "score": round(float(self.score), 4),
+            "answer": self.answer,
+            "known": round(float(known), 4),
             "sure": bool(self.sure),
             "candidates": [c.to_json() for c in self.candidates],
         }

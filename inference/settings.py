@@ -81,7 +81,9 @@ class Settings:
     malloc_mmap_threshold_mb: float = 8.0  # glibc: buffers this big go back to the OS on free (0 = default)
     # --- recognition defaults ---
     top_k: int = 3
-    unsure_threshold: float = 0.30  # top-1 probability below this is reported as "not sure"
+    # a head whose `known` score is below this is not named ("I don't recognise this character"); None: the
+    # bundle's calibrated decision threshold (inference/decide.py), or 0.30 of the top-1 probability without one
+    unsure_threshold: float | None = None
     # --- serving ---
     workers: int = 1  # inference threads in the bot / API executor
     queue_size: int = 8  # requests waiting for a worker before "busy"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import discord
 
-from inference.result import Candidate, Head
+from inference.result import UNKNOWN_TEXT, Candidate, Head
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,18 @@ def candidate_lines(head: Head, top_n: int, *, spoiler: bool = False) -> str:
 
 
 def head_title(number: int, head: Head) -> str:
-    return f"Head #{number}" + ("" if head.sure else " — not sure")
+    return f"Head #{number}" + ("" if head.sure else f" — {UNKNOWN_TEXT}")
+
+
+def head_value(head: Head, top_n: int, *, spoiler: bool = False) -> str:
+    """The candidate lines; for a head the bot does not name, first what it says instead."""
+    lines = candidate_lines(head, top_n, spoiler=spoiler)
+    if head.sure or head.top is None:
+        return lines
+    closest = _name(head.top)
+    closest = f"||{closest}||" if spoiler else closest
+    return (f"{UNKNOWN_TEXT} — closest: {closest} ({head.top.probability * 100:.1f}%). "
+            f"A server manager can `/teach` it.\n{lines}")
 
 
 def filename_for(index: int, fmt: str, spoiler: bool) -> str:
@@ -88,11 +99,12 @@ def result_embed(
         if whole_image:
             desc = f"`{label}`\nThe whole picture, named as one head"
         if unsure:
-            desc += f" · {unsure} not sure (below the server's threshold)"
+            desc += f" · {unsure} not recognised"
         embed = discord.Embed(title=title, colour=COLOUR, description=desc)
         for number, head in enumerate(heads[:MAX_FIELDS], 1):
             embed.add_field(
-                name=head_title(number, head), value=candidate_lines(head, top_n, spoiler=picture.spoiler), inline=False
+                name=head_title(number, head), value=head_value(head, top_n, spoiler=picture.spoiler)[:1024],
+                inline=False
             )
         if len(heads) > MAX_FIELDS:
             embed.description += f"\nShowing the first {MAX_FIELDS} heads."

@@ -41,7 +41,7 @@ class StorageError(Exception):
 
 @dataclass(frozen=True)
 class GuildSettings:
-    threshold: float = 0.30  # top-1 probability below this is "not sure"
+    threshold: float | None = None  # a head's `known` score below this is not named; None: the bundle's own
     emoji: str = "\N{LEFT-POINTING MAGNIFYING GLASS}"  # reaction trigger
     reactions: bool = False  # reaction trigger on/off (opt-in)
     top_k: int = 3  # names shown per head

@@ -25,14 +25,18 @@ async def test_settings_persist_across_a_restart(world, make_bot, bot_settings, 
     assert fields["Reaction trigger"] == "on (\N{EYES})"
     assert fields["Watch channels"] == world.channel.mention
 
-    # ...and the restarted bot acts on them: the watch channel answers, 2 names per head, all "not sure"
+    # ...and the restarted bot acts on them: the watch channel answers, 2 names per head, none recognised
     posted = await world.member.send(world.channel, "", attachments=[("art.jpg", scene_bytes)])
     reply = world.channel.last_message
     assert reply.reference.message_id == posted.id
     embed = reply.embeds[0]
-    assert [f.name for f in embed.fields] == ["Head #1 — not sure", "Head #2 — not sure"]
-    assert all(len(f.value.splitlines()) == 2 for f in embed.fields)
-    assert "2 not sure" in embed.description
+    assert [f.name for f in embed.fields] == ["Head #1 — I don't recognise this character",
+                                              "Head #2 — I don't recognise this character"]
+    # what it says instead (closest name, how to teach it), then the 2 closest names
+    assert all(len(f.value.splitlines()) == 3 for f in embed.fields)
+    assert all(f.value.startswith("I don't recognise this character — closest: ") and "/teach" in f.value
+               for f in embed.fields)
+    assert "2 not recognised" in embed.description
 
 
 async def test_unwatch_and_reset(world):

@@ -27,7 +27,7 @@ def test_boxes_detector_letterbox_threshold_nms(tiny_pipeline, scene_bytes):
     assert [h.box for h in r.heads] == [(128, 96, 384, 384), (640, 160, 832, 352)]
     assert [round(h.score, 2) for h in r.heads] == [0.92, 0.81]
     assert all(len(h.candidates) == 3 for h in r.heads)
-    assert set(r.timings_ms) == {"decode", "detect", "crop", "embed", "classify"}
+    assert set(r.timings_ms) == {"decode", "detect", "crop", "embed", "classify", "decide"}
 
 
 def test_squash_resize_maps_back(tmp_path):

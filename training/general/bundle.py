@@ -99,6 +99,48 @@ def calibrate(sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]], lin_cols: n
             "calib_nll": [round(v, 4) for v in nll]}
 
 
+def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(score of a known head > score of an unknown one), ties counted half."""
+    allv = np.concatenate([pos, neg])
+    ranks = np.argsort(np.argsort(allv, kind="mergesort"), kind="mergesort") + 1.0
+    # average ranks of ties
+    _, inv, counts = np.unique(allv, return_inverse=True, return_counts=True)
+    sums = np.zeros(len(counts))
+    np.add.at(sums, inv, ranks)
+    ranks = (sums / counts)[inv]
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def fit_decision(feats: np.ndarray, y: np.ndarray, unknown: np.ndarray, max_unknown_named: float = 0.05) -> dict:
+    """Logistic regression (Newton steps, class-balanced, a small ridge) of y = 'named right' on the features; the
+    threshold is the lowest at which at most `max_unknown_named` of the unknown heads (`unknown` mask) are named."""
+    from inference.decide import FEATURES
+
+    x = np.concatenate([feats, np.ones((len(feats), 1))], axis=1)
+    w = np.zeros(x.shape[1])
+    cw = np.where(y == 1, 0.5 / max(y.mean(), 1e-9), 0.5 / max(1 - y.mean(), 1e-9))
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-x @ w))
+        g = x.T @ (cw * (p - y)) + 1e-3 * w
+        h = (x * (cw * p * (1 - p))[:, None]).T @ x + 1e-3 * np.eye(len(w))
+        w -= np.linalg.solve(h, g)
+    score = 1 / (1 + np.exp(-x @ w))
+    neg = np.sort(score[unknown])
+    k = int(np.floor(max_unknown_named * len(neg)))
+    threshold = float(neg[len(neg) - k - 1] + 1e-6) if k < len(neg) else 0.0
+    return {"features": list(FEATURES), "weights": [round(float(v), 5) for v in w[:-1]], "bias": round(float(w[-1]), 5),
+            "threshold": round(min(max(threshold, 0.0), 1.0), 4)}
+
+
+def decision_numbers(score: np.ndarray, correct: np.ndarray, unknown: np.ndarray, threshold: float) -> dict:
+    known = ~unknown
+    return {"unknown_named": round(float((score[unknown] >= threshold).mean()), 4),
+            "known_named_right": round(float(((score >= threshold) & correct)[known].mean()), 4),
+            "known_named_wrong": round(float(((score >= threshold) & ~correct)[known].mean()), 4),
+            "auroc_known_vs_unknown": round(auroc(score[known], score[unknown]), 4),
+            "unknown_heads": int(unknown.sum()), "known_heads": int(known.sum())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
@@ -166,6 +208,41 @@ def main() -> None:
         p = scores(lin[m], cos[m], lin_cols_m, cal["scale"], cal["bias"], cal["mode"])
         metrics[k] = top(p, y_col[m])
         metrics[k + "_gallery_only"] = top(cos[m], y_col[m])
+    # the known/unknown decision: characters/ held out whole (never trained on, not in the gallery) are unknown
+    from inference.characters import KnownGallery
+    from inference.classify import Classifier
+    from inference.decide import features as decision_features
+    from inference.decide import known_scores
+
+    probe = Classifier({"format": "linear_npz", "gallery_dims": g_dims}, labels32, weights=(W, b),
+                       known=KnownGallery([str(i) for i in ids], protos, cal["scale"], cal["bias"], cal["mode"]))
+    unknown_m = data.heldout_char
+    groups = {"calib": (sets["faces_calib"] | sets["unseen_outfit_calib"], unknown_m & half),
+              "report": (sets["faces_val"] | sets["unseen_outfit"], unknown_m & ~half)}
+    dec_in = {}
+    for name, (known_m, unk_m) in groups.items():
+        m = known_m | unk_m
+        p = scores(lin[m], cos[m], lin_cols_m, cal["scale"], cal["bias"], cal["mode"])
+        correct = np.where(unknown_m[m], False, p.argmax(1) == y_col[m])
+        f = decision_features(np.concatenate([eg[m], ec[m]], axis=1), p.max(1), probe, None)
+        dec_in[name] = (f, correct, unknown_m[m])
+    f, correct, unk = dec_in["calib"]
+    decision = fit_decision(f, correct.astype(float), unk)
+    from inference.decide import Decision
+
+    dec = Decision.from_manifest(decision)
+    metrics["decision"] = {"fitted": decision}
+    hist = {}
+    for name, (f, correct, unk) in dec_in.items():
+        sc = known_scores(dec, f)
+        metrics["decision"][name] = decision_numbers(sc, correct, unk, dec.threshold)
+        metrics["decision"][name + "_top1_probability_only"] = {
+            "auroc_known_vs_unknown": round(auroc(f[~unk, 0], f[unk, 0]), 4)}
+        hist[name] = (sc[~unk], sc[unk])
+    print("decision:", json.dumps(metrics["decision"]), flush=True)
+    np.savez(run_dir / "decision_scores.npz", known=hist["report"][0], unknown=hist["report"][1],
+             threshold=dec.threshold)
+
     src = np.array(["faces"] * nf + [r for r in json.loads((dataset.OUT / "chars_meta.json").read_text())["source"]])
     m = sets["unseen_outfit"] | sets["unseen_outfit_calib"]
     p_all = scores(lin[m], cos[m], lin_cols_m, cal["scale"], cal["bias"], cal["mode"])
@@ -199,6 +276,7 @@ def main() -> None:
     manifest["known"] = {"file": "known.npz", "sha256": sha256_file(out / "known.npz"), "characters": len(names),
                          "scale": cal["scale"], "bias": cal["bias"], "mode": cal["mode"]}
     manifest["characters"] = {"file": "characters.json", "sha256": sha256_file(out / "characters.json")}
+    manifest["decision"] = decision
     manifest["metrics"] = {**base.get("metrics", {}), "coverage": metrics,
                            "general_encoder": {k: info[k] for k in ("run", "steps", "size", "dim", "bytes")}}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")

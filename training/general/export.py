@@ -1,6 +1,8 @@
-"""Stage 3: export a general-encoder run to ONNX (mirror pass inside the graph) and check it against torch.
+"""Stage 3: export a general-encoder run to ONNX (mirror pass inside the graph), check it against torch, and make
+the int8 graph that is served (convolutions, ReLUs and adds int8 as for the base encoder, training.quantize;
+activation ranges from 512 training crops of faces/ and characters/).
 
-    python -m training.general.export RUN      # -> runs/general/RUN/general.onnx
+    python -m training.general.export RUN      # -> runs/general/RUN/general_float.onnx, general.onnx (int8)
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def export(run: str, out: Path | None = None) -> Path:
     enc = fold_bn(enc)
     size = ck["config"]["size"]
     model = Exported(enc, True, size).eval()
-    out = out or OUT / run / "general.onnx"
+    out = out or OUT / run / "general_float.onnx"
     dummy = torch.zeros(2, 3, size, size)
     torch.onnx.export(model, (dummy,), str(out), input_names=["input0"], output_names=["embedding"],
                       dynamic_axes={"input0": {0: "batch"}, "embedding": {0: "batch"}}, opset_version=17,
@@ -63,9 +65,30 @@ def export(run: str, out: Path | None = None) -> Path:
             "bytes": out.stat().st_size, "max_abs_diff": diff, "config": ck["config"]}
     if diff > 1e-3:
         raise SystemExit(f"ONNX output differs from torch: max |diff| {diff:.2e}")
+    served = out.parent / "general.onnx"
+    info.update(quantize(out, served, size))
     (out.parent / "general_export.json").write_text(json.dumps(info, indent=1))
     print(json.dumps({k: v for k, v in info.items() if k != "config"}))
-    return out
+    return served
+
+
+def quantize(src: Path, dst: Path, size: int, n: int = 512) -> dict:
+    from training.encoder.onnx_embed import preprocess
+    from training.encoder.quantize import QUANTIZED_OPS
+    from training.general import dataset
+    from training.quantize import quantize_graph
+
+    data = dataset.load()
+    train = np.where(data.train)[0]
+    pick = np.sort(np.random.default_rng(0).choice(train, min(n, len(train)), replace=False))
+    feeds = [{"input0": preprocess(data.images[pick[i:i + 32]], size)} for i in range(0, len(pick), 32)]
+    quantize_graph(src, dst, feeds, QUANTIZED_OPS)
+    x = preprocess(data.images[np.where(data.val_variant)[0][:256]], size)
+    a = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"input0": x})[0]
+    b = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, {"input0": x})[0]
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    return {"int8_bytes": dst.stat().st_size, "int8_min_cosine_to_float": round(float(cos.min()), 5),
+            "int8_mean_cosine_to_float": round(float(cos.mean()), 5)}
 
 
 def main() -> None:

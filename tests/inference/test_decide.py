@@ -1,0 +1,60 @@
+"""The known/unknown decision (inference/decide.py): its features, its score, and what each interface says."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bundles import make_tiny_bundle
+from inference.annotate import label_for
+from inference.characters import KnownGallery
+from inference.classify import Classifier
+from inference.decide import FEATURES, Decision, features, known_scores
+from inference.errors import BundleError
+from inference.pipeline import Pipeline
+from inference.result import UNKNOWN_TEXT, Candidate, Head
+from inference.settings import Settings
+
+
+def test_features_are_probability_nearest_cosine_and_margin():
+    protos = np.eye(3, dtype=np.float32)
+    clf = Classifier({"format": "linear_npz"}, ["a"], weights=(np.zeros((1, 3), np.float32), np.zeros(1, np.float32)),
+                     known=KnownGallery(["x", "y", "z"], protos, 10.0, 0.0))
+    emb = np.array([[0.8, 0.6, 0.0], [0.0, 0.0, 1.0]], np.float32)
+    f = features(emb, np.array([0.7, 0.9]), clf, None)
+    np.testing.assert_allclose(f, [[0.7, 0.8, 0.2], [0.9, 1.0, 1.0]], atol=1e-6)
+
+
+def test_score_is_logistic_and_the_manifest_is_checked():
+    d = Decision.from_manifest({"features": list(FEATURES), "weights": [0.0, 10.0, 0.0], "bias": -5.0,
+                                "threshold": 0.6})
+    s = known_scores(d, np.array([[0.9, 0.2, 0.0], [0.9, 0.9, 0.0]]))
+    assert s[0] < 0.05 < 0.95 < s[1]
+    assert known_scores(None, np.array([[0.42, 0.0, 0.0]]))[0] == pytest.approx(0.42)  # older bundles
+    with pytest.raises(BundleError, match="decision"):
+        Decision.from_manifest({"features": ["top1_probability"], "weights": [1.0], "threshold": 0.5})
+
+
+def test_an_unknown_head_has_no_answer_everywhere():
+    cands = (Candidate("rem_(re:zero)", 0.41), Candidate("c.c.", 0.2))
+    unknown, named = Head((0, 0, 10, 10), 0.9, cands, False, 0.12), Head((0, 0, 10, 10), 0.9, cands, True, 0.97)
+    assert unknown.to_json()["answer"] is None and unknown.to_json()["known"] == 0.12
+    assert named.to_json()["answer"] == "rem_(re:zero)" and named.to_json()["known"] == 0.97
+    assert label_for(2, unknown) == "2 ?" and label_for(1, named) == "1 Rem — Re:zero 41%"
+    assert UNKNOWN_TEXT == "I don't recognise this character"
+
+
+def test_the_manifest_threshold_applies_unless_a_caller_gives_one(tmp_path, scene_bytes):
+    d = make_tiny_bundle(tmp_path / "b")
+    m = json.loads((d / "manifest.json").read_text())
+    # a decision that trusts only the top-1 probability, with a threshold no head reaches
+    m["decision"] = {"features": list(FEATURES), "weights": [1.0, 0.0, 0.0], "bias": 0.0, "threshold": 0.99}
+    (d / "manifest.json").write_text(json.dumps(m))
+    pipe = Pipeline.from_bundle(d, Settings(ort_threads=1))
+    r = pipe.recognize(scene_bytes, whole_image=True)
+    head = r.heads[0]
+    assert not head.sure and head.answer is None and 0.5 < head.known < 0.74  # sigmoid of a probability
+    again = pipe.recognize(scene_bytes, whole_image=True, threshold=0.0).heads[0]  # a server's own setting
+    assert again.sure and again.answer == again.candidates[0].name
