@@ -9,9 +9,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# libglib2.0-0 and libgomp1: runtime libraries of the OpenCV / onnxruntime wheels; tini reaps and forwards signals.
+# libglib2.0-0 and libgomp1: runtime libraries of the OpenCV / onnxruntime wheels; tini reaps and forwards signals;
+# fonts-wqy-microhei (1.6 MB: Latin, Japanese, Korean, Chinese) and DejaVu: the label fonts (inference/fonts.py).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates libglib2.0-0 libgomp1 tini \
+       fonts-wqy-microhei fonts-dejavu-core \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

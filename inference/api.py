@@ -3,8 +3,9 @@
 - `POST /detect?topN=K` and the reference alias `POST /dectect/?topN=K`: multipart field `file`.
   200 -> `{"preds": [[[name, prob], ...] per head], "head_locs": [[[x1, y1], [x2, y2]] per head]}`.
 - `POST /whois?top=K` (multipart field `file`): the CLI's `whois --json` answer for the picture,
-  `{"width", "height", "heads": [{"box", "score", "sure", "candidates": [{"name", "display", "series",
-  "probability", "url"?}]}]}`: who each candidate is and the work it comes from.
+  `{"width", "height", "heads": [{"box", "score", "answer", "known", "sure", "label", "candidates": [{"name",
+  "display", "series", "probability", "url"?}]}]}`: who each candidate is and the work it comes from; `answer` is
+  null when the bot does not recognise the character; `label` is the label's rectangle on the annotated picture.
 - `GET /characters?q=WORDS&limit=N`: who the bundle knows (`{"characters": N, "series": N, "matches": N,
   "results": [{"name", "display", "series", "url"}]}`).
 - `GET /healthz` -> `{"status": "ok", "model": ..., "classes": N, "characters": N, "pending": N}`.
@@ -98,7 +99,16 @@ async def detect(request: web.Request) -> web.Response:
 
 async def whois(request: web.Request) -> web.Response:
     """Every head with its candidates, each with who it is and its work."""
-    return await _recognize(request, "top", lambda r: r.to_json())
+    return await _recognize(request, "top", _with_labels)
+
+
+def _with_labels(result) -> dict:
+    from .annotate import label_boxes
+
+    out = result.to_json()
+    for head, label in zip(out["heads"], label_boxes(result), strict=True):
+        head["label"] = label
+    return out
 
 
 async def _recognize(request: web.Request, top_param: str, render) -> web.Response:

@@ -81,9 +81,12 @@ def cmd_whois(args, settings: Settings) -> int:
                       f"{result.width}x{result.height} pixels)") if tuple(drawn) != (result.width, result.height) else ""
             print(f"{path}: annotated picture -> {target}{shrunk}", file=sys.stderr, flush=True)
         if args.json:
-            print(json.dumps({"image": path, "heads": [
-                {"box": list(h.box), "score": round(h.score, 4), "candidates": [c.to_json() for c in h.candidates]}
-                for h in result.heads]}, ensure_ascii=False), flush=True)
+            from .annotate import label_boxes
+
+            labels = label_boxes(result)
+            print(json.dumps({"image": path, "heads": [{**h.to_json(), "label": labels[i]}
+                                                       for i, h in enumerate(result.heads)]},
+                             ensure_ascii=False), flush=True)
         else:
             print(f"{path}: {len(result.heads)} head(s)" + ("" if result.heads else " — no head found"
                                                             " (try --whole-image)"))

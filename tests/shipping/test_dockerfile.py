@@ -90,3 +90,8 @@ def test_compose_serves_the_http_api_on_loopback():
     api = compose.split("\n  api:\n")[1].split("\nvolumes:")[0]
     assert '"127.0.0.1:8080:8080"' in api and '"serve", "--host", "0.0.0.0"' in api and "healthz" in api
     assert "chara.json" in (ROOT / ".dockerignore").read_text().splitlines()[0]
+
+
+def test_the_image_and_ci_have_the_label_fonts():
+    assert "fonts-wqy-microhei" in (ROOT / "Dockerfile").read_text()
+    assert "fonts-wqy-microhei" in (ROOT / ".ci" / "run").read_text()
