@@ -1,6 +1,7 @@
 """Stage 4: the many-character bundle, from an exported general-encoder run and the shipped bundle.
 
     python -m training.general.bundle RUN [--base models] [--out runs/general/bundle] [--version V]
+    python -m training.general.bundle --install runs/general/bundle      # make it the default bundle
 
 1. composes the base bundle's encoder with the run's `general.onnx` (compose.py): output
    [general | closed], declared as `encoder.blocks`; the base linear classifier reads the `closed` block
@@ -141,13 +142,34 @@ def decision_numbers(score: np.ndarray, correct: np.ndarray, unknown: np.ndarray
             "unknown_heads": int(unknown.sum()), "known_heads": int(known.sum())}
 
 
+SHIPPED = ("encoder.onnx", "classifier.npz", "known.npz", "characters.json", "detector.onnx")
+
+
+def install(built: Path, models: Path = ROOT / "models") -> None:
+    """Copy a built bundle's files into `models/` (the default bundle; its label list stays ../chara.json)."""
+    manifest = json.loads((built / "manifest.json").read_text())
+    if json.loads((built / "chara.json").read_text()) != json.loads((ROOT / "chara.json").read_text()):
+        raise SystemExit("the built bundle's label list is not chara.json's")
+    for f in SHIPPED:
+        shutil.copy2(built / f, models / f)
+    manifest["labels"] = "../chara.json"
+    (models / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    print(f"installed {built} into {models} (version {manifest['version']})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run")
+    ap.add_argument("run", nargs="?")
+    ap.add_argument("--install", type=Path, metavar="BUILT", help="copy a built bundle into models/ and stop")
     ap.add_argument("--base", type=Path, default=ROOT / "models")
     ap.add_argument("--out", type=Path, default=dataset.OUT / "bundle")
     ap.add_argument("--version", default=VERSION)
     args = ap.parse_args()
+    if args.install:
+        install(args.install)
+        return
+    if not args.run:
+        ap.error("RUN is required (or --install BUILT)")
     t0 = time.time()
     run_dir = dataset.OUT / args.run
     base = json.loads((args.base / "manifest.json").read_text())
@@ -208,6 +230,32 @@ def main() -> None:
         p = scores(lin[m], cos[m], lin_cols_m, cal["scale"], cal["bias"], cal["mode"])
         metrics[k] = top(p, y_col[m])
         metrics[k + "_gallery_only"] = top(cos[m], y_col[m])
+    # new characters enrolled with 10 shots: the faces/ characters the general encoder never saw a face of (it
+    # knows them from one portrait), taught 10 training faces each, queried with their 'val' faces among all
+    # known characters (general embedding, as an enrolled gallery is compared), 5 draws
+    rng = np.random.default_rng(0)
+    accs = []
+    proxy_ids = [i for i in np.unique(data.identity[data.proxy_query])]
+    for _ in range(5):
+        p10 = protos.copy()
+        q, qy = [], []
+        for c in proxy_ids:
+            pool = np.where(data.proxy_query & (data.identity == c) & (f_split == "train"))[0]
+            val = np.where(data.proxy_query & (data.identity == c) & (f_split == "val"))[0]
+            if len(pool) < 10 or not len(val):
+                continue
+            shots = rng.choice(pool, 10, replace=False)
+            v = eg[shots].mean(0)
+            p10[np.searchsorted(ids, c)] = v / np.linalg.norm(v)
+            q.append(val)
+            qy.append(np.full(len(val), np.searchsorted(ids, c)))
+        q, qy = np.concatenate(q), np.concatenate(qy)
+        accs.append(top(eg[q] @ p10.T, qy))
+    metrics["enrolled_10_shots"] = {"top1": round(float(np.mean([a["top1"] for a in accs])), 4),
+                                    "top3": round(float(np.mean([a["top3"] for a in accs])), 4),
+                                    "n": accs[0]["n"], "characters": len(proxy_ids), "draws": len(accs)}
+    print("enrolled 10 shots:", metrics["enrolled_10_shots"], flush=True)
+
     # the known/unknown decision: characters/ held out whole (never trained on, not in the gallery) are unknown
     from inference.characters import KnownGallery
     from inference.classify import Classifier

@@ -1,0 +1,122 @@
+"""The general encoder's stages (training/general): label merges, splits, composing graphs with declared blocks,
+the calibration's scoring (the same numbers as inference/classify.py), the decision fit, the scenes' tag match."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from bundles import encoder as tiny_encoder
+from inference.characters import CharacterIndex, KnownGallery
+from inference.classify import Classifier
+from inference.result import Character
+from training.general import bundle, compose, labels, split
+
+
+def test_same_person_merged_only_when_the_works_agree():
+    assert labels.same_work("Re:Zero kara Hajimeru Isekai Seikatsu", "re:zero kara hajimeru isekai seikatsu")
+    assert labels.same_work("Toradora!", "toradora")
+    assert not labels.same_work("Epic Seven", "Princess Connect! Re:Dive")
+    assert not labels.same_work(None, "Arknights") and not labels.same_work("", "")
+
+
+def test_the_real_label_list(shared):
+    labs, rows, notes = labels.build()
+    by_tag = {lab.tag: lab for lab in labs}
+    assert len(labs) >= 7000 and len(rows) == 9910
+    # Maki's portrait is merged into the faces/ tag (same work); the two Rems of Epic Seven and Princess Connect
+    # stay apart from each other (other works), and so do the two MyAnimeList Rems
+    assert by_tag["nishikino_maki"].url.endswith("/46165") and "mal_46165" not in by_tag
+    assert {"rem_(epic_seven)", "rem_(princess_connect)", "mal_118763", "mal_1905"} <= set(by_tag)
+    assert by_tag["amiya_(arknights)"].series == "Arknights"
+    assert all(r.tag in by_tag for r in rows)
+    assert any("mal_46165" in n for n in notes)
+
+
+def test_splits_are_deterministic_and_keep_the_faces_characters():
+    class Row:
+        def __init__(self, tag, variant):
+            self.tag, self.variant = tag, variant
+
+    rows = [Row(f"c{i}", v) for i in range(400) for v in ("a", "b")] + [Row("nishikino_maki", "p")]
+    a = split.assign_splits(rows, keep=frozenset({"nishikino_maki"}))
+    assert a == split.assign_splits(rows, keep=frozenset({"nishikino_maki"}))
+    assert a[-1] == "train"
+    assert {"train", "val_variant", "heldout_char"} == set(a)
+    by_tag: dict[str, set] = {}
+    for r, s in zip(rows, a, strict=True):
+        by_tag.setdefault(r.tag, set()).add(s)
+    # a held-out outfit always leaves the character's other outfit in training; a held-out character is held whole
+    assert all(s in ({"train"}, {"train", "val_variant"}, {"heldout_char"}) for s in by_tag.values())
+
+
+def test_compose_puts_the_general_block_first_and_leaves_both_unchanged(tmp_path):
+    closed = tiny_encoder(tmp_path / "closed.onnx", dim=12, size=32, seed=1)
+    general = tiny_encoder(tmp_path / "general.onnx", dim=4, size=32, seed=2)
+    blocks = compose.compose_files(closed, general, tmp_path / "both.onnx", 12, 4)
+    assert blocks == [{"name": "general", "dims": 4}, {"name": "closed", "dims": 12}]
+    onnx.checker.check_model(onnx.load(str(tmp_path / "both.onnx")))
+    x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+
+    def run(p):
+        return ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input0": x})[0]
+
+    both = run(tmp_path / "both.onnx")
+    np.testing.assert_allclose(both[:, :4], run(general), atol=1e-6)
+    np.testing.assert_allclose(both[:, 4:], run(closed), atol=1e-6)
+    with pytest.raises(ValueError, match="different inputs"):
+        compose.compose(onnx.load(str(closed)), onnx.load(str(tiny_encoder(tmp_path / "g.onnx", 4, size=16))), 12, 4)
+
+
+@pytest.mark.parametrize("mode", ["joint", "gate"])
+def test_calibration_scores_are_what_serving_computes(mode):
+    """bundle.scores (vectorised, for the calibration grid) gives the per-name probabilities inference/classify.py
+    serves, in both modes."""
+    rng = np.random.default_rng(0)
+    labels32 = ["a", "b", "c"]
+    known = ["a", "b", "c", "x", "y", "z", "w"]
+    W = rng.standard_normal((3, 6)).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+    protos = rng.standard_normal((len(known), 4)).astype(np.float32)
+    protos /= np.linalg.norm(protos, axis=1, keepdims=True)
+    emb = rng.standard_normal((5, 10)).astype(np.float32)
+    emb[:, :4] /= np.linalg.norm(emb[:, :4], axis=1, keepdims=True)
+    emb[:, 4:] /= np.linalg.norm(emb[:, 4:], axis=1, keepdims=True)
+    Wp = np.concatenate([np.zeros((3, 4), np.float32), W], axis=1)
+    clf = Classifier({"format": "linear_npz", "gallery_dims": 4}, labels32, weights=(Wp, b),
+                     known=KnownGallery(known, protos, 20.0, -3.0, mode))
+    p, names, _ = clf.probabilities(emb)
+    served = np.zeros((len(emb), len(known)))
+    for j, n in enumerate(names):
+        served[:, known.index(n)] += p[:, j]
+    lin = emb[:, 4:] @ W.T + b
+    got = bundle.scores(lin, emb[:, :4] @ protos.T, np.array([0, 1, 2]), 20.0, -3.0, mode)
+    np.testing.assert_allclose(got, served, atol=1e-6)
+
+
+def test_decision_fit_names_at_most_five_percent_of_the_unknown():
+    rng = np.random.default_rng(0)
+    n = 400
+    known = np.concatenate([rng.normal([0.9, 0.8, 0.2], 0.1, (n, 3)), rng.normal([0.5, 0.4, 0.05], 0.1, (n, 3))])
+    unknown = np.r_[np.zeros(n, bool), np.ones(n, bool)]
+    correct = ~unknown
+    fitted = bundle.fit_decision(known, correct.astype(float), unknown)
+    from inference.decide import Decision, known_scores
+
+    s = known_scores(Decision.from_manifest(fitted), known)
+    nums = bundle.decision_numbers(s, correct, unknown, fitted["threshold"])
+    assert nums["unknown_named"] <= 0.05 and nums["known_named_right"] > 0.9 and nums["auroc_known_vs_unknown"] > 0.98
+    assert bundle.auroc(np.array([1.0, 2.0]), np.array([0.0, 0.5])) == 1.0
+    assert bundle.auroc(np.array([1.0]), np.array([1.0])) == 0.5
+
+
+def test_scene_tags_match_by_the_words_of_the_name():
+    from training.general.scenes import match_tags
+
+    entries = {t: Character(t, d) for t, d in [("mal_40", "Luffy Monkey D."), ("mal_62", "Zoro Roronoa"),
+                                                ("mal_1", "Rem"), ("mal_2", "Rem"), ("yagami_kou", "Yagami Kou")]}
+    index = CharacterIndex(entries, list(entries))
+    got = match_tags(index, {"monkey_d._luffy", "roronoa_zoro", "rem_(re:zero)", "yagami_kou", "nobody"})
+    assert got == {"monkey_d._luffy": "mal_40", "roronoa_zoro": "mal_62", "yagami_kou": "yagami_kou"}  # two Rems

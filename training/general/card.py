@@ -1,0 +1,155 @@
+"""Stage 5: the model card's section for the many-character bundle, from the numbers the stages recorded.
+
+    python -m training.general.card RUN [--bundle models] [--scenes runs/general/scenes.json]
+
+Writes models/card/general_loss.png (training loss and validation curves) and models/card/known_unknown.png (the
+known/unknown score of known and never-seen characters, 'report' half), and prints the markdown section that
+models/MODEL_CARD.md carries (every number read from the manifest, history.json and the scenes run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from training.common import ROOT
+from training.general.dataset import OUT
+
+
+def pct(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def plots(run: str, card: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = json.loads((OUT / run / "history.json").read_text())
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax[0].plot(h["step"], h["loss"], lw=0.6)
+    ax[0].set(title=f"{run}: training loss (CosFace + SupCon)", xlabel="step")
+    ev = h["eval"]
+    steps = [e["step"] for e in ev]
+    for key in ("unseen_outfit", "fanart_proxy", "faces_val"):
+        ax[1].plot(steps, [e[key][0] for e in ev], marker="o", label=f"{key} top-1")
+    ax[1].set(title="validation (prototypes of all identities)", xlabel="step", ylim=(0, 1))
+    ax[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(card / "general_loss.png", dpi=90)
+    plt.close(fig)
+    z = np.load(OUT / run / "decision_scores.npz")
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    bins = np.linspace(0, 1, 41)
+    ax.hist(z["known"], bins=bins, alpha=0.6, density=True, label=f"known characters ({len(z['known'])})")
+    ax.hist(z["unknown"], bins=bins, alpha=0.6, density=True, label=f"never-seen characters ({len(z['unknown'])})")
+    ax.axvline(float(z["threshold"]), color="k", ls="--", label=f"threshold {float(z['threshold']):.2f}")
+    ax.set(title="known score, leave-characters-out ('report' half)", xlabel="known")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(card / "known_unknown.png", dpi=90)
+    plt.close(fig)
+
+
+def section(run: str, manifest: dict, scenes: dict | None) -> str:
+    m = manifest["metrics"]["coverage"]
+    h = json.loads((OUT / run / "history.json").read_text())
+    info = json.loads((OUT / run / "general_export.json").read_text())
+    cal = m["calibration"]
+    d = m["decision"]
+    rows = [
+        ("a game character's unseen outfit, among all known characters (`unseen_outfit`)", m["unseen_outfit"],
+         ">= .80 / >= .90"),
+        ("the same, the general embedding alone", m["unseen_outfit_gallery_only"], ""),
+        ("faces/ fan art of characters known from one portrait, the portrait alone (`fanart_proxy`, gallery only)",
+         m["fanart_proxy_gallery_only"], ">= .50 / >= .65"),
+        ("the 32 classifier characters, faces/ 'val' (`faces_val`)", m["faces_val"], ">= .97 top-1"),
+        ("new characters enrolled with 10 shots (the 8 faces/ characters the general encoder saw no face of; "
+         "5 draws; general embedding)", m.get("enrolled_10_shots", {"top1": None, "top3": None, "n": 0}),
+         ">= .85 / >= .95"),
+        ("the 32, faces/ 'calib' (used to calibrate)", m["faces_calib"], ""),
+    ]
+    lines = [
+        f"## Bundle {manifest['version']}: {manifest['known']['characters']:,} characters known by picture",
+        "",
+        f"The encoder graph is two blocks (`encoder.blocks`): **general** ({info['dim']}-d, run `{run}`, config "
+        f"`training/general/configs/{run}.toml`: {info['steps']:,} steps in {h.get('minutes', 0):.0f} min on 2 CPU "
+        f"cores, int8 {info['int8_bytes'] / 1e6:.1f} MB, mean cosine to the float graph "
+        f"{info['int8_mean_cosine_to_float']}) and **closed** (the encoder of 2026.11.30.2, unchanged, read by the "
+        "32-character linear classifier). The known characters are prototypes of the general block "
+        f"(`known.npz`, {manifest['known']['characters']:,} characters, float16), combined with the classifier in "
+        f"one ranking (mode `{cal['mode']}`, scale {cal['scale']}, bias {cal['bias']}; calibrated on faces/ 'calib' "
+        "and half of the held-out outfits, by mean top-1).",
+        "",
+        "Commands (each stage one command; data caches in `runs/`, never committed):",
+        "```",
+        "python -m training.encoder.data                 # faces/ crops (the 32 characters)",
+        "python -m training.general.data                 # characters/ heads, cut by the serving detector",
+        f"python -m training.general.train training/general/configs/{run}.toml",
+        f"python -m training.general.export {run}",
+        f"python -m training.general.bundle {run}         # compose, calibrate, measure, decide -> runs/general/bundle",
+        "python -m training.general.scenes --bundle runs/general/bundle --json > runs/general/scenes.json",
+        "python -m training.general.bundle --install runs/general/bundle",
+        f"python -m training.general.card {run}",
+        "```",
+        "",
+        "Validation (leave-variant-out, leave-characters-out; splits in `training/general/split.py`; prototypes of"
+        f" the training pictures only, {m['known_identities_measured']:,} identities at once):",
+        "",
+        "| measure | top-1 | top-3 | n | target |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, v, target in rows:
+        lines.append(f"| {name} | {pct(v['top1'])} | {pct(v['top3'])} | {v['n']} | {target} |")
+    lines += ["", "Unseen outfits per source (both halves):", "", "| source | top-1 | top-3 | n |", "|---|---:|---:|---:|"]
+    for src, v in m["unseen_outfit_per_source"].items():
+        lines.append(f"| {src} | {pct(v['top1'])} | {pct(v['top3'])} | {v['n']} |")
+    if scenes:
+        op, ng = scenes["onepiece"], scenes["newgame"]
+        lines += ["", "Whole pictures through the real pipeline (`training.general.scenes`; a picture counts when one "
+                  "of its heads has the character):", "",
+                  "| set | pictures | top-1 | top-3 |", "|---|---:|---:|---:|",
+                  f"| One Piece fan art and screenshots (Luffy, Zoro, Sanji: known from one MyAnimeList portrait each) "
+                  f"| {op['pictures']} | {pct(op['top1'])} | {pct(op['top3'])} |",
+                  f"| New Game! fan art | {ng['pictures']} | {pct(ng['top1'])} | {pct(ng['top3'])} |", "",
+                  f"The reference system's examples named right (top-1): **{scenes['reference_named']}**"]
+        for name, v in scenes["reference_examples"].items():
+            top = v["heads"][0][0] if v["heads"] else None
+            lines.append(f"- `{name}` ({v['want']}): top-1 " + (f"{top[1]} ({top[0]}, {top[2]:.2f})" if top else "none"))
+    fitted = d["fitted"]
+    lines += [
+        "", "### Known or not (`inference/decide.py`)", "",
+        f"A logistic score of {', '.join(fitted['features'])} (weights {fitted['weights']}, bias {fitted['bias']}), "
+        f"threshold {fitted['threshold']} (at most 5 % of the never-seen characters named on the 'calib' half). "
+        "Known heads: faces/ 'val' + unseen outfits; unknown: every picture of the characters/ characters held out "
+        "whole (never trained on, not in the measuring gallery).", "",
+        "| half | unknown named | known named right | known named wrong | AUROC | AUROC of top-1 probability alone |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for half in ("calib", "report"):
+        v = d[half]
+        lines.append(f"| {half} | {v['unknown_named']:.3f} | {v['known_named_right']:.3f} | "
+                     f"{v['known_named_wrong']:.3f} | {v['auroc_known_vs_unknown']:.3f} | "
+                     f"{d[half + '_top1_probability_only']['auroc_known_vs_unknown']:.3f} |")
+    lines += ["", "![known score](card/known_unknown.png)", "", "![general encoder training](card/general_loss.png)", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run")
+    ap.add_argument("--bundle", type=Path, default=ROOT / "models")
+    ap.add_argument("--scenes", type=Path, default=OUT / "scenes.json")
+    args = ap.parse_args()
+    manifest = json.loads((args.bundle / "manifest.json").read_text())
+    plots(args.run, args.bundle / "card")
+    scenes = json.loads(args.scenes.read_text()) if args.scenes.exists() else None
+    print(section(args.run, manifest, scenes))
+
+
+if __name__ == "__main__":
+    main()
