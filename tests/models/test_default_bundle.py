@@ -30,12 +30,11 @@ def pipe() -> Pipeline:
 def test_manifest_checksums_sizes_and_labels(pipe):
     manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
     total = 0
-    for section in ("detector", "encoder", "classifier"):
+    for section in ("detector", "encoder", "classifier", "known", "characters"):
         path = ROOT / "models" / manifest[section]["file"]
         assert hashlib.sha256(path.read_bytes()).hexdigest() == manifest[section]["sha256"], section
         total += path.stat().st_size
-    assert (ROOT / "models" / manifest["encoder"]["file"]).stat().st_size <= 20 * MB
-    assert total <= 40 * MB
+    assert total <= 60 * MB  # the coverage issue's bundle budget
     labels = json.loads((ROOT / "chara.json").read_text())
     assert pipe.labels == labels and len(labels) == len(set(labels)) >= 30
     assert manifest["detector"]["format"] == "boxes"
@@ -66,10 +65,29 @@ def test_names_validation_faces(pipe, shared):
     assert top3 / len(faces) >= 0.90, (top3, len(faces))
 
 
-def test_the_encoder_appends_colour_and_pooled_features_the_gallery_leaves_out(pipe, shared):
-    """The default encoder's output is the metric embedding, then a colour histogram of the crop
-    (training.encoder.colour), then each member's pooled features (training.encoder.pooled); the manifest tells
-    the gallery to compare only the embedding."""
+def test_the_encoder_declares_its_blocks_general_first(pipe, shared):
+    """The encoder's output is declared as two blocks: the general embedding (training/general, what galleries and
+    the known characters compare: gallery_dims) and the closed block (the encoder before it, read by the linear
+    classifier); each is a unit vector."""
+    manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
+    blocks = manifest["encoder"]["blocks"]
+    assert [b["name"] for b in blocks] == ["general", "closed"]
+    assert manifest["classifier"]["gallery_dims"] == blocks[0]["dims"]
+    assert sum(b["dims"] for b in blocks) == manifest["encoder"]["dim"]
+    w, h = pipe.embedder.size
+    crops = np.stack([cv2.resize(cv2.cvtColor(cv2.imread(str(shared / r.path)), cv2.COLOR_BGR2RGB), (w, h))
+                      for r in val_faces(1)[:4]])
+    e = pipe.embedder(crops)
+    g = blocks[0]["dims"]
+    np.testing.assert_allclose(np.linalg.norm(e[:, :g], axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(e[:, g:], axis=1), 1, atol=1e-5)
+    W, _ = pipe.bundle.classifier_weights
+    assert np.abs(W[:, :g]).max() == 0  # the linear classifier reads the closed block only
+
+
+def test_the_closed_block_appends_colour_and_pooled_features_the_classifier_reads(pipe, shared):
+    """The closed block (the encoder of bundle 2026.11.30.2) is the metric embedding, then a colour histogram of
+    the crop (training.encoder.colour), then each member's pooled features (training.encoder.pooled)."""
     from inference.preprocess import resize
     from training.encoder.colour import colour_hist
 
@@ -80,12 +98,13 @@ def test_the_encoder_appends_colour_and_pooled_features_the_gallery_leaves_out(p
     pooled = info["pooled"]
     assert pooled["members"] == len(info["runs"]) and pooled["dims"] == 256 * pooled["members"]
     block = info.get("hires") or {"dims": 0}  # a classifier-only block appended last (training.encoder.hires)
-    emb_dims = clf["gallery_dims"]
-    assert emb_dims == enc["dim"] - n_bins - pooled["dims"] - block["dims"] == 512
+    g = clf["gallery_dims"]
+    emb_dims = 512
+    assert emb_dims == enc["dim"] - g - n_bins - pooled["dims"] - block["dims"]
     w, h = pipe.embedder.size
     crops = np.stack([resize(cv2.cvtColor(cv2.imread(str(shared / r.path)), cv2.COLOR_BGR2RGB), w, h)
                       for r in val_faces(1)[:8]])
-    e = pipe.embedder(crops)
+    e = pipe.embedder(crops)[:, g:]
     head, hist, tail, extra = np.split(e, [emb_dims, emb_dims + n_bins, emb_dims + n_bins + pooled["dims"]], axis=1)
     x = pipe.embedder.input.to_tensor(crops)
     spec = enc["input"]
@@ -128,30 +147,35 @@ def test_a_character_taught_from_five_pictures_is_named(pipe, shared):
     assert (top.name, top.source) == ("takanashi_kiara", "model")
 
 
-EARLIER_ENCODERS = [("7f7005989393593aaee97da7f943b41679ed847138019311320ba9b313fcf0d6", 728),  # bundle 2026.11.22.2
-                    ("9a5272787e12ed83cc70950b4e01aacdaf602921258bcb42effb48a42c682d7a", 1752)]  # bundle 2026.11.30
+EARLIER_ENCODERS = ["7f7005989393593aaee97da7f943b41679ed847138019311320ba9b313fcf0d6",  # bundle 2026.11.22.2
+                    "9a5272787e12ed83cc70950b4e01aacdaf602921258bcb42effb48a42c682d7a",  # bundle 2026.11.30
+                    "166df9bdd8a2696de32a149939a039e4b4e16130bcd7a7d5ee88a20393f1c66a"]  # bundle 2026.11.30.2
 
 
-@pytest.mark.parametrize("encoder, width", EARLIER_ENCODERS, ids=["2026.11.22.2", "2026.11.30"])
-def test_a_gallery_taught_with_an_earlier_bundle_keeps_its_characters(pipe, shared, tmp_path, encoder, width):
-    """Bundles 2026.11.30 and 2026.11.30.2 only appended features to the encoder before them, whose output was
-    this one's first `width` dimensions (normalised). A server gallery saved by such a bundle loads, and its
-    character is still named."""
+@pytest.mark.parametrize("encoder", EARLIER_ENCODERS, ids=["2026.11.22.2", "2026.11.30", "2026.11.30.2"])
+def test_a_gallery_taught_with_an_earlier_bundle_is_refused_with_a_clear_message(pipe, tmp_path, encoder):
+    """Galleries now compare the general embedding, which no earlier encoder made: a server gallery saved by an
+    earlier bundle is refused (the bot sets the file aside, never deletes it, and says to teach again)."""
+    from inference.errors import GalleryError
     from inference.gallery import Gallery
 
-    assert encoder in pipe.bundle.gallery_compatible
-    rows = sorted((r for r in read_face_index() if r.character == "nishikino_maki"), key=lambda r: r.path)
-    shots = [r for r in rows if split_of(r.post) == "train"][:5]
-    queries = [r for r in rows if split_of(r.post) == "val"]
-    now = np.stack([pipe.embed_for_enroll((shared / r.path).read_bytes(), whole_image=True) for r in shots])
-    before = now[:, :width] / np.linalg.norm(now[:, :width], axis=1, keepdims=True)  # what that encoder made
-    Gallery(encoder, width, ["maki_taught"] * 5, before).save(tmp_path / "guild.npz")
-    gallery = pipe.load_gallery(tmp_path / "guild.npz")
-    assert gallery.names == ["maki_taught"] and gallery.encoder_id == pipe.bundle.encoder_id
-    named = sum("maki_taught" in [c.name for c in pipe.recognize((shared / r.path).read_bytes(), whole_image=True,
-                                                                  gallery=gallery).heads[0].candidates]
-                for r in queries)
-    assert named / len(queries) >= 0.8, (named, len(queries))
+    assert encoder not in pipe.bundle.gallery_compatible
+    Gallery(encoder, 512, ["maki_taught"] * 2, np.eye(2, 512, dtype=np.float32)).save(tmp_path / "guild.npz")
+    with pytest.raises(GalleryError, match="another encoder"):
+        pipe.load_gallery(tmp_path / "guild.npz")
+
+
+def test_knows_thousands_of_characters_with_their_works(pipe):
+    index = pipe.characters
+    assert len(index) >= 7000 and pipe.bundle.known is not None and len(pipe.bundle.known.names) >= 7000
+    assert index.series_count >= 100
+    rem = [c for c in index.search("rem re zero") if c.display == "Rem"]
+    assert rem and rem[0].url == "https://myanimelist.net/character/118763"
+    misaka = index.search("misaka mikoto")
+    assert any(c.display == "Mikoto Misaka" for c in misaka)
+    # the same person under two sources is one label: Maki's MyAnimeList page is on the faces/ tag
+    assert index.get("nishikino_maki").url == "https://myanimelist.net/character/46165"
+    assert "mal_46165" not in index
 
 
 def test_finds_the_heads_of_the_reference_examples(pipe, shared):

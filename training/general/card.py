@@ -68,7 +68,7 @@ def section(run: str, manifest: dict, scenes: dict | None) -> str:
         ("faces/ fan art of characters known from one portrait, the portrait alone (`fanart_proxy`, gallery only)",
          m["fanart_proxy_gallery_only"], ">= .50 / >= .65"),
         ("the 32 classifier characters, faces/ 'val' (`faces_val`)", m["faces_val"], ">= .97 top-1"),
-        ("new characters enrolled with 10 shots (the 8 faces/ characters the general encoder saw no face of; "
+        ("new characters enrolled with 10 shots (faces/ characters the general encoder saw no face of; "
          "5 draws; general embedding)", m.get("enrolled_10_shots", {"top1": None, "top3": None, "n": 0}),
          ">= .85 / >= .95"),
         ("the 32, faces/ 'calib' (used to calibrate)", m["faces_calib"], ""),
