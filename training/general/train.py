@@ -58,6 +58,7 @@ class Config:
     threads: int = 2
     eval_every: int = 1000
     seed: int = 0
+    init: str = ""  # a finished run to start from (weights only: a fresh optimiser and schedule)
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
@@ -114,6 +115,12 @@ def main() -> None:
                "minutes_before": 0.0}
     start = 0
     ck_path = run_dir / "encoder.pt"
+    if cfg.init and not (args.resume and ck_path.exists()):
+        ck = torch.load(OUT / cfg.init / "encoder.pt", weights_only=False)
+        model.load_state_dict(ck["state_dict"])
+        proj.load_state_dict(ck["proj"])
+        cosface.load_state_dict(ck["cosface"])
+        print(f"started from run {cfg.init} ({ck['steps_done']} steps)", flush=True)
     if args.resume and ck_path.exists():
         ck = torch.load(ck_path, weights_only=False)
         model.load_state_dict(ck["state_dict"])
