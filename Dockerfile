@@ -23,7 +23,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 RUN mkdir -p inference cogs service \
     && touch inference/__init__.py cogs/__init__.py service/__init__.py bot.py \
-    && pip install . \
+    && pip install ".[scale]" \
     && pip uninstall -y crystal-eyes \
     && rm -rf inference cogs service bot.py build *.egg-info
 

@@ -7,6 +7,7 @@ executor; the cogs in `cogs/` are thin adapters over the services in `service/`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import sys
@@ -93,7 +94,10 @@ class CrystalEyes(commands.Bot):
         intents.typing = False
         intents.presences = False
         intents.members = False
+        sharding = {} if config.shard_count is None else {"shard_count": config.shard_count,
+                                                          "shard_ids": list(config.shard_ids or range(config.shard_count))}
         super().__init__(
+            **sharding,
             command_prefix=commands.when_mentioned,  # `@bot sync` works without the message-content intent
             intents=intents,
             tree_cls=Tree,
@@ -107,14 +111,24 @@ class CrystalEyes(commands.Bot):
         self.pipeline = pipeline
         self.recognizer = Recognizer(pipeline, workers=settings.workers, queue_size=settings.queue_size)
         defaults = GuildSettings(threshold=settings.unsure_threshold, top_k=max(1, min(10, settings.top_k)))
-        self.storage = Storage(settings.data_dir, defaults)
-        self.galleries = Galleries(settings.data_dir / "galleries", pipeline)
-        self.limiter = Limiter(config.user_cooldown, config.guild_cooldown)
+        if config.database_url:  # several processes share one PostgreSQL database (docs/scaling.md)
+            from service.postgres import Database, PostgresGalleryFiles, PostgresLimiter, PostgresSettings
+
+            self.database = Database(config.database_url)
+            self.storage = Storage(settings.data_dir, defaults, backend=PostgresSettings(self.database))
+            self.galleries = Galleries(None, pipeline, files=PostgresGalleryFiles(self.database))
+            self.limiter = PostgresLimiter(self.database, config.user_cooldown, config.guild_cooldown)
+        else:
+            self.database = None
+            self.storage = Storage(settings.data_dir, defaults)
+            self.galleries = Galleries(settings.data_dir / "galleries", pipeline)
+            self.limiter = Limiter(config.user_cooldown, config.guild_cooldown)
         self.fetcher = SafeFetcher(settings.url_max_bytes)
         self.failed_extensions: dict[str, str] = {}
 
     async def setup_hook(self) -> None:
-        self.storage.open()
+        if await asyncio.to_thread(self.storage.open) and self.database is not None:
+            log.info("%d server galleries loaded from PostgreSQL", await asyncio.to_thread(self.galleries.preload))
         for name in EXTENSIONS:
             try:
                 await self.load_extension(name)
@@ -186,13 +200,19 @@ def load_pipeline(settings: Settings):
     return Pipeline.from_bundle(settings.bundle_dir, settings=settings)
 
 
+class ShardedCrystalEyes(CrystalEyes, commands.AutoShardedBot):
+    """The bot on several gateway shards (SHARD_COUNT, SHARD_IDS); run one process per group of shards, all on
+    one DATABASE_URL."""
+
+
 def create_bot(settings: Settings | None = None, *, pipeline: Any = None, config: BotConfig | None = None) -> CrystalEyes:
     """Build the bot (loading the model bundle) without connecting. Raises BundleError for a bad bundle."""
     settings = settings or Settings.from_env()
     config = config or BotConfig.from_env()
     if pipeline is None:
         pipeline = load_pipeline(settings)
-    return CrystalEyes(settings, pipeline, config)
+    cls = ShardedCrystalEyes if config.shard_count is not None else CrystalEyes
+    return cls(settings, pipeline, config)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from inference.errors import GalleryError, ImageError
 from inference.gallery import to_tag
 from inference.result import Character, display_name
 from service.recognizer import Busy
+from service.storage import StorageError
 
 from .recognition import is_image_attachment
 
@@ -130,7 +131,7 @@ class GalleryCog(commands.Cog, name="Gallery"):
             hint = " Try again with `whole:True` if the picture is a head crop." if not whole else ""
             await interaction.followup.send(f"I couldn't use that picture: {exc}.{hint}", ephemeral=True)
             return
-        except (GalleryError, OSError) as exc:
+        except (GalleryError, OSError, StorageError) as exc:
             log.error("enrolling into the gallery of guild %s failed: %s", interaction.guild_id, exc)
             await interaction.followup.send("I couldn't save the server's gallery; see the bot's log.", ephemeral=True)
             return
@@ -156,7 +157,7 @@ class GalleryCog(commands.Cog, name="Gallery"):
         except Busy as exc:
             await interaction.followup.send(str(exc), ephemeral=True)
             return
-        except (GalleryError, OSError) as exc:
+        except (GalleryError, OSError, StorageError) as exc:
             log.error("forgetting in the gallery of guild %s failed: %s", interaction.guild_id, exc)
             await interaction.followup.send("I couldn't update the server's gallery; see the bot's log.", ephemeral=True)
             return

@@ -72,10 +72,11 @@ def message_sources(message: discord.Message) -> list[Source]:
     return out
 
 
-def cooldown_check(interaction: discord.Interaction) -> bool:
-    """Shared per-user + per-guild limit for every recognition trigger."""
+async def cooldown_check(interaction: discord.Interaction) -> bool:
+    """Shared per-user + per-guild limit for every recognition trigger (shared by every process when the
+    limiter is PostgreSQL's)."""
     bot: CrystalEyes = interaction.client  # type: ignore[assignment]
-    wait = bot.limiter.check(interaction.user.id, interaction.guild_id)
+    wait = await bot.limiter.acquire(interaction.user.id, interaction.guild_id)
     if wait > 0:
         uses, per = bot.limiter.user
         raise app_commands.CommandOnCooldown(app_commands.Cooldown(max(uses, 1), per or 1.0), wait)
@@ -203,7 +204,7 @@ class Recognition(commands.Cog):
 
     async def retry_whole(self, interaction: discord.Interaction, picture: Picture, *, top_n: int,
                           guild_id: int | None, private: bool) -> None:
-        wait = self.bot.limiter.check(interaction.user.id, guild_id)
+        wait = await self.bot.limiter.acquire(interaction.user.id, guild_id)
         if wait > 0:
             await interaction.response.send_message(f"Slow down a little: try again in {wait:.0f} s.", ephemeral=True)
             return
@@ -324,7 +325,7 @@ class Recognition(commands.Cog):
             return
         if not self._first_time(message.id):
             return
-        wait = self.bot.limiter.check(owner_id, message.guild.id)
+        wait = await self.bot.limiter.acquire(owner_id, message.guild.id)
         if wait > 0:
             log.info("cooldown: ignored a trigger by user %s (%.0f s left)", owner_id, wait)
             self._handled.pop(message.id, None)

@@ -10,6 +10,7 @@ are kept.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tempfile
@@ -113,29 +114,39 @@ class Gallery:
         return self._protos
 
     # -- files -----------------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """The gallery as an npz file's bytes (what `save` writes and `load` reads)."""
+        buffer = io.BytesIO()
+        shown = sorted(self._display.items())
+        np.savez(buffer, encoder_id=np.array(self.encoder_id), names=np.array(self._names, dtype=np.str_),
+                 vectors=self._vectors.astype(np.float32),
+                 display_tags=np.array([t for t, _ in shown], dtype=np.str_),
+                 display_names=np.array([d for _, d in shown], dtype=np.str_))
+        return buffer.getvalue()
+
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp.npz", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
-                shown = sorted(self._display.items())
-                np.savez(f, encoder_id=np.array(self.encoder_id), names=np.array(self._names, dtype=np.str_),
-                         vectors=self._vectors.astype(np.float32),
-                         display_tags=np.array([t for t, _ in shown], dtype=np.str_),
-                         display_names=np.array([d for _, d in shown], dtype=np.str_))
+                f.write(self.to_bytes())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
 
     @classmethod
-    def load(cls, path: str | os.PathLike, encoder_id: str, dim: int, dims: int | None = None,
+    def load(cls, path: str | os.PathLike | bytes, encoder_id: str, dim: int, dims: int | None = None,
              compatible: tuple[str, ...] | list[str] = ()) -> Gallery:
-        """A saved gallery, made with this encoder or with one in `compatible` (then cut to `dims`, see above)."""
-        path = Path(path)
+        """A saved gallery (a file, or the bytes of one), made with this encoder or with one in `compatible`
+        (then cut to `dims`, see above)."""
+        if isinstance(path, bytes | bytearray | memoryview):
+            source, path = io.BytesIO(bytes(path)), Path("of this server")
+        else:
+            source = path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with np.load(source, allow_pickle=False) as z:
                 made_by = str(z["encoder_id"])
                 names = [str(n) for n in z["names"]]
                 vectors = np.asarray(z["vectors"], np.float32)

@@ -43,6 +43,27 @@ def _rate(name: str, default: tuple[int, float]) -> tuple[int, float]:
     return out
 
 
+def _optional_int(name: str) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _int_list(name: str) -> tuple[int, ...] | None:
+    """``"0,1"`` -> (0, 1)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"{name} must list whole numbers separated by commas (e.g. 0,1), got {raw!r}") from None
+
+
 @dataclass(frozen=True)
 class BotConfig:
     # Request the privileged message-content intent (enable it in the developer portal too). Needed for the
@@ -55,6 +76,25 @@ class BotConfig:
     max_pictures: int = 4
     # A file the bot touches every 30 s while connected (the Docker HEALTHCHECK reads its age). None: off.
     health_file: str | None = None
+    # Shared state for several processes (shards, hosts): postgresql://user:password@host/db. None: SQLite and
+    # files under DATA_DIR, one process (docs/scaling.md).
+    database_url: str | None = None
+    # Gateway shards: the total across every process, and the ones this process runs (None: all of them).
+    # shard_count None: one unsharded connection.
+    shard_count: int | None = None
+    shard_ids: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.shard_count is not None and self.shard_count < 1:
+            raise ValueError("SHARD_COUNT must be at least 1")
+        if self.shard_ids is not None:
+            if self.shard_count is None:
+                raise ValueError("SHARD_IDS needs SHARD_COUNT (the total number of shards)")
+            bad = [i for i in self.shard_ids if not 0 <= i < self.shard_count]
+            if bad or not self.shard_ids:
+                raise ValueError(f"SHARD_IDS must be between 0 and {self.shard_count - 1}, got {list(self.shard_ids)}")
+        if self.database_url is not None and not self.database_url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("DATABASE_URL must start with postgresql:// (only PostgreSQL is supported)")
 
     @classmethod
     def from_env(cls, **overrides) -> BotConfig:
@@ -65,6 +105,9 @@ class BotConfig:
             guild_cooldown=_rate("COOLDOWN_GUILD", cls.guild_cooldown),
             max_pictures=max(1, min(10, env_int("MAX_PICTURES", cls.max_pictures))),
             health_file=os.environ.get("HEALTH_FILE", "").strip() or None,
+            database_url=os.environ.get("DATABASE_URL", "").strip() or None,
+            shard_count=_optional_int("SHARD_COUNT"),
+            shard_ids=_int_list("SHARD_IDS"),
         )
         values.update(overrides)
         return cls(**values)

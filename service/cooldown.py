@@ -55,3 +55,7 @@ class Limiter:
         for w, _, _ in checks:
             w.events.append(now)
         return 0.0
+
+    async def acquire(self, user_id: int, guild_id: int | None) -> float:
+        """`check` as the bot calls it (the same interface as `service.postgres.PostgresLimiter`)."""
+        return self.check(user_id, guild_id)

@@ -38,3 +38,28 @@ def tiny_pipeline(tiny_bundle):
     from inference.settings import Settings
 
     return Pipeline.from_bundle(tiny_bundle, Settings(ort_threads=1))
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL server for the session (tests/pgserver.py)."""
+    import shutil
+    import tempfile
+
+    from pgserver import PostgresServer
+
+    directory = Path(tempfile.mkdtemp(prefix="crystal-eyes-pg-"))  # not under pytest's root-only tmp dir
+    server = PostgresServer(directory).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def database_url(postgres, request) -> str:
+    """A fresh, empty database on the session's server."""
+    import re
+
+    return postgres.create_database(re.sub(r"\W", "_", request.node.name)[:50].lower() + f"_{id(request)}"[-8:])

@@ -337,8 +337,7 @@ async def test_a_locked_database_loses_no_guilds_data(world, make_bot, bot_setti
     await world.admin.slash(world.channel, "settings", top=5)
     await other_admin.slash(other_channel, "settings", threshold=0.55, watch=other_channel)
 
-    world.env.bot.storage._timeout = 0.05
-    world.env.bot.storage._db.execute("PRAGMA busy_timeout=50")
+    world.env.bot.storage.backend._db.execute("PRAGMA busy_timeout=50")
     blocker = sqlite3.connect(bot_settings.data_dir / DB_NAME, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
