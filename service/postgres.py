@@ -190,6 +190,14 @@ class Database:
                 self._stop.wait(2.0)
 
 
+def _route(payload: str | None, prefix: str, invalidate: Callable[[int | None], None]) -> None:
+    """A notification `<prefix><guild id>` -> invalidate(guild id); None (a reconnect) -> invalidate(None)."""
+    if payload is None:
+        invalidate(None)
+    elif payload.startswith(prefix):
+        invalidate(int(payload[len(prefix):]))
+
+
 # -- the three kinds of shared state --------------------------------------------------------------------------------
 class PostgresSettings:
     """Guild settings and watch channels (the `service.storage.SettingsStore` backend for PostgreSQL)."""
@@ -250,10 +258,7 @@ class PostgresSettings:
     invalidate: Callable[[int | None], None] = staticmethod(lambda guild_id: None)  # set by SettingsStore
 
     def _changed(self, payload: str | None) -> None:
-        if payload is None:
-            self.invalidate(None)
-        elif payload.startswith("settings:"):
-            self.invalidate(int(payload.split(":", 1)[1]))
+        _route(payload, "settings:", self.invalidate)
 
 
 class PostgresGalleryFiles:
@@ -295,29 +300,26 @@ class PostgresGalleryFiles:
                             "DO UPDATE SET data=excluded.data, updated_at=now()", (guild_id, data))
                 self.db.notify(cur, f"gallery:{guild_id}")
 
-            def set_aside(reason: str) -> str:
-                cur.execute("INSERT INTO galleries_set_aside (guild_id, data, reason) SELECT guild_id, data, %s "
-                            "FROM galleries WHERE guild_id=%s RETURNING id", (reason, guild_id))
-                kept = cur.fetchone()
-                cur.execute("DELETE FROM galleries WHERE guild_id=%s", (guild_id,))
-                return f"row {kept[0]} of table galleries_set_aside" if kept else "nowhere (it was gone)"
-
-            yield GalleryEdit(None if row is None else bytes(row[0]), write, set_aside)
+            yield GalleryEdit(None if row is None else bytes(row[0]), write,
+                              lambda reason: self._set_aside(cur, guild_id, reason))
 
     def set_aside(self, guild_id: int, reason: str) -> str:
         with self.db.transaction() as cur:
-            cur.execute("INSERT INTO galleries_set_aside (guild_id, data, reason) SELECT guild_id, data, %s "
-                        "FROM galleries WHERE guild_id=%s RETURNING id", (reason, guild_id))
-            row = cur.fetchone()
-            cur.execute("DELETE FROM galleries WHERE guild_id=%s", (guild_id,))
+            kept = self._set_aside(cur, guild_id, reason)
             self.db.notify(cur, f"gallery:{guild_id}")
+        return kept
+
+    @staticmethod
+    def _set_aside(cur, guild_id: int, reason: str) -> str:
+        """Move the guild's blob to `galleries_set_aside` (inside the caller's transaction)."""
+        cur.execute("INSERT INTO galleries_set_aside (guild_id, data, reason) SELECT guild_id, data, %s "
+                    "FROM galleries WHERE guild_id=%s RETURNING id", (reason, guild_id))
+        row = cur.fetchone()
+        cur.execute("DELETE FROM galleries WHERE guild_id=%s", (guild_id,))
         return f"row {row[0]} of table galleries_set_aside" if row else "nowhere (it was gone)"
 
     def _changed(self, payload: str | None) -> None:
-        if payload is None:
-            self.invalidate(None)
-        elif payload.startswith("gallery:"):
-            self.invalidate(int(payload.split(":", 1)[1]))
+        _route(payload, "gallery:", self.invalidate)
 
 
 class PostgresLimiter:
