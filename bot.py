@@ -167,11 +167,18 @@ class CrystalEyes(commands.Bot):
         try:
             self.heartbeat.cancel()
             await self.fetcher.close()
-            self.recognizer.close()
-            self.storage.close()
+            self.release()
         finally:
             unfreeze_heap()
             await super().close()
+
+    def release(self) -> None:
+        """Stop what this bot runs besides its Discord connection: inference workers, the settings store and
+        (DATABASE_URL) the PostgreSQL connection and its listener thread. Safe to call more than once."""
+        self.recognizer.close()
+        self.storage.close()
+        if self.database is not None:
+            self.database.close()
 
 
 class RedactToken(logging.Filter):

@@ -58,11 +58,16 @@ def many_labels_pipeline(tmp_path_factory):
 def make_bot(bot_settings, bot_config, pipeline):
     """Build a fresh bot on the same settings (and data directory): what a restart does."""
 
+    made = []
+
     def make(**config_changes):
         config = bot_config if not config_changes else BotConfig(**{**bot_config.__dict__, **config_changes})
-        return create_bot(bot_settings, pipeline=pipeline, config=config)
+        made.append(create_bot(bot_settings, pipeline=pipeline, config=config))
+        return made[-1]
 
-    return make
+    yield make
+    for bot in made:  # SimCord's shutdown leaves the bot alone: stop its workers and close its store
+        bot.release()
 
 
 @pytest.fixture

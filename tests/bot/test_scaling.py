@@ -83,15 +83,39 @@ def scaled_config(bot_config, database_url):
     return config
 
 
-async def test_two_processes_share_galleries_and_settings(bot_settings, pipeline, scaled_config, scene_bytes):
-    bots = [create_bot(bot_settings, pipeline=pipeline, config=scaled_config()) for _ in range(2)]
-    env = simcord.Env(bots[0])
+@pytest.fixture
+def make_process(bot_settings, pipeline, scaled_config):
+    """`make_process(**config)` builds a bot on the shared database; each one is released at the end (SimCord's
+    shutdown leaves the bot itself alone), and no PostgreSQL listener thread may outlive the test."""
+    import threading
+
+    made = []
+
+    def make(**changes):
+        made.append(create_bot(bot_settings, pipeline=pipeline, config=scaled_config(**changes)))
+        return made[-1]
+
+    yield make
+    for bot in made:
+        bot.release()
+    assert not [t for t in threading.enumerate() if t.name == "crystal-eyes-pg-listener"]
+
+
+async def start_two(make_process, **changes):
+    """Two processes on one database: this loop's bot in `env`, and an OtherProcess; both worlds built."""
+    env = simcord.Env(make_process(**changes))
     await env.start()
-    other = OtherProcess(bots[1])
+    other = OtherProcess(make_process(**changes))
+    world_a = build_world(env)
+    await env.bot.tree.sync()
+    world_b = await other.start()
+    return env, other, world_a, world_b
+
+
+async def test_two_processes_share_galleries_and_settings(make_process, bot_settings, scene_bytes):
+    env, other, (ch_a, admin_a, _), (ch_b, admin_b, member_b) = await start_two(make_process)
+    bots = [env.bot, other.bot]
     try:
-        ch_a, admin_a, _ = build_world(env)
-        await env.bot.tree.sync()
-        ch_b, admin_b, member_b = await other.start()
         before = await other.run(lambda: member_b.slash(ch_b, "whois", image=("art.jpg", scene_bytes)))
         assert "Kiyo Girl" not in names_of(before.response)
 
@@ -116,16 +140,9 @@ async def test_two_processes_share_galleries_and_settings(bot_settings, pipeline
         await env.shutdown()
 
 
-async def test_cooldowns_are_shared_between_processes(bot_settings, pipeline, scaled_config, scene_bytes):
-    config = scaled_config(user_cooldown=(1, 60.0))
-    bots = [create_bot(bot_settings, pipeline=pipeline, config=config) for _ in range(2)]
-    env = simcord.Env(bots[0])
-    await env.start()
-    other = OtherProcess(bots[1])
+async def test_cooldowns_are_shared_between_processes(make_process, scene_bytes):
+    env, other, (channel, _, member), (ch_b, _, member_b) = await start_two(make_process, user_cooldown=(1, 60.0))
     try:
-        channel, _, member = build_world(env)
-        await env.bot.tree.sync()
-        ch_b, _, member_b = await other.start()
         first = await member.slash(channel, "whois", image=("art.jpg", scene_bytes))
         assert first.response.embeds
         # the same user (same id in both simulated Discords) on the other process: already used up
@@ -137,9 +154,8 @@ async def test_cooldowns_are_shared_between_processes(bot_settings, pipeline, sc
         await env.shutdown()
 
 
-async def test_a_sharded_process_runs_its_shards_and_keeps_what_was_taught(bot_settings, pipeline, scaled_config,
-                                                                           scene_bytes):
-    sharded = create_bot(bot_settings, pipeline=pipeline, config=scaled_config(shard_count=2, shard_ids=(0,)))
+async def test_a_sharded_process_runs_its_shards_and_keeps_what_was_taught(make_process, scene_bytes):
+    sharded = make_process(shard_count=2, shard_ids=(0,))
     assert isinstance(sharded, ShardedCrystalEyes) and sharded.shard_ids == [0] and sharded.shard_count == 2
     env = simcord.Env(sharded)
     await env.start()
@@ -148,8 +164,7 @@ async def test_a_sharded_process_runs_its_shards_and_keeps_what_was_taught(bot_s
         await env.bot.tree.sync()
         await admin.slash(channel, "teach", character="Kiyo Girl (Test)", image=("kiyo.jpg", scene_bytes))
         # the shards are redistributed: a new process now serves every shard of this guild's data
-        await env.restart_bot(create_bot(bot_settings, pipeline=pipeline,
-                                         config=scaled_config(shard_count=2, shard_ids=(0, 1))))
+        await env.restart_bot(make_process(shard_count=2, shard_ids=(0, 1)))
         assert env.bot.shard_ids == [0, 1]
         named = await member.slash(channel, "whois", image=("art.jpg", scene_bytes))
         assert "Kiyo Girl" in names_of(named.response).splitlines()[0]
