@@ -20,10 +20,13 @@ WORKDIR /app
 
 # Dependencies first (a cached layer that only changes with pyproject.toml): install the project's dependencies
 # from stub packages, then drop the stub.
+# EXTRAS: the optional dependencies to install; the recognition service's image (compose `inference`) adds serve
+# (Ray Serve, ~300 MB) to the bot's scale (PostgreSQL).
+ARG EXTRAS=scale
 COPY pyproject.toml README.md ./
 RUN mkdir -p inference cogs service \
     && touch inference/__init__.py cogs/__init__.py service/__init__.py bot.py \
-    && pip install ".[scale]" \
+    && pip install ".[${EXTRAS}]" \
     && pip uninstall -y crystal-eyes \
     && rm -rf inference cogs service bot.py build *.egg-info
 

@@ -109,7 +109,13 @@ class CrystalEyes(commands.Bot):
         self.settings = settings
         self.config = config
         self.pipeline = pipeline
-        self.recognizer = Recognizer(pipeline, workers=settings.workers, queue_size=settings.queue_size)
+        if config.inference_url:  # the models run in the recognition service (inference/serve.py)
+            from service.remote import RemoteRecognizer
+
+            self.recognizer = RemoteRecognizer(pipeline, workers=config.inference_concurrency,
+                                               queue_size=settings.queue_size)
+        else:
+            self.recognizer = Recognizer(pipeline, workers=settings.workers, queue_size=settings.queue_size)
         defaults = GuildSettings(threshold=settings.unsure_threshold, top_k=max(1, min(10, settings.top_k)))
         if config.database_url:  # several processes share one PostgreSQL database (docs/scaling.md)
             from service.postgres import Database, PostgresGalleryFiles, PostgresLimiter, PostgresSettings
@@ -127,6 +133,8 @@ class CrystalEyes(commands.Bot):
         self.failed_extensions: dict[str, str] = {}
 
     async def setup_hook(self) -> None:
+        if self.config.inference_url:
+            await self._check_inference()
         if await asyncio.to_thread(self.storage.open) and self.database is not None:
             log.info("%d server galleries loaded from PostgreSQL", await asyncio.to_thread(self.galleries.preload))
         for name in EXTENSIONS:
@@ -146,6 +154,21 @@ class CrystalEyes(commands.Bot):
             "on" if self.intents.message_content else "off",
             frozen,
         )
+
+    async def _check_inference(self) -> None:
+        """Say at start whether the recognition service is up and runs this bundle; down is not fatal (requests
+        get the busy answer until it is back), another model is logged as an error."""
+        from inference.errors import BundleError
+        from service.remote import Unavailable
+
+        try:
+            health = await asyncio.to_thread(self.pipeline.check)
+            log.info("recognition service %s: %s %s", self.config.inference_url, health.get("name"),
+                     health.get("version"))
+        except Unavailable as exc:
+            log.warning("recognition service %s is not answering yet (%s)", self.config.inference_url, exc.why)
+        except BundleError as exc:
+            log.error("%s", exc)
 
     @tasks.loop(seconds=30)
     async def heartbeat(self) -> None:
@@ -201,7 +224,11 @@ class RedactToken(logging.Filter):
         return True
 
 
-def load_pipeline(settings: Settings):
+def load_pipeline(settings: Settings, config: BotConfig | None = None):
+    if config is not None and config.inference_url:  # facts only; the service runs the models
+        from service.remote import RemoteModel
+
+        return RemoteModel.connect(settings, config)
     from inference.pipeline import Pipeline
 
     return Pipeline.from_bundle(settings.bundle_dir, settings=settings)
@@ -217,7 +244,7 @@ def create_bot(settings: Settings | None = None, *, pipeline: Any = None, config
     settings = settings or Settings.from_env()
     config = config or BotConfig.from_env()
     if pipeline is None:
-        pipeline = load_pipeline(settings)
+        pipeline = load_pipeline(settings, config)
     cls = ShardedCrystalEyes if config.shard_count is not None else CrystalEyes
     return cls(settings, pipeline, config)
 

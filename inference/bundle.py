@@ -91,7 +91,9 @@ class Bundle:
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
-    def load(cls, root: str | Path, threads: int | None = None) -> Bundle:
+    def load(cls, root: str | Path, threads: int | None = None, *, sessions: bool = True) -> Bundle:
+        """Verify and load a bundle. `sessions=False`: its facts only (labels, characters, galleries' encoder),
+        no onnxruntime session: what a bot that sends its pictures to a recognition service needs."""
         root = Path(root)
         mpath = root / "manifest.json"
         if not mpath.is_file():
@@ -147,7 +149,10 @@ class Bundle:
 
         labels = cls._load_labels(root, manifest.get("labels", "chara.json"))
         b = cls(root, manifest, labels, files, max(1, threads or cpu_count()))
-        b._open_sessions()
+        if sessions:
+            b._open_sessions()
+        elif manifest["encoder"].get("dim") is None:
+            raise BundleError(f"{mpath} must declare encoder.dim to be used without running its models.")
         b._check_shapes()
         return b
 
@@ -181,9 +186,8 @@ class Bundle:
             self.sessions[section] = make_session(mf.path, self.threads)
 
     def _check_shapes(self) -> None:
-        enc = self.sessions["encoder"]
         dim = self.manifest["encoder"].get("dim")
-        out_shape = enc.get_outputs()[0].shape
+        out_shape = self.sessions["encoder"].get_outputs()[0].shape if "encoder" in self.sessions else [dim]
         if dim is not None and isinstance(out_shape[-1], int) and out_shape[-1] != dim:
             raise BundleError(f"Encoder outputs {out_shape[-1]} values but the manifest says dim={dim}.")
         n = len(self.labels)
@@ -201,8 +205,10 @@ class Bundle:
             classes = W.shape[0]
             if dim is not None and W.shape[1] != dim:
                 raise BundleError(f"Classifier takes {W.shape[1]}-d embeddings but the encoder makes {dim}.")
-        else:
+        elif "classifier" in self.sessions:
             classes = self.sessions["classifier"].get_outputs()[0].shape[-1]
+        else:
+            classes = None
         if isinstance(classes, int) and classes != n:
             raise BundleError(f"The label list has {n} names but the classifier has {classes} classes.")
         gdims = cspec.get("gallery_dims")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from inference.settings import env_int
+from inference.settings import env_float, env_int
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -83,6 +83,13 @@ class BotConfig:
     # shard_count None: one unsharded connection.
     shard_count: int | None = None
     shard_ids: tuple[int, ...] | None = None
+    # Remote inference (inference/serve.py, a Ray Serve deployment): http://host:8000. None: in this process.
+    # Per request: `inference_timeout` seconds, then up to `inference_retries` more tries when the service is
+    # busy or unreachable; `inference_concurrency` requests in flight from this process (more queue, then busy).
+    inference_url: str | None = None
+    inference_timeout: float = 20.0
+    inference_retries: int = 2
+    inference_concurrency: int = 8
 
     def __post_init__(self) -> None:
         if self.shard_count is not None and self.shard_count < 1:
@@ -95,6 +102,11 @@ class BotConfig:
                 raise ValueError(f"SHARD_IDS must be between 0 and {self.shard_count - 1}, got {list(self.shard_ids)}")
         if self.database_url is not None and not self.database_url.startswith(("postgresql://", "postgres://")):
             raise ValueError("DATABASE_URL must start with postgresql:// (only PostgreSQL is supported)")
+        if self.inference_url is not None and not self.inference_url.startswith(("http://", "https://")):
+            raise ValueError("INFERENCE_URL must start with http:// or https://")
+        if self.inference_timeout <= 0 or self.inference_retries < 0 or self.inference_concurrency < 1:
+            raise ValueError("INFERENCE_TIMEOUT must be positive, INFERENCE_RETRIES at least 0 and "
+                             "INFERENCE_CONCURRENCY at least 1")
 
     @classmethod
     def from_env(cls, **overrides) -> BotConfig:
@@ -108,6 +120,10 @@ class BotConfig:
             database_url=os.environ.get("DATABASE_URL", "").strip() or None,
             shard_count=_optional_int("SHARD_COUNT"),
             shard_ids=_int_list("SHARD_IDS"),
+            inference_url=os.environ.get("INFERENCE_URL", "").strip().rstrip("/") or None,
+            inference_timeout=env_float("INFERENCE_TIMEOUT", cls.inference_timeout),
+            inference_retries=env_int("INFERENCE_RETRIES", cls.inference_retries),
+            inference_concurrency=env_int("INFERENCE_CONCURRENCY", cls.inference_concurrency),
         )
         values.update(overrides)
         return cls(**values)

@@ -63,3 +63,27 @@ def database_url(postgres, request) -> str:
     import re
 
     return postgres.create_database(re.sub(r"\W", "_", request.node.name)[:50].lower() + f"_{id(request)}"[-8:])
+
+
+@pytest.fixture(scope="module")
+def ray_serve():
+    """`ray_serve(bundle_dir, replicas=1)` -> URL: a local Ray cluster (2 CPUs, no dashboard) with the recognition
+    service (inference/serve.py) on 127.0.0.1; one application per test module, shut down after it."""
+    import socket
+
+    from inference import serve
+    from inference.settings import Settings
+
+    started = []
+
+    def run(bundle_dir, **options) -> str:
+        assert not started, "one recognition service per test module"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        started.append(serve.start(Settings(bundle_dir=bundle_dir, ort_threads=1), port=port, num_cpus=2, **options))
+        return started[-1]
+
+    yield run
+    if started:
+        serve.stop()

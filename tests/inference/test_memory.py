@@ -75,7 +75,9 @@ def test_freeze_and_unfreeze_the_startup_heap():
 
     try:
         frozen = memory.freeze_startup_heap()
-        assert frozen == gc.get_freeze_count() > 1000  # modules, pytest, numpy...: all of startup
+        # modules, pytest, numpy...: all of startup. A daemon thread an earlier test left (a Ray or PostgreSQL
+        # client) may free a few frozen objects in between, so the count is not compared to the object.
+        assert frozen > 1000 and frozen - 100 <= gc.get_freeze_count() <= frozen
         before = len(gc.get_objects(generation=2))
         memory.unfreeze_heap()
         assert gc.get_freeze_count() == 0 and len(gc.get_objects(generation=2)) >= before + frozen - 100

@@ -95,3 +95,24 @@ def test_compose_serves_the_http_api_on_loopback():
 def test_the_image_and_ci_have_the_label_fonts():
     assert "fonts-wqy-microhei" in (ROOT / "Dockerfile").read_text()
     assert "fonts-wqy-microhei" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_scale_profile_wires_database_service_and_shards():
+    """`docker compose --profile scale up`: PostgreSQL and the recognition service (its image with the serve
+    extra) each have a health check the shards wait for; every shard uses both and runs its own shard id."""
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    scale = {name: s for name, s in services.items() if "scale" in s.get("profiles", [])}
+    assert set(scale) == {"db", "inference", "shard0", "shard1"}
+    assert "serve" in scale["inference"]["build"]["args"]["EXTRAS"] and "ARG EXTRAS" in (ROOT / "Dockerfile").read_text()
+    assert "inference.serve" in scale["inference"]["command"] and "healthz" in str(scale["inference"]["healthcheck"])
+    assert "pg_isready" in str(scale["db"]["healthcheck"])
+    ids = set()
+    for name in ("shard0", "shard1"):
+        env, needs = scale[name]["environment"], scale[name]["depends_on"]
+        assert env["DATABASE_URL"].startswith("postgresql://") and env["INFERENCE_URL"] == "http://inference:8000"
+        assert {k: v["condition"] for k, v in needs.items()} == {"db": "service_healthy", "inference": "service_healthy"}
+        ids.add(env["SHARD_IDS"])
+    assert ids == {"0", "1"} and services["bot"]["volumes"] == ["crystal-eyes-data:/data"]
