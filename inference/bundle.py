@@ -293,3 +293,23 @@ class Bundle:
             "metrics": m.get("metrics", {}),
             "threads": self.threads,
         }
+
+
+class BundleFacts:
+    """What a loaded bundle says about itself, for whatever holds one as `self.bundle`: the pipeline that runs its
+    models, or the bot's client of a recognition service that only reads them (service/remote.py)."""
+
+    bundle: Bundle
+
+    @property
+    def labels(self) -> list[str]:
+        return self.bundle.labels
+
+    @property
+    def characters(self):
+        """characters.CharacterIndex: every character the bundle knows (classifier and known gallery), described."""
+        return self.bundle.characters
+
+    @property
+    def info(self) -> dict:
+        return self.bundle.info()

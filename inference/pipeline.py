@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import annotate as _annotate
-from .bundle import Bundle
+from .bundle import Bundle, BundleFacts
 from .classify import Classifier
 from .crop import crop_heads
 from .crop import whole_image as whole_crop
@@ -32,7 +32,9 @@ class NoHeadError(ImageError):
     """Enrollment needs exactly one clear head and none was found."""
 
 
-class Pipeline:
+class Pipeline(BundleFacts):
+    """The data path over one bundle; its facts (labels, characters, info) come from BundleFacts."""
+
     def __init__(self, bundle: Bundle, settings: Settings | None = None):
         self.settings = settings or Settings()
         self.bundle = bundle
@@ -57,20 +59,6 @@ class Pipeline:
         tune_malloc(settings.malloc_mmap_threshold_mb)  # process-wide, idempotent; see inference/memory.py
         bundle = Bundle.load(path or settings.bundle_dir, threads=settings.ort_threads)
         return cls(bundle, settings)
-
-    # -- facts -----------------------------------------------------------------------------------
-    @property
-    def labels(self) -> list[str]:
-        return self.bundle.labels
-
-    @property
-    def characters(self):
-        """characters.CharacterIndex: every character the bundle knows (classifier and known gallery), described."""
-        return self.bundle.characters
-
-    @property
-    def info(self) -> dict:
-        return self.bundle.info()
 
     # -- steps -----------------------------------------------------------------------------------
     def decode(self, data: bytes):

@@ -8,22 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from inference.settings import env_float, env_int
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def _bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    raw = raw.strip().lower()
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise ValueError(f"{name} must be true or false, got {raw!r}")
+from inference.settings import env_bool, env_float, env_int
 
 
 def _rate(name: str, default: tuple[int, float]) -> tuple[int, float]:
@@ -112,7 +97,7 @@ class BotConfig:
     def from_env(cls, **overrides) -> BotConfig:
         """Read after `Settings.from_env()` (which loads `.env`)."""
         values = dict(
-            message_content=_bool("MESSAGE_CONTENT_INTENT", cls.message_content),
+            message_content=env_bool("MESSAGE_CONTENT_INTENT", cls.message_content),
             user_cooldown=_rate("COOLDOWN_USER", cls.user_cooldown),
             guild_cooldown=_rate("COOLDOWN_GUILD", cls.guild_cooldown),
             max_pictures=max(1, min(10, env_int("MAX_PICTURES", cls.max_pictures))),

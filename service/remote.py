@@ -23,7 +23,7 @@ from urllib.parse import urlencode, urlsplit
 import numpy as np
 
 from inference import wire
-from inference.bundle import Bundle
+from inference.bundle import Bundle, BundleFacts
 from inference.errors import BundleError, GalleryError
 from inference.gallery import Gallery
 
@@ -102,7 +102,7 @@ class InferenceClient:
         self._drop()
 
 
-class RemoteModel:
+class RemoteModel(BundleFacts):
     """What the bot asks of its pipeline — facts, galleries, recognitions — with the models run by the service."""
 
     def __init__(self, bundle: Bundle, client: InferenceClient) -> None:
@@ -119,15 +119,7 @@ class RemoteModel:
         return cls(bundle, InferenceClient(config.inference_url, timeout=config.inference_timeout,
                                            retries=config.inference_retries))
 
-    # -- facts ---------------------------------------------------------------------------------------------------
-    @property
-    def labels(self) -> list[str]:
-        return self.bundle.labels
-
-    @property
-    def characters(self):
-        return self.bundle.characters
-
+    # -- facts (labels and characters: BundleFacts) ---------------------------------------------------------------
     @property
     def info(self) -> dict:
         return {**self.bundle.info(), "inference_url": self.client.url}

@@ -64,3 +64,22 @@ def test_bad_values_name_the_variable(monkeypatch, var, value):
     monkeypatch.setenv(var, value)
     with pytest.raises(ValueError, match=var):
         BotConfig.from_env()
+
+
+def test_one_boolean_parser_for_every_setting(monkeypatch):
+    """The bot's and the pipeline's true/false variables read alike: empty is the default, as in .env.example."""
+    from inference.settings import Settings
+
+    for raw, want in (("", False), ("on", True), ("0", False), ("YES", True)):
+        monkeypatch.setenv("MESSAGE_CONTENT_INTENT", raw)
+        monkeypatch.setenv("VERIFY_HEADS", raw)
+        assert BotConfig.from_env().message_content is want
+        assert Settings.from_env(env_file=None).verify_heads is (True if raw == "" else want)
+
+
+@pytest.mark.parametrize(("var", "value"), [("INFERENCE_URL", "inference:8000"), ("INFERENCE_TIMEOUT", "soon"),
+                                            ("INFERENCE_RETRIES", "-1"), ("INFERENCE_CONCURRENCY", "0")])
+def test_bad_inference_settings_name_the_variable(monkeypatch, var, value):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ValueError, match=var):
+        BotConfig.from_env()
