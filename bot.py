@@ -24,6 +24,7 @@ from inference.memory import freeze_startup_heap, unfreeze_heap
 from inference.settings import Settings
 from service.config import BotConfig
 from service.cooldown import Limiter
+from service.errors import log_error
 from service.fetch import SafeFetcher
 from service.recognizer import Recognizer
 from service.storage import Galleries, GuildSettings, Storage
@@ -33,48 +34,12 @@ log = logging.getLogger("crystal_eyes")
 EXTENSIONS = ("cogs.recognition", "cogs.admin", "cogs.gallery", "cogs.owner")
 
 
-class UserFacingError(app_commands.AppCommandError):
-    """An error whose message is shown to the user as it is."""
-
-
 class Tree(app_commands.CommandTree):
-    """The global app-command error handler: one short message to the user, one log line."""
+    """The global app-command error handler: one short message to the user, one log line (service/errors.py)."""
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        original = getattr(error, "original", error)
         command = interaction.command.qualified_name if interaction.command else "?"
-        if isinstance(error, app_commands.CommandOnCooldown):
-            text = f"Slow down a little: try again in {error.retry_after:.0f} s."
-            log.info("cooldown: /%s by user %s (%.0f s left)", command, interaction.user.id, error.retry_after)
-        elif isinstance(error, app_commands.MissingPermissions):
-            perms = ", ".join(p.replace("_", " ").replace("guild", "server").title() for p in error.missing_permissions)
-            text = f"You need the **{perms}** permission to use this command."
-            log.info("permission denied: /%s by user %s (missing %s)", command, interaction.user.id, perms)
-        elif isinstance(error, app_commands.BotMissingPermissions):
-            perms = ", ".join(p.replace("_", " ").title() for p in error.missing_permissions)
-            text = f"I'm missing the **{perms}** permission here; ask a server manager to grant it."
-            log.info("bot missing permissions for /%s: %s", command, perms)
-        elif isinstance(error, app_commands.NoPrivateMessage):
-            text = "This command only works in a server."
-        elif isinstance(error, (UserFacingError, app_commands.CheckFailure)):
-            text = str(error) or "You can't use this command here."
-            log.info("check failed: /%s by user %s: %s", command, interaction.user.id, type(error).__name__)
-        elif isinstance(original, discord.Forbidden):
-            text = "Discord refused: I'm missing a permission in this channel (Send Messages, Embed Links or Attach Files)."
-            log.warning("forbidden in /%s: %s", command, original.text)
-        elif isinstance(original, discord.NotFound):
-            text = "That message or attachment is gone (deleted, or the link expired). Post it again and retry."
-            log.warning("not found in /%s: %s", command, original.text)
-        elif isinstance(original, discord.HTTPException) and original.status == 429:
-            text = "Discord is rate-limiting me; try again in a moment."
-            log.warning("rate limited in /%s", command)
-        elif isinstance(original, discord.HTTPException):
-            text = "Discord returned an error; try again in a moment."
-            log.warning("discord error in /%s: %s %s", command, original.status, original.text)
-        else:
-            text = "Something went wrong on my side; it has been logged."
-            log.error("unhandled error in /%s", command, exc_info=original)
-        await self.reply_error(interaction, text)
+        await self.reply_error(interaction, log_error(error, f"/{command} by user {interaction.user.id}"))
 
     @staticmethod
     async def reply_error(interaction: discord.Interaction, text: str) -> None:

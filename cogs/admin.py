@@ -11,6 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from service.errors import log_error
 from service.storage import GuildSettings, StorageError
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ class Admin(commands.Cog):
         try:
             gs = await asyncio.get_running_loop().run_in_executor(None, save)
         except StorageError as exc:
-            await interaction.followup.send(str(exc), ephemeral=True)
+            await interaction.followup.send(log_error(exc, f"/settings in guild {guild_id}"), ephemeral=True)
             return
         changed = reset or bool(changes) or watch is not None or unwatch is not None
         if changed:

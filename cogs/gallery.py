@@ -12,6 +12,7 @@ from discord.ext import commands
 from inference.errors import GalleryError, ImageError
 from inference.gallery import to_tag
 from inference.result import Character, display_name
+from service.errors import log_error
 from service.recognizer import Busy
 from service.storage import StorageError
 
@@ -124,16 +125,11 @@ class GalleryCog(commands.Cog, name="Gallery"):
         data = await image.read()
         try:
             count = await self.bot.recognizer.run(self._enroll, interaction.guild_id, character, data, whole)
-        except Busy as exc:
-            await interaction.followup.send(str(exc), ephemeral=True)
-            return
-        except ImageError as exc:
-            hint = " Try again with `whole:True` if the picture is a head crop." if not whole else ""
-            await interaction.followup.send(f"I couldn't use that picture: {exc}.{hint}", ephemeral=True)
-            return
-        except (GalleryError, OSError, StorageError) as exc:
-            log.error("enrolling into the gallery of guild %s failed: %s", interaction.guild_id, exc)
-            await interaction.followup.send("I couldn't save the server's gallery; see the bot's log.", ephemeral=True)
+        except (Busy, ImageError, GalleryError, StorageError) as exc:
+            text = log_error(exc, f"/teach in guild {interaction.guild_id}")
+            if isinstance(exc, ImageError) and not whole:
+                text += " Try again with `whole:True` if the picture is a head crop."
+            await interaction.followup.send(text, ephemeral=True)
             return
         log.info("guild %s: user %s taught %r", interaction.guild_id, interaction.user.id, name)
         examples = f" ({count} pictures of them now)" if count > 1 else ""
@@ -154,12 +150,8 @@ class GalleryCog(commands.Cog, name="Gallery"):
         await interaction.response.defer(thinking=True, ephemeral=True)
         try:
             removed = await self.bot.recognizer.run(self.bot.galleries.forget, interaction.guild_id, name)
-        except Busy as exc:
-            await interaction.followup.send(str(exc), ephemeral=True)
-            return
-        except (GalleryError, OSError, StorageError) as exc:
-            log.error("forgetting in the gallery of guild %s failed: %s", interaction.guild_id, exc)
-            await interaction.followup.send("I couldn't update the server's gallery; see the bot's log.", ephemeral=True)
+        except (Busy, GalleryError, StorageError) as exc:
+            await interaction.followup.send(log_error(exc, f"/forget in guild {interaction.guild_id}"), ephemeral=True)
             return
         if not removed:
             await interaction.followup.send(

@@ -19,6 +19,7 @@ from discord.ext import commands
 
 from inference.errors import ImageError
 from service import render
+from service.errors import log_error
 from service.fetch import FetchError
 from service.recognizer import Busy
 from service.render import Picture
@@ -148,20 +149,13 @@ class Recognition(commands.Cog):
                     data, whole_image=whole_image, gallery=gallery, threshold=gs.threshold, max_bytes=max_bytes
                 )
             except Busy as exc:
-                log.info("busy: refused %d picture(s) for user %s", total - index + 1, owner_id)
-                await send(content=str(exc))
+                await send(content=log_error(exc, f"{total - index + 1} picture(s) of user {owner_id} refused"))
                 return
-            except (ImageError, FetchError) as exc:
-                log.info("bad picture %r from user %s: %s", source.label[:100], owner_id, exc)
-                prefix = f"Picture {index}: " if total > 1 else ""
-                await send(embed=render.notice(f"{prefix}I couldn't read that picture: {exc}"))
-                continue
             except discord.HTTPException:
                 raise  # Discord's own errors (a deleted attachment...) go to the callers' handlers
-            except Exception:  # a bug or a failing model: this picture fails politely, the others still run
-                log.exception("recognition of %r for user %s failed", source.label[:100], owner_id)
-                prefix = f"Picture {index}: " if total > 1 else ""
-                await send(embed=render.notice(f"{prefix}Something went wrong on my side; it has been logged."))
+            except Exception as exc:  # a bad picture, or a bug: this picture fails politely, the others still run
+                text = log_error(exc, f"picture {source.label[:100]!r} of user {owner_id}")
+                await send(embed=render.notice(f"Picture {index}: {text}" if total > 1 else text))
                 continue
             await self.send_result(
                 send=send, rec=rec, picture=picture, index=index, total=total, top_n=top_n, owner_id=owner_id,
@@ -222,10 +216,10 @@ class Recognition(commands.Cog):
                 picture.data, whole_image=True, gallery=gallery, threshold=gs.threshold, max_bytes=max_bytes
             )
         except Busy as exc:
-            await send(content=str(exc))
+            await send(content=log_error(exc, f"whole-picture rerun of user {interaction.user.id} refused"))
             return
         except ImageError as exc:
-            await send(embed=render.notice(f"I couldn't read that picture: {exc}"))
+            await send(embed=render.notice(log_error(exc, f"whole-picture rerun of user {interaction.user.id}")))
             return
         await self.send_result(
             send=send, rec=rec, picture=picture, index=1, total=1, top_n=top_n, owner_id=interaction.user.id,

@@ -19,7 +19,7 @@ import logging
 
 from aiohttp import web
 
-from .errors import ImageError, ImageTooLargeError, NotAnImageError
+from .errors import ImageError, ImageTooLargeError, describe
 from .memory import freeze_startup_heap, unfreeze_heap
 from .runner import BoundedRunner, Busy
 from .settings import Settings
@@ -127,14 +127,9 @@ async def _recognize(request: web.Request, top_param: str, render) -> web.Respon
             raise Busy()
         data = await _read_file(request, settings.max_image_bytes)
         result = await runner.run(request.app[PIPELINE].recognize, data, top_k=top_n, whole_image=whole)
-    except Busy as e:
-        return web.json_response({"error": str(e)}, status=503, headers={"Retry-After": "2"})
-    except ImageTooLargeError as e:
-        return _error(413, str(e))
-    except NotAnImageError as e:
-        return _error(415, str(e))
-    except ImageError as e:
-        return _error(400, str(e))
+    except (Busy, ImageError) as e:  # the status from the error table (inference/errors.py); the message as raised
+        status = describe(e).status
+        return web.json_response({"error": str(e)}, status=status, headers={"Retry-After": "2"} if status == 503 else None)
     return web.json_response(render(result))
 
 

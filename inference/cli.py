@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import BundleError, CrystalEyesError, GalleryError, ImageError
+from .errors import CrystalEyesError, ImageError, describe
 from .result import UNKNOWN_TEXT
 from .settings import Settings
 
@@ -340,11 +340,11 @@ def main(argv: list[str] | None = None) -> int:
             _err("--top must be between 1 and 50")
             return 2
         return args.func(args, settings)
-    except (BundleError, GalleryError, ValueError) as e:
+    except CrystalEyesError as e:  # the exit code from the error table (inference/errors.py)
+        _err(str(e))
+        return describe(e).exit_code
+    except ValueError as e:  # a bad option or setting
         _err(str(e))
         return 2
-    except CrystalEyesError as e:
-        _err(str(e))
-        return 1
     except KeyboardInterrupt:
         return 130

@@ -12,12 +12,11 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from .errors import Busy
 
-class Busy(Exception):
-    """Every worker is busy and the queue is full."""
+__all__ = ["BoundedRunner", "Busy"]
 
-    def __init__(self) -> None:
-        super().__init__("I'm busy with other pictures right now, try again in a moment.")
+
 
 
 class BoundedRunner:

@@ -38,7 +38,7 @@ class Unavailable(Busy):
     """The recognition service stayed busy or unreachable through every retry."""
 
     def __init__(self, why: str) -> None:
-        Exception.__init__(self, "The recognition service is busy or not answering right now; try again in a moment.")
+        super().__init__("The recognition service is busy or not answering right now; try again in a moment.")
         self.why = why
 
 

@@ -12,6 +12,8 @@ import discord
 
 from inference.result import UNKNOWN_TEXT, Candidate, Head
 
+from .errors import log_error
+
 log = logging.getLogger(__name__)
 
 COLOUR = discord.Colour(0x7AC8E8)
@@ -193,9 +195,9 @@ class ResultView(discord.ui.View):
                 pass
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item) -> None:
-        log.exception("button %r failed", getattr(item, "label", item), exc_info=error)
+        text = log_error(error, f"button {getattr(item, 'label', item)!r} of user {interaction.user.id}")
         send = interaction.followup.send if interaction.response.is_done() else interaction.response.send_message
         try:
-            await send("Something went wrong with that button; try the command again.", ephemeral=True)
+            await send(text, ephemeral=True)
         except discord.HTTPException:
             pass

@@ -60,7 +60,8 @@ async def test_discord_errors_get_a_short_message_and_a_log_line(world, scene_by
         res = await world.member.slash(world.channel, "whois", image=("art.jpg", scene_bytes))
     messages = [m for m in [res.response, *res.followups] if m is not None]
     assert any("I'm missing a permission" in m.content for m in messages), messages
-    assert any("forbidden in /whois" in r.getMessage() for r in caplog.records)
+    assert any(r.getMessage().startswith(f"/whois by user {world.member.id}: Forbidden: 403")
+               and r.levelno == logging.WARNING for r in caplog.records)  # one line, at the table's level
     errors = world.env.errors
     assert len(errors) == 1 and type(errors[0].original).__name__ == "Forbidden"
 
@@ -92,5 +93,6 @@ async def test_an_attachment_that_is_gone(world, scene_bytes, caplog):
         res = await world.member.context_menu(world.channel, "Who is this?", posted)
     messages = [m for m in [res.response, *res.followups] if m is not None]
     assert any("attachment is gone" in m.content for m in messages), messages
-    assert any("not found in /Who is this?" in r.getMessage() for r in caplog.records)
+    assert any(r.getMessage().startswith(f"/Who is this? by user {world.member.id}: NotFound: 404")
+               and r.levelno == logging.WARNING for r in caplog.records)
     assert type(world.env.errors[0].original).__name__ == "NotFound"

@@ -52,7 +52,9 @@ async def test_galleries_are_per_guild(world, scene_bytes):
 
 async def test_teach_with_a_picture_that_is_not_a_picture(world):
     res = await world.admin.slash(world.channel, "teach", character="Someone", image=("face.png", b"not a png at all"))
-    assert res.ephemeral and res.response.content.startswith("I couldn't use that picture:")
+    # the words of the error table (service/errors.py) for any unreadable picture, and the hint of /teach
+    assert res.ephemeral and res.response.content.startswith("I couldn't read that picture:")
+    assert res.response.content.endswith("Try again with `whole:True` if the picture is a head crop.")
 
 
 @pytest.fixture

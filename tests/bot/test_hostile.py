@@ -422,6 +422,7 @@ async def test_rate_limited_whois_reply(world, scene_bytes, caplog):
     with caplog.at_level(logging.WARNING, logger="crystal_eyes"):
         res = await world.member.slash(world.channel, "whois", image=("art.jpg", scene_bytes))
     assert [m.content for m in replies(res)] == ["Discord is rate-limiting me; try again in a moment."]
-    assert any("rate limited in /whois" in r.getMessage() for r in caplog.records)
+    assert any(r.getMessage().startswith(f"/whois by user {world.member.id}: HTTPException: 429")
+               for r in caplog.records)
     assert [type(e.original).__name__ for e in world.env.errors] == ["HTTPException"]
     assert (await world.member.slash(world.channel, "whois", image=("art.jpg", scene_bytes))).response.embeds

@@ -38,7 +38,8 @@ def test_settings_written_by_one_process_are_seen_by_the_other(two_processes):
     assert b.get(7) == b.defaults
     a.update(7, top_k=5, threshold=0.5)
     a.set_watch(7, 1234, True)
-    assert wait_for(lambda: b.get(7).top_k == 5)
+    # two writes, two notifications: wait for the state after the last one (the first may arrive alone)
+    assert wait_for(lambda: b.get(7).top_k == 5 and b.get(7).watch_channels == frozenset({1234}))
     got = b.get(7)
     assert got.threshold == 0.5 and got.watch_channels == frozenset({1234}) and got.emoji == b.defaults.emoji
     b.reset(7)

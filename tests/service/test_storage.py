@@ -9,8 +9,45 @@ import pytest
 from service.storage import DB_NAME, Galleries, GuildSettings, Storage, StorageError
 
 
-def test_schema_is_created_and_settings_survive_a_reopen(tmp_path):
-    storage = Storage(tmp_path / "data")
+class Backend:
+    """Stores of one backend as a process opens them; every one is closed at the end of the test."""
+
+    def __init__(self, name: str, tmp_path, url: str | None) -> None:
+        self.name, self.tmp_path, self.url, self.opened = name, tmp_path, url, []
+
+    def storage(self, defaults: GuildSettings | None = None) -> Storage:
+        if self.url is None:
+            store = Storage(self.tmp_path / "data", defaults or GuildSettings())
+        else:
+            from service.postgres import Database, PostgresSettings
+
+            store = Storage(self.tmp_path / "data", defaults or GuildSettings(), backend=PostgresSettings(Database(self.url)))
+        self.opened.append(store)
+        return store
+
+    def galleries(self, pipeline) -> Galleries:
+        if self.url is None:
+            return Galleries(self.tmp_path / "galleries", pipeline)
+        from service.postgres import Database, PostgresGalleryFiles
+
+        db = Database(self.url)
+        db.open()  # what the bot's storage.open() does for the database both share: connect and migrate
+        self.opened.append(db)
+        return Galleries(None, pipeline, files=PostgresGalleryFiles(db))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, tmp_path):
+    """The same tests on both storage backends (SQLite and files, or PostgreSQL: DATABASE_URL)."""
+    url = request.getfixturevalue("database_url") if request.param == "postgresql" else None
+    made = Backend(request.param, tmp_path, url)
+    yield made
+    for thing in made.opened:
+        thing.close()
+
+
+def test_schema_is_created_and_settings_survive_a_reopen(backend):
+    storage = backend.storage()
     assert storage.open()
     assert storage.get(1) == GuildSettings()
     storage.update(1, threshold=0.5, emoji="\N{EYES}", reactions=True, top_k=5)
@@ -19,19 +56,25 @@ def test_schema_is_created_and_settings_survive_a_reopen(tmp_path):
     storage.set_watch(1, 43, False)
     storage.close()
 
-    again = Storage(tmp_path / "data")
+    again = backend.storage()
     assert again.open()
     assert again.get(1) == GuildSettings(threshold=0.5, emoji="\N{EYES}", reactions=True, top_k=5,
                                          watch_channels=frozenset({42}))
     assert again.get(2) == GuildSettings()  # other guilds untouched
-    with sqlite3.connect(tmp_path / "data" / DB_NAME) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
     again.reset(1)
     assert again.get(1) == GuildSettings()
 
 
-def test_defaults_come_from_the_caller(tmp_path):
-    storage = Storage(tmp_path, GuildSettings(threshold=0.7, top_k=4))
+def test_the_sqlite_schema_is_versioned(tmp_path):
+    storage = Storage(tmp_path / "data")
+    assert storage.open()
+    storage.close()
+    with sqlite3.connect(tmp_path / "data" / DB_NAME) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+def test_defaults_come_from_the_caller(backend):
+    storage = backend.storage(GuildSettings(threshold=0.7, top_k=4))
     storage.open()
     assert storage.get(9).threshold == 0.7 and storage.get(9).top_k == 4
     assert storage.update(9, top_k=2).threshold == 0.7
@@ -64,15 +107,15 @@ def test_a_locked_database_fails_writes_cleanly(tmp_path, caplog):
     assert storage.update(1, top_k=6).top_k == 6
 
 
-def test_unknown_setting_is_a_programming_error(tmp_path):
-    storage = Storage(tmp_path)
+def test_unknown_setting_is_a_programming_error(backend):
+    storage = backend.storage()
     storage.open()
     with pytest.raises(TypeError):
         storage.update(1, colour="red")
 
 
-def test_galleries_enroll_forget_and_survive_a_reload(tmp_path, tiny_pipeline, scene_bytes):
-    galleries = Galleries(tmp_path / "galleries", tiny_pipeline)
+def test_galleries_enroll_forget_and_survive_a_reload(backend, tiny_pipeline, scene_bytes):
+    galleries = backend.galleries(tiny_pipeline)
     assert galleries.get(1) is None and galleries.names(1) == []
     vec = tiny_pipeline.embed_for_enroll(scene_bytes)
     before = galleries.get(1)
@@ -83,7 +126,7 @@ def test_galleries_enroll_forget_and_survive_a_reload(tmp_path, tiny_pipeline, s
     assert galleries.names(1) == ["aqua_(konosuba)", "rem_(re:zero)"]
     assert galleries.names(2) == []
 
-    reloaded = Galleries(tmp_path / "galleries", tiny_pipeline)
+    reloaded = backend.galleries(tiny_pipeline)
     assert reloaded.names(1) == ["aqua_(konosuba)", "rem_(re:zero)"]
     held = reloaded.get(1)
     assert reloaded.forget(1, "aqua_(konosuba)") == 2
