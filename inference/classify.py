@@ -49,6 +49,12 @@ class Classifier:
         self.session = session
         self.known = known  # characters.KnownGallery or None
         self.characters = characters  # characters.CharacterIndex or None
+        # the names every call starts from (labels, then the known characters) and which known ones are labels:
+        # built once, not per head (7,229 known characters)
+        known_names = list(known.names) if known is not None else []
+        self._names = self.labels + known_names
+        mine = set(self.labels)
+        self._known_in_labels = np.array([n in mine for n in known_names], dtype=bool)
         if session is not None:
             self.input_name = spec.get("input", {}).get("name") or session.get_inputs()[0].name
             shape = session.get_inputs()[0].shape
@@ -84,22 +90,19 @@ class Classifier:
         enrolled) decide how likely the head is one of the classifier's characters, and the classifier shares that
         mass among them; with 'joint' (and without a known gallery) all logits go into one softmax."""
         lin = self.logits(emb) / self.temperature
-        names, sources = list(self.labels), ["model"] * len(self.labels)
-        z, gnames = [], []
+        names, sources = self._names, ["model"] * len(self._names)  # names: shared, never changed in place
+        z, in_labels = [], self._known_in_labels
         if self.known is not None and len(self.known.names):
             z.append(self.known_logits(emb))
-            gnames += self.known.names
-            sources += ["model"] * len(self.known.names)
         if gallery is not None and len(gallery):
             enrolled, protos = gallery.prototypes()
             z.append(self.gallery_logits(emb, protos))
-            gnames += enrolled
-            sources += ["gallery"] * len(enrolled)
-        names += gnames
+            names = names + list(enrolled)
+            sources = sources + ["gallery"] * len(enrolled)
+            mine = set(self.labels)
+            in_labels = np.concatenate([in_labels, np.array([n in mine for n in enrolled], dtype=bool)])
         if self.known is not None and self.known.mode == "gate" and z:
             g = softmax(np.concatenate(z, axis=1).astype(np.float64))
-            mine = set(self.labels)
-            in_labels = np.array([n in mine for n in gnames])
             share = g[:, in_labels].sum(1, keepdims=True)
             g[:, in_labels] = 0.0
             return np.concatenate([share * softmax(lin.astype(np.float64)), g], axis=1), names, sources
