@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ from discord.ext import commands
 
 from inference.errors import ImageError
 from service import render
+from service.bounded import LiveViews, RecentIds
 from service.errors import log_error
 from service.fetch import FetchError
 from service.recognizer import Busy
@@ -87,15 +87,51 @@ async def cooldown_check(interaction: discord.Interaction) -> bool:
 Send = Callable[..., Awaitable[discord.Message | None]]
 
 
+@dataclass(frozen=True)
+class Request:
+    """One "who is this?": who asked, where the answers go, and how to answer."""
+
+    send: Send  # posts one message of the answer
+    owner_id: int  # who may press the reply's buttons
+    guild_id: int | None
+    upload_limit: int  # the channel's file size limit
+    top_n: int | None = None  # names per head; None: the server's setting
+    whole_image: bool = False
+    private: bool = False
+
+    @classmethod
+    def followup(cls, interaction: discord.Interaction, *, top_n: int | None = None, whole_image: bool = False,
+                 private: bool = False) -> Request:
+        """Answers as follow-ups of a deferred interaction (a slash command, the menu, a button)."""
+
+        async def send(**kwargs):
+            return await interaction.followup.send(wait=True, ephemeral=private, **kwargs)
+
+        return cls(send, interaction.user.id, interaction.guild_id, interaction.filesize_limit, top_n, whole_image,
+                   private)
+
+    @classmethod
+    def reply(cls, message: discord.Message, owner_id: int) -> Request:
+        """Answers as replies to a message (a reaction, a watched channel)."""
+
+        async def send(**kwargs):
+            return await message.reply(mention_author=False, **kwargs)
+
+        return cls(send, owner_id, message.guild.id, message.guild.filesize_limit)
+
+    @property
+    def max_bytes(self) -> int:
+        return max(256 * 1024, self.upload_limit - UPLOAD_MARGIN)
+
+
 class Recognition(commands.Cog):
     def __init__(self, bot: CrystalEyes) -> None:
         self.bot = bot
         self.menu = app_commands.ContextMenu(name="Who is this?", callback=self.who_is_this_menu)
         self.menu.add_check(cooldown_check)
         self.bot.tree.add_command(self.menu)
-        self._handled: OrderedDict[int, None] = OrderedDict()  # messages already answered by a trigger
-        self._views: OrderedDict[int, tuple[render.ResultView, int]] = OrderedDict()  # live reply buttons
-        self.max_live_views, self.max_held_bytes, self.handled_cap = MAX_LIVE_VIEWS, MAX_HELD_BYTES, HANDLED_CAP
+        self.handled = RecentIds(HANDLED_CAP)  # messages already answered by a trigger
+        self.views = LiveViews(MAX_LIVE_VIEWS, MAX_HELD_BYTES)  # live reply buttons
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
@@ -118,113 +154,82 @@ class Recognition(commands.Cog):
         version = info.get("version")
         return f"Crystal Eyes · {name}" + (f" {version}" if version else "")
 
-    async def answer(
-        self,
-        *,
-        sources: list[Source],
-        send: Send,
-        owner_id: int,
-        guild_id: int | None,
-        top_n: int | None,
-        whole_image: bool,
-        upload_limit: int,
-        private: bool = False,
-    ) -> None:
+    async def answer(self, request: Request, sources: list[Source]) -> None:
         """Recognise each picture and send one reply per picture (embed + annotated file + buttons)."""
-        gs = self.bot.storage.get(guild_id) if guild_id is not None else self.bot.storage.defaults
-        top_n = max(1, min(10, top_n or gs.top_k))
-        max_bytes = max(256 * 1024, upload_limit - UPLOAD_MARGIN)
-        loop = asyncio.get_running_loop()
-        gallery = await loop.run_in_executor(None, self.bot.galleries.get, guild_id)
         limit = self.bot.config.max_pictures
         if len(sources) > limit:
-            await send(embed=render.notice(f"This message has {len(sources)} pictures; I look at the first {limit}."))
+            await request.send(embed=render.notice(f"This message has {len(sources)} pictures; I look at the "
+                                                   f"first {limit}."))
             sources = sources[:limit]
-        total = len(sources)
+        context = await self.context(request)
         for index, source in enumerate(sources, 1):
             try:
-                data = await self.read(source)
-                picture = Picture(data=data, label=source.label, spoiler=source.spoiler)
-                rec = await self.bot.recognizer.recognize(
-                    data, whole_image=whole_image, gallery=gallery, threshold=gs.threshold, max_bytes=max_bytes
-                )
-            except Busy as exc:
-                await send(content=log_error(exc, f"{total - index + 1} picture(s) of user {owner_id} refused"))
-                return
+                picture = Picture(data=await self.read(source), label=source.label, spoiler=source.spoiler)
             except discord.HTTPException:
                 raise  # Discord's own errors (a deleted attachment...) go to the callers' handlers
-            except Exception as exc:  # a bad picture, or a bug: this picture fails politely, the others still run
-                text = log_error(exc, f"picture {source.label[:100]!r} of user {owner_id}")
-                await send(embed=render.notice(f"Picture {index}: {text}" if total > 1 else text))
+            except Exception as exc:  # a bad picture or link: this one fails politely, the others still run
+                await self.say(request, exc, f"picture {source.label[:100]!r} of user {request.owner_id}",
+                               index, len(sources))
                 continue
-            await self.send_result(
-                send=send, rec=rec, picture=picture, index=index, total=total, top_n=top_n, owner_id=owner_id,
-                guild_id=guild_id, whole_image=whole_image, private=private,
-            )
+            if not await self.recognise(request, context, picture, index, len(sources)):
+                return
 
-    async def send_result(
-        self, *, send: Send, rec, picture: Picture, index: int, total: int, top_n: int, owner_id: int,
-        guild_id: int | None, whole_image: bool, private: bool,
-    ) -> None:
+    async def context(self, request: Request) -> tuple:
+        """(the server's settings, its gallery) for a request: read once for all its pictures."""
+        gs = self.bot.storage.get(request.guild_id) if request.guild_id is not None else self.bot.storage.defaults
+        gallery = await asyncio.get_running_loop().run_in_executor(None, self.bot.galleries.get, request.guild_id)
+        return gs, gallery
+
+    async def recognise(self, request: Request, context: tuple, picture: Picture, index: int = 1,
+                        total: int = 1) -> bool:
+        """One picture: recognise it and send its reply. False when the bot is busy (the rest of the request is
+        refused with it)."""
+        gs, gallery = context
+        try:
+            rec = await self.bot.recognizer.recognize(picture.data, whole_image=request.whole_image, gallery=gallery,
+                                                      threshold=gs.threshold, max_bytes=request.max_bytes)
+        except Busy as exc:
+            await request.send(content=log_error(exc, f"{total - index + 1} picture(s) of user {request.owner_id} "
+                                                      "refused"))
+            return False
+        except Exception as exc:  # a bad picture, or a bug: this picture fails politely, the others still run
+            await self.say(request, exc, f"picture {picture.label[:100]!r} of user {request.owner_id}", index, total)
+            return True
+        top_n = max(1, min(10, request.top_n or gs.top_k))
         filename = render.filename_for(index, rec.fmt, picture.spoiler)
         embed = render.result_embed(
             rec.result, picture=picture, index=index, total=total, top_n=top_n, filename=filename,
-            whole_image=whole_image, footer=self.footer(),
+            whole_image=request.whole_image, footer=self.footer(),
         )
 
         async def retry(interaction: discord.Interaction) -> None:
-            await self.retry_whole(interaction, picture, top_n=top_n, guild_id=guild_id, private=private)
+            await self.retry_whole(interaction, picture, top_n=top_n, private=request.private)
 
         # Only a "no head found" reply keeps the picture (for its retry button); the others keep just the result.
-        can_retry = not whole_image and not rec.result.heads
+        can_retry = not request.whole_image and not rec.result.heads
         view = render.ResultView(
-            owner_id=owner_id, result=rec.result, spoiler=picture.spoiler, retry=retry if can_retry else None
+            owner_id=request.owner_id, result=rec.result, spoiler=picture.spoiler, retry=retry if can_retry else None
         )
         file = render.annotated_file(rec.annotated, filename, picture.spoiler)
-        message = await send(embed=embed, file=file, view=view)
+        message = await request.send(embed=embed, file=file, view=view)
         view.message = message if isinstance(message, discord.Message) else None
-        self._keep_view(view, len(picture.data) if can_retry else 0)
+        self.views.keep(view, len(picture.data) if can_retry else 0)
+        return True
 
-    def _keep_view(self, view: render.ResultView, held: int) -> None:
-        """Track live reply views; past MAX_LIVE_VIEWS or MAX_HELD_BYTES the oldest expire early."""
-        for key in [k for k, (v, _) in self._views.items() if v.is_finished()]:
-            del self._views[key]
-        self._views[id(view)] = (view, held)
-        while len(self._views) > 1 and (
-            len(self._views) > self.max_live_views or sum(h for _, h in self._views.values()) > self.max_held_bytes
-        ):
-            _, (old, _) = self._views.popitem(last=False)
-            old.expire()
+    @staticmethod
+    async def say(request: Request, error: BaseException, where: str, index: int, total: int) -> None:
+        text = log_error(error, where)
+        await request.send(embed=render.notice(f"Picture {index}: {text}" if total > 1 else text))
 
     async def retry_whole(self, interaction: discord.Interaction, picture: Picture, *, top_n: int,
-                          guild_id: int | None, private: bool) -> None:
-        wait = await self.bot.limiter.acquire(interaction.user.id, guild_id)
+                          private: bool) -> None:
+        wait = await self.bot.limiter.acquire(interaction.user.id, interaction.guild_id)
         if wait > 0:
             await interaction.response.send_message(f"Slow down a little: try again in {wait:.0f} s.", ephemeral=True)
             return
         await interaction.response.defer(thinking=True, ephemeral=private)
-
-        async def send(**kwargs):
-            return await interaction.followup.send(wait=True, ephemeral=private, **kwargs)
-
-        gs = self.bot.storage.get(guild_id) if guild_id is not None else self.bot.storage.defaults
-        loop = asyncio.get_running_loop()
-        gallery = await loop.run_in_executor(None, self.bot.galleries.get, guild_id)
-        max_bytes = max(256 * 1024, interaction.filesize_limit - UPLOAD_MARGIN)
-        try:
-            rec = await self.bot.recognizer.recognize(
-                picture.data, whole_image=True, gallery=gallery, threshold=gs.threshold, max_bytes=max_bytes
-            )
-        except Busy as exc:
-            await send(content=log_error(exc, f"whole-picture rerun of user {interaction.user.id} refused"))
-            return
-        except ImageError as exc:
-            await send(embed=render.notice(log_error(exc, f"whole-picture rerun of user {interaction.user.id}")))
-            return
-        await self.send_result(
-            send=send, rec=rec, picture=picture, index=1, total=1, top_n=top_n, owner_id=interaction.user.id,
-            guild_id=guild_id, whole_image=True, private=private,
-        )
+        request = Request.followup(interaction, top_n=top_n, whole_image=True, private=private)
+        await self.recognise(request, await self.context(request), picture)
 
     # -- /whois --------------------------------------------------------------------------------------------------
     @app_commands.command(name="whois", description="Name the anime characters in a picture")
@@ -266,14 +271,7 @@ class Recognition(commands.Cog):
                 return
             sources.append(Source(label=url.strip(), url=url.strip()))
         await interaction.response.defer(thinking=True, ephemeral=private)
-
-        async def send(**kwargs):
-            return await interaction.followup.send(wait=True, ephemeral=private, **kwargs)
-
-        await self.answer(
-            sources=sources, send=send, owner_id=interaction.user.id, guild_id=interaction.guild_id, top_n=top,
-            whole_image=whole, upload_limit=interaction.filesize_limit, private=private,
-        )
+        await self.answer(Request.followup(interaction, top_n=top, whole_image=whole, private=private), sources)
 
     # -- the context menu ----------------------------------------------------------------------------------------
     async def who_is_this_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
@@ -284,24 +282,9 @@ class Recognition(commands.Cog):
             )
             return
         await interaction.response.defer(thinking=True)
-
-        async def send(**kwargs):
-            return await interaction.followup.send(wait=True, **kwargs)
-
-        await self.answer(
-            sources=sources, send=send, owner_id=interaction.user.id, guild_id=interaction.guild_id, top_n=None,
-            whole_image=False, upload_limit=interaction.filesize_limit,
-        )
+        await self.answer(Request.followup(interaction), sources)
 
     # -- reactions and watched channels (need the message-content intent) ----------------------------------------
-    def _first_time(self, message_id: int) -> bool:
-        if message_id in self._handled:
-            return False
-        self._handled[message_id] = None
-        while len(self._handled) > self.handled_cap:
-            self._handled.popitem(last=False)
-        return True
-
     def _can_reply(self, channel) -> bool:
         guild = getattr(channel, "guild", None)
         if guild is None or guild.me is None:
@@ -317,22 +300,15 @@ class Recognition(commands.Cog):
         sources = message_sources(message)
         if not sources or not self._can_reply(message.channel):
             return
-        if not self._first_time(message.id):
+        if not self.handled.first_time(message.id):
             return
         wait = await self.bot.limiter.acquire(owner_id, message.guild.id)
         if wait > 0:
             log.info("cooldown: ignored a trigger by user %s (%.0f s left)", owner_id, wait)
-            self._handled.pop(message.id, None)
+            self.handled.forget(message.id)
             return
-
-        async def send(**kwargs):
-            return await message.reply(mention_author=False, **kwargs)
-
         try:
-            await self.answer(
-                sources=sources, send=send, owner_id=owner_id, guild_id=message.guild.id, top_n=None,
-                whole_image=False, upload_limit=message.guild.filesize_limit,
-            )
+            await self.answer(Request.reply(message, owner_id), sources)
         except discord.HTTPException as exc:
             log.warning("could not reply to message %s: %s %s", message.id, exc.status, exc.text)
 

@@ -219,7 +219,7 @@ async def test_200_concurrent_whois(world, monkeypatch):
     # bounded state: each result keeps one live view (its buttons) until it times out, capped by the cog
     cog = bot.get_cog("Recognition")
     views = live_views(bot)
-    assert 0 < len(views) <= recognition_cog.MAX_LIVE_VIEWS and len(cog._views) <= recognition_cog.MAX_LIVE_VIEWS
+    assert 0 < len(views) <= recognition_cog.MAX_LIVE_VIEWS and len(cog.views) <= recognition_cog.MAX_LIVE_VIEWS
     assert all(view.result.image is None for view in views)  # no decoded pixels are kept
     await world.env.advance_time(601)  # the buttons time out: nothing stays behind
     assert live_views(bot) == set()
@@ -247,23 +247,23 @@ async def test_the_lag_monitor_catches_a_bot_step_that_blocks(world, scene_bytes
 
 async def test_live_views_and_handled_messages_are_capped(world, scene_bytes):
     cog = world.env.bot.get_cog("Recognition")
-    cog.max_live_views = 3
+    cog.views.max_count = 3
     for i in range(5):
         await world.member.slash(world.channel, "whois", image=(f"a{i}.jpg", scene_bytes))
-    assert len(cog._views) == 3 and len(live_views(world.env.bot)) == 3
+    assert len(cog.views) == 3 and len(live_views(world.env.bot)) == 3
     # pictures kept for "Try the whole picture" are capped in bytes too
-    cog.max_live_views, cog.max_held_bytes = 100, 1
+    cog.views.max_count, cog.views.max_bytes = 100, 1
     blank = encode(picture(64, 64), "PNG")
     await world.member.slash(world.channel, "whois", image=("blank.png", blank), whole=False)
-    assert sum(held for _, held in cog._views.values()) <= len(blank)
+    assert cog.views.held <= len(blank)
     # an expired reply lost its buttons, like a timed-out one
     first = [m for m in world.channel.history() if m.author.id == world.env.bot.user.id][0]
     assert not first.components
     # the reaction / watch triggers remember at most HANDLED_CAP message ids
-    assert cog.handled_cap == recognition_cog.HANDLED_CAP == 1000
-    for message_id in range(cog.handled_cap + 500):
-        cog._first_time(message_id)
-    assert len(cog._handled) == cog.handled_cap and not cog._first_time(cog.handled_cap + 499)
+    assert cog.handled.cap == recognition_cog.HANDLED_CAP == 1000
+    for message_id in range(cog.handled.cap + 500):
+        cog.handled.first_time(message_id)
+    assert len(cog.handled) == cog.handled.cap and not cog.handled.first_time(cog.handled.cap + 499)
 
 
 # -- faults ----------------------------------------------------------------------------------------------------
