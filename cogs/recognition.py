@@ -163,6 +163,9 @@ class Recognition(commands.Cog):
             sources = sources[:limit]
         context = await self.context(request)
         for index, source in enumerate(sources, 1):
+            if self.bot.recognizer.full:  # refuse before downloading the picture: a flood costs the loop little
+                await self.refuse(request, Busy(), index, len(sources))
+                return
             try:
                 picture = Picture(data=await self.read(source), label=source.label, spoiler=source.spoiler)
             except discord.HTTPException:
@@ -189,8 +192,7 @@ class Recognition(commands.Cog):
             rec = await self.bot.recognizer.recognize(picture.data, whole_image=request.whole_image, gallery=gallery,
                                                       threshold=gs.threshold, max_bytes=request.max_bytes)
         except Busy as exc:
-            await request.send(content=log_error(exc, f"{total - index + 1} picture(s) of user {request.owner_id} "
-                                                      "refused"))
+            await self.refuse(request, exc, index, total)
             return False
         except Exception as exc:  # a bad picture, or a bug: this picture fails politely, the others still run
             await self.say(request, exc, f"picture {picture.label[:100]!r} of user {request.owner_id}", index, total)
@@ -215,6 +217,12 @@ class Recognition(commands.Cog):
         view.message = message if isinstance(message, discord.Message) else None
         self.views.keep(view, len(picture.data) if can_retry else 0)
         return True
+
+    @staticmethod
+    async def refuse(request: Request, busy: Busy, index: int, total: int) -> None:
+        """The busy answer, for this picture and the ones after it."""
+        await request.send(content=log_error(busy, f"{total - index + 1} picture(s) of user {request.owner_id} "
+                                                   "refused"))
 
     @staticmethod
     async def say(request: Request, error: BaseException, where: str, index: int, total: int) -> None:
