@@ -22,7 +22,7 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int | None) -> int | None:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default

@@ -28,16 +28,6 @@ def _rate(name: str, default: tuple[int, float]) -> tuple[int, float]:
     return out
 
 
-def _optional_int(name: str) -> int | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
-
-
 def _int_list(name: str) -> tuple[int, ...] | None:
     """``"0,1"`` -> (0, 1)."""
     raw = os.environ.get(name, "").strip()
@@ -103,7 +93,7 @@ class BotConfig:
             max_pictures=max(1, min(10, env_int("MAX_PICTURES", cls.max_pictures))),
             health_file=os.environ.get("HEALTH_FILE", "").strip() or None,
             database_url=os.environ.get("DATABASE_URL", "").strip() or None,
-            shard_count=_optional_int("SHARD_COUNT"),
+            shard_count=env_int("SHARD_COUNT", None),
             shard_ids=_int_list("SHARD_IDS"),
             inference_url=os.environ.get("INFERENCE_URL", "").strip().rstrip("/") or None,
             inference_timeout=env_float("INFERENCE_TIMEOUT", cls.inference_timeout),

@@ -59,7 +59,10 @@ def test_cooldown_syntax(monkeypatch, value, parsed):
 
 
 @pytest.mark.parametrize(("var", "value"), [("COOLDOWN_USER", "3 per 30"), ("COOLDOWN_GUILD", "-1/5"),
-                                            ("MESSAGE_CONTENT_INTENT", "sometimes"), ("MAX_PICTURES", "four")])
+                                            ("MESSAGE_CONTENT_INTENT", "sometimes"), ("MAX_PICTURES", "four"),
+                                            ("SHARD_COUNT", "two"), ("INFERENCE_URL", "inference:8000"),
+                                            ("INFERENCE_TIMEOUT", "soon"), ("INFERENCE_RETRIES", "-1"),
+                                            ("INFERENCE_CONCURRENCY", "0")])
 def test_bad_values_name_the_variable(monkeypatch, var, value):
     monkeypatch.setenv(var, value)
     with pytest.raises(ValueError, match=var):
@@ -75,11 +78,3 @@ def test_one_boolean_parser_for_every_setting(monkeypatch):
         monkeypatch.setenv("VERIFY_HEADS", raw)
         assert BotConfig.from_env().message_content is want
         assert Settings.from_env(env_file=None).verify_heads is (True if raw == "" else want)
-
-
-@pytest.mark.parametrize(("var", "value"), [("INFERENCE_URL", "inference:8000"), ("INFERENCE_TIMEOUT", "soon"),
-                                            ("INFERENCE_RETRIES", "-1"), ("INFERENCE_CONCURRENCY", "0")])
-def test_bad_inference_settings_name_the_variable(monkeypatch, var, value):
-    monkeypatch.setenv(var, value)
-    with pytest.raises(ValueError, match=var):
-        BotConfig.from_env()
