@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BundleError
+from .labels import load_labels
 from .settings import cpu_count
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
@@ -147,7 +148,7 @@ class Bundle:
                 )
             files[section] = ModelFile(section, spec, path, digest)
 
-        labels = cls._load_labels(root, manifest.get("labels", "chara.json"))
+        labels = load_labels(root, manifest.get("labels", "chara.json"))
         b = cls(root, manifest, labels, files, max(1, threads or cpu_count()))
         if sessions:
             b._open_sessions()
@@ -155,25 +156,6 @@ class Bundle:
             raise BundleError(f"{mpath} must declare encoder.dim to be used without running its models.")
         b._check_shapes()
         return b
-
-    @staticmethod
-    def _load_labels(root: Path, rel: str) -> list[str]:
-        path = (root / rel).resolve()
-        if not path.is_file():
-            raise BundleError(f"Label list {rel} is missing (looked at {path}).")
-        if path.suffix == ".pkl":
-            from .reference import read_label_pickle
-
-            return read_label_pickle(path.read_bytes())
-        try:
-            labels = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise BundleError(f"Label list {path.name} is not valid JSON: {e}") from None
-        if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
-            raise BundleError(f"Label list {path.name} must be a non-empty JSON array of character tags.")
-        if len(set(labels)) != len(labels):
-            raise BundleError(f"Label list {path.name} has duplicate names.")
-        return labels
 
     def _open_sessions(self) -> None:
         for section, mf in self.files.items():

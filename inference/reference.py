@@ -1,14 +1,8 @@
-"""The reference system's bundle layout: read its label pickle safely and write a manifest for it.
-
-`idx_label.pkl` is one pickled numpy array of fixed-width unicode strings. It is *never unpickled*
-(unpickling runs code): its opcodes are read with `pickletools` and the array's raw bytes decoded.
-"""
+"""The reference system's bundle layout: write a manifest for it (its label pickle is read by labels.py)."""
 
 from __future__ import annotations
 
 import json
-import pickletools
-import re
 from pathlib import Path
 
 from .bundle import sha256_file
@@ -16,40 +10,6 @@ from .errors import BundleError
 
 REF_ENCODER_MEAN = [0.6826, 0.6033, 0.5841]
 REF_ENCODER_STD = [0.2460, 0.2537, 0.2448]
-
-
-def read_label_pickle(data: bytes) -> list[str]:
-    """Labels from a pickled numpy unicode array (e.g. dtype '<U43'), without executing the pickle."""
-    itemsize = None
-    raw = None
-    allowed_globals = {"numpy.core.multiarray _reconstruct", "numpy._core.multiarray _reconstruct",
-                       "numpy ndarray", "numpy dtype"}
-    strings: list[str] = []
-    try:
-        for op, arg, _pos in pickletools.genops(data):
-            name = arg if op.name == "GLOBAL" else " ".join(strings[-2:]) if op.name == "STACK_GLOBAL" else None
-            if name is not None and name not in allowed_globals:
-                raise BundleError(f"Label pickle references {name!r}; only a numpy string array is accepted.")
-            if op.name in ("INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "EXT1", "EXT2", "EXT4"):
-                raise BundleError(f"Label pickle uses {op.name}; only a numpy string array is accepted.")
-            if isinstance(arg, str):
-                strings.append(arg)
-            if isinstance(arg, str):
-                m = re.fullmatch(r"[<>|=]?U(\d+)", arg)
-                if m:
-                    itemsize = int(m.group(1)) * 4
-            if isinstance(arg, (bytes, bytearray)) and (raw is None or len(arg) > len(raw)):
-                raw = bytes(arg)
-    except BundleError:
-        raise
-    except Exception as e:
-        raise BundleError(f"Label pickle is unreadable: {e}") from None
-    if not itemsize or raw is None or len(raw) % itemsize:
-        raise BundleError("Label pickle does not hold a numpy array of unicode strings.")
-    labels = [raw[i:i + itemsize].decode("utf-32-le").rstrip("\x00") for i in range(0, len(raw), itemsize)]
-    if not labels or not all(labels):
-        raise BundleError("Label pickle holds empty names.")
-    return labels
 
 
 def write_reference_manifest(root: str | Path) -> Path:

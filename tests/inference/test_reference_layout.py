@@ -10,8 +10,9 @@ import pytest
 from bundles import make_reference_layout
 from inference.bundle import Bundle
 from inference.errors import BundleError
+from inference.labels import read_label_pickle
 from inference.pipeline import Pipeline
-from inference.reference import read_label_pickle, write_reference_manifest
+from inference.reference import write_reference_manifest
 from inference.settings import Settings
 
 
