@@ -1,10 +1,10 @@
 """Head boxes checked by eye for training pictures where the teachers found no head.
 
-    python -m training.detector.checked sheets [--bundle models]   # numbered candidates -> runs/detector/checked_*.png
+    python -m training.detector.sheets [--bundle models]   # numbered candidates -> runs/detector/checked_*.png
 
 The teachers miss most heads in small, low-resolution One Piece pictures (113 of 265 training pictures had no
 head at all), so `data.load_scenes` used to drop every picture without a teacher head. The student finds many of
-those heads with low scores. `sheets` draws its candidates (score >= 0.15, or its 4 best boxes at >= 0.03 where
+those heads with low scores. `sheets.py` draws its candidates (score >= 0.15, or its 4 best boxes at >= 0.03 where
 it has none that high); each picture was looked at, and `checked_boxes.json` lists the ones where every head is
 boxed by a correct candidate, with those boxes (original pixels). For those pictures the list replaces the
 teacher labels (`scene_labels`). A third of them (by a hash of the path, `calibration_only`) is never trained on:
@@ -15,15 +15,13 @@ left out of that calibration.
 
 from __future__ import annotations
 
-import argparse
 import json
 from functools import lru_cache
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from training.detector.common import DATA, ROOT, RUNS, draw, grid, iou_matrix, load_json, path_bucket, read_bgr
+from training.detector.common import iou_matrix, load_json, path_bucket
 from training.detector.label import RAW, VERIFIED, merge_labels
 
 CHECKED = Path(__file__).resolve().parent / "checked_boxes.json"
@@ -97,38 +95,3 @@ def scene_labels(paths: list[str]) -> dict[str, dict]:
     fixes = load_fixes()
     return {p: {"boxes": [list(b) for b in checked[p]], "ignore": []} if p in checked
             else apply_fixes(merge_labels(raw[p], verified=verified.get(p)), fixes.get(p)) for p in paths}
-
-
-def sheets(bundle: Path, per: int = 12) -> None:
-    from training.detector.data import train_paths
-    from training.detector.evaluate import load_detector
-
-    det, _ = load_detector(bundle, score=0.03)
-    checked = load()
-    empty = [p for p, lab in scene_labels(train_paths()).items() if not lab["boxes"] or p in checked]
-    ims = []
-    for p in empty:
-        img = read_bgr(DATA / p)
-        boxes, scores = det(img)
-        keep = scores >= 0.15 if (scores >= 0.15).any() else np.argsort(-scores)[:4]
-        t = max(1, round(max(img.shape[:2]) / 300))
-        img = draw(img, boxes[keep], (0, 0, 255), [f"{i}:{s:.2f}" for i, s in enumerate(scores[keep])], thick=t)
-        if p in checked:
-            img = draw(img, checked[p], (0, 255, 0), thick=t)
-        ims.append(img)
-    for s in range(0, len(ims), per):
-        out = RUNS / f"checked_{s // per:02d}.png"
-        cv2.imwrite(str(out), grid(ims[s:s + per], cell=380))
-        print(out, ", ".join(p.split("/")[-1] for p in empty[s:s + per]))
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("command", choices=["sheets"])
-    ap.add_argument("--bundle", default=str(ROOT / "models"))
-    a = ap.parse_args()
-    sheets(Path(a.bundle))
-
-
-if __name__ == "__main__":
-    main()
