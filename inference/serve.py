@@ -22,7 +22,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from . import wire
-from .errors import CrystalEyesError, GalleryError, ImageError
+from .errors import CrystalEyesError, GalleryError, ImageError, describe
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,8 @@ class RecognitionService:
                 vec = self.pipeline.embed_for_enroll(body, whole_image=_flag(query.get("whole_image")))
                 return 200, {"embedding": wire.encode_vector(vec)}
             return 404, {"error": f"no route {method} {path}"}
-        except ImageError as exc:
-            return 400, wire.encode_error(exc)
-        except GalleryError as exc:
-            return 422, wire.encode_error(exc)
+        except (ImageError, GalleryError) as exc:  # the status from the error table (inference/errors.py)
+            return describe(exc).status, wire.encode_error(exc)
         except ValueError as exc:  # a malformed parameter
             return 400, {"error": str(exc), "type": "ValueError"}
 

@@ -10,8 +10,9 @@ POST /recognize?top_k=K&whole_image=0|1[&threshold=T][&max_bytes=N]
     200: ``{"result": ..., "annotated": base64 JPEG}``.
 POST /embed?whole_image=0|1: the picture -> ``{"embedding": base64 float32}`` (/teach).
 GET /healthz: ``{"status": "ok", "encoder": sha256, "version": ...}``.
-Errors: 400 ``{"error": message, "type": "CorruptImageError"}`` (an inference.errors type: raised again as it),
-503 busy, 409 gallery needed.
+Errors: the error table's status (inference/errors.py: 400, 413 too large, 415 not a picture; 422 an unusable
+gallery) with ``{"error": message, "type": "CorruptImageError"}`` (raised again as that type), 409 gallery
+needed, 503 busy.
 """
 
 from __future__ import annotations

@@ -146,10 +146,10 @@ class RemoteModel(BundleFacts):
     def _answer(self, status: int, payload: dict) -> dict:
         if status == 200:
             return payload
-        if status == 400 and "type" in payload:
-            raise wire.decode_error(payload)
         if status == 422:
             raise GalleryError(payload.get("error", "The server's gallery could not be used."))
+        if 400 <= status < 500 and "type" in payload:  # a bad picture: the pipeline's own error, raised again
+            raise wire.decode_error(payload)
         raise Unavailable(f"HTTP {status}: {payload.get('error')}")
 
     def recognition(self, data: bytes, *, top_k: int, whole_image: bool = False, gallery: Gallery | None = None,
