@@ -295,3 +295,26 @@ class BundleFacts:
     @property
     def info(self) -> dict:
         return self.bundle.info()
+
+    # -- server galleries: made and read against this bundle's encoder ----------------------------------------------
+    def embedding_dim(self) -> int:
+        """The encoder's output width (the pipeline can find it by running the encoder; a client must be told)."""
+        return int(self.bundle.manifest["encoder"]["dim"])
+
+    @property
+    def gallery_dims(self) -> int | None:
+        """The part of the embedding galleries compare (classifier.gallery_dims), None for all of it."""
+        dims = self.bundle.manifest["classifier"].get("gallery_dims")
+        return int(dims) if dims else None
+
+    def new_gallery(self):
+        from .gallery import Gallery
+
+        return Gallery(self.bundle.encoder_id, self.embedding_dim(), dims=self.gallery_dims)
+
+    def load_gallery(self, data):
+        """A stored gallery (a file, or its bytes) made with this encoder or a compatible one."""
+        from .gallery import Gallery
+
+        return Gallery.load(data, self.bundle.encoder_id, self.embedding_dim(), self.gallery_dims,
+                            self.bundle.gallery_compatible)

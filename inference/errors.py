@@ -31,6 +31,10 @@ class CorruptImageError(ImageError):
     """A picture format was recognised, but the file is truncated or damaged."""
 
 
+class NoHeadError(ImageError):
+    """Enrollment needs exactly one clear head and none was found."""
+
+
 class ImageTooLargeError(ImageError):
     """Over the byte limit, or over the pixel limit (checked from the header, before decoding)."""
 

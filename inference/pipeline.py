@@ -20,16 +20,12 @@ from .decide import LEGACY_THRESHOLD, Decision, features, known_scores
 from .decode import decode
 from .detect import Detector
 from .embed import Embedder
-from .errors import ImageError
+from .errors import ImageError, NoHeadError  # noqa: F401  (NoHeadError: raised here, imported from here)
 from .gallery import Gallery
 from .memory import tune_malloc
 from .result import Head, Result
 from .settings import Settings
 from .verify import Verifier
-
-
-class NoHeadError(ImageError):
-    """Enrollment needs exactly one clear head and none was found."""
 
 
 class Pipeline(BundleFacts):
@@ -148,14 +144,8 @@ class Pipeline(BundleFacts):
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         return emb[int(np.argmax(areas))]
 
-    def new_gallery(self) -> Gallery:
-        return Gallery(self.bundle.encoder_id, self._dim(), dims=self.classifier.gallery_dims)
-
-    def load_gallery(self, path) -> Gallery:
-        return Gallery.load(path, self.bundle.encoder_id, self._dim(), self.classifier.gallery_dims,
-                            self.bundle.gallery_compatible)
-
-    def _dim(self) -> int:
+    def embedding_dim(self) -> int:
+        """The manifest's encoder.dim, or the width of one run of the encoder when the manifest has none."""
         dim = self.embedder.dim
         if dim is None:
             dim = int(self.embedder(np.zeros((1, self.embedder.size[1], self.embedder.size[0], 3), np.uint8)).shape[1])

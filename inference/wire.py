@@ -81,7 +81,5 @@ def decode_error(data: dict) -> Exception:
     """The service's error as the exception the pipeline raised (an ImageError subclass for a bad picture)."""
     kind = getattr(errors, str(data.get("type", "")), None)
     if not (isinstance(kind, type) and issubclass(kind, errors.ImageError)):
-        from .pipeline import NoHeadError
-
-        kind = NoHeadError if data.get("type") == "NoHeadError" else errors.ImageError
+        kind = errors.ImageError
     return kind(str(data.get("error", "The picture could not be read.")))

@@ -108,9 +108,6 @@ class RemoteModel(BundleFacts):
     def __init__(self, bundle: Bundle, client: InferenceClient) -> None:
         self.bundle = bundle
         self.client = client
-        self.dim = int(bundle.manifest["encoder"]["dim"])
-        gdims = bundle.manifest["classifier"].get("gallery_dims")
-        self.gallery_dims = int(gdims) if gdims else None
 
     @classmethod
     def connect(cls, settings, config) -> RemoteModel:
@@ -119,7 +116,7 @@ class RemoteModel(BundleFacts):
         return cls(bundle, InferenceClient(config.inference_url, timeout=config.inference_timeout,
                                            retries=config.inference_retries))
 
-    # -- facts (labels and characters: BundleFacts) ---------------------------------------------------------------
+    # -- facts (labels, characters and galleries: BundleFacts) ----------------------------------------------------
     @property
     def info(self) -> dict:
         return {**self.bundle.info(), "inference_url": self.client.url}
@@ -134,13 +131,6 @@ class RemoteModel(BundleFacts):
                               f"({health.get('name')} {health.get('version')}) than this bot's bundle "
                               f"({self.info['version']}); deploy the same bundle to both.")
         return health
-
-    # -- galleries (stored by the bot, compared by the service) ---------------------------------------------------
-    def new_gallery(self) -> Gallery:
-        return Gallery(self.bundle.encoder_id, self.dim, dims=self.gallery_dims)
-
-    def load_gallery(self, data) -> Gallery:
-        return Gallery.load(data, self.bundle.encoder_id, self.dim, self.gallery_dims, self.bundle.gallery_compatible)
 
     # -- the jobs (blocking: they run on the recognizer's worker threads) -------------------------------------------
     def _answer(self, status: int, payload: dict) -> dict:
@@ -176,8 +166,8 @@ class RemoteModel(BundleFacts):
         status, payload = self.client.request("POST", "/embed", {"whole_image": int(bool(whole_image))}, data,
                                               {"Content-Type": "application/octet-stream"})
         vec = wire.decode_vector(self._answer(status, payload)["embedding"])
-        if vec.shape != (self.dim,):
-            raise Unavailable(f"the service sent a {vec.shape} embedding, the bundle's are {self.dim}-d")
+        if vec.shape != (self.embedding_dim(),):
+            raise Unavailable(f"the service sent a {vec.shape} embedding, the bundle's are {self.embedding_dim()}-d")
         return vec
 
 
