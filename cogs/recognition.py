@@ -161,7 +161,7 @@ class Recognition(commands.Cog):
             await request.send(embed=render.notice(f"This message has {len(sources)} pictures; I look at the "
                                                    f"first {limit}."))
             sources = sources[:limit]
-        context = await self.context(request)
+        context = None  # read with the first picture: a refused request reads nothing
         for index, source in enumerate(sources, 1):
             if self.bot.recognizer.full:  # refuse before downloading the picture: a flood costs the loop little
                 await self.refuse(request, Busy(), index, len(sources))
@@ -174,6 +174,7 @@ class Recognition(commands.Cog):
                 await self.say(request, exc, f"picture {source.label[:100]!r} of user {request.owner_id}",
                                index, len(sources))
                 continue
+            context = context or await self.context(request)
             if not await self.recognise(request, context, picture, index, len(sources)):
                 return
 

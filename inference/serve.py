@@ -54,6 +54,7 @@ class RecognitionService:
 
     def handle(self, method: str, path: str, query: dict, headers: dict, body: bytes) -> tuple[int, dict]:
         path = "/" + path.strip("/")
+        headers = {k.lower(): v for k, v in headers.items()}  # HTTP header names are case-insensitive
         try:
             if path == "/healthz" and method == "GET":
                 return 200, self.health()
@@ -70,10 +71,10 @@ class RecognitionService:
 
     def _gallery(self, headers: dict, body: bytes) -> tuple[object | None, bytes, bool]:
         """(gallery or None, the picture's bytes, whether the gallery's bytes are needed and were not sent)."""
-        sha = headers.get(wire.GALLERY_SHA.lower()) or headers.get(wire.GALLERY_SHA)
+        sha = headers.get(wire.GALLERY_SHA.lower())
         if not sha:
             return None, body, False
-        length = headers.get(wire.GALLERY_LENGTH.lower()) or headers.get(wire.GALLERY_LENGTH)
+        length = headers.get(wire.GALLERY_LENGTH.lower())
         if length is None:
             with self._lock:
                 gallery = self._galleries.get(sha)
