@@ -280,8 +280,12 @@ class PostgresGalleryFiles:
 
     def read(self, guild_id: int) -> bytes | None:
         with self.db.transaction() as cur:
-            cur.execute("SELECT data FROM galleries WHERE guild_id=%s", (guild_id,))
-            row = cur.fetchone()
+            return self._blob(cur, guild_id)
+
+    @staticmethod
+    def _blob(cur, guild_id: int) -> bytes | None:
+        cur.execute("SELECT data FROM galleries WHERE guild_id=%s", (guild_id,))
+        row = cur.fetchone()
         return None if row is None else bytes(row[0])
 
     @contextmanager
@@ -292,15 +296,14 @@ class PostgresGalleryFiles:
 
         with self.db.transaction() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (MIGRATION_LOCK, guild_id % (2 ** 31)))
-            cur.execute("SELECT data FROM galleries WHERE guild_id=%s", (guild_id,))
-            row = cur.fetchone()
+            stored = self._blob(cur, guild_id)
 
             def write(data: bytes) -> None:
                 cur.execute("INSERT INTO galleries (guild_id, data) VALUES (%s, %s) ON CONFLICT (guild_id) "
                             "DO UPDATE SET data=excluded.data, updated_at=now()", (guild_id, data))
                 self.db.notify(cur, f"gallery:{guild_id}")
 
-            yield GalleryEdit(None if row is None else bytes(row[0]), write,
+            yield GalleryEdit(stored, write,
                               lambda reason: self._set_aside(cur, guild_id, reason))
 
     def set_aside(self, guild_id: int, reason: str) -> str:
