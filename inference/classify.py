@@ -82,7 +82,7 @@ class Classifier:
         """(N, D) unit embeddings -> (N, G) logits over the bundle's known characters."""
         k = self.known
         part = gallery_view(emb, self.gallery_dims) if self.gallery_dims else emb
-        return k.scale * (part @ k.vectors.T) + k.bias
+        return k.scale * (k.vectors @ part.T).T + k.bias  # the faster order of the product (inference/decide.py)
 
     def probabilities(self, emb: np.ndarray, gallery: Gallery | None = None) -> tuple[np.ndarray, list, list]:
         """(N, K) probabilities over the names (classifier labels, known characters, enrolled ones; a name may

@@ -16,7 +16,7 @@ from .bundle import Bundle, BundleFacts
 from .classify import Classifier
 from .crop import crop_heads
 from .crop import whole_image as whole_crop
-from .decide import LEGACY_THRESHOLD, Decision, features, known_scores
+from .decide import LEGACY_THRESHOLD, Decision, decide
 from .decode import decode
 from .detect import Detector
 from .embed import Embedder
@@ -97,7 +97,7 @@ class Pipeline(BundleFacts):
         t["classify"] = time.perf_counter() - t3
         t4 = time.perf_counter()
         top1 = np.array([c[0].probability if c else 0.0 for c in ranked])
-        known = known_scores(self.decision, features(emb, top1, self.classifier, gallery)) if len(emb) else top1
+        known = decide(self.decision, emb, top1, self.classifier, gallery) if len(emb) else top1
         t["decide"] = time.perf_counter() - t4
         inv = 1.0 / scale if scale else 1.0
         W, H = size or (w, h)

@@ -27,6 +27,23 @@ def test_features_are_probability_nearest_cosine_and_margin():
     np.testing.assert_allclose(f, [[0.7, 0.8, 0.2], [0.9, 1.0, 1.0]], atol=1e-6)
 
 
+def test_named_features_of_the_classifier_and_the_sharpened_gallery():
+    protos = np.eye(3, dtype=np.float32)
+    W = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32)
+    clf = Classifier({"format": "linear_npz", "temperature": 2.0}, ["a", "b"], weights=(W, np.zeros(2, np.float32)),
+                     known=KnownGallery(["x", "y", "z"], protos, 10.0, 0.0))
+    emb = np.array([[0.8, 0.6, 0.0]], np.float32)
+    names = ("linear_max_logit", "linear_top1_probability", "gallery_top1_probability@10", "gallery_energy@10")
+    f = features(emb, np.array([0.5]), clf, None, names)[0]
+    lin = np.array([0.8, 0.3])  # W @ emb / temperature
+    z = 10 * np.array([0.8, 0.6, 0.0])
+    np.testing.assert_allclose(f, [0.8, np.exp(0.8) / np.exp(lin).sum(), np.exp(z[0]) / np.exp(z).sum(),
+                                   np.log(np.exp(z).sum()) / 10], rtol=1e-6)
+    # without any prototype the gallery features are 0, not an error
+    bare = Classifier({"format": "linear_npz"}, ["a", "b"], weights=(W, np.zeros(2, np.float32)))
+    assert features(emb, np.array([0.5]), bare, None, ("gallery_energy@30", "top1_cosine")).tolist() == [[0.0, 0.0]]
+
+
 def test_score_is_logistic_and_the_manifest_is_checked():
     d = Decision.from_manifest({"features": list(FEATURES), "weights": [0.0, 10.0, 0.0], "bias": -5.0,
                                 "threshold": 0.6})
@@ -34,7 +51,11 @@ def test_score_is_logistic_and_the_manifest_is_checked():
     assert s[0] < 0.05 < 0.95 < s[1]
     assert known_scores(None, np.array([[0.42, 0.0, 0.0]]))[0] == pytest.approx(0.42)  # older bundles
     with pytest.raises(BundleError, match="decision"):
-        Decision.from_manifest({"features": ["top1_probability"], "weights": [1.0], "threshold": 0.5})
+        Decision.from_manifest({"features": ["top1_probability"], "weights": [1.0, 2.0], "threshold": 0.5})
+    with pytest.raises(BundleError, match="nearest_moon"):
+        Decision.from_manifest({"features": ["nearest_moon"], "weights": [1.0], "threshold": 0.5})
+    with pytest.raises(BundleError, match="decision"):
+        Decision.from_manifest({"features": ["gallery_energy@0"], "weights": [1.0], "threshold": 0.5})
 
 
 def test_an_unknown_head_has_no_answer_everywhere():

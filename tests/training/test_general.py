@@ -102,7 +102,10 @@ def test_decision_fit_names_at_most_five_percent_of_the_unknown():
     known = np.concatenate([rng.normal([0.9, 0.8, 0.2], 0.1, (n, 3)), rng.normal([0.5, 0.4, 0.05], 0.1, (n, 3))])
     unknown = np.r_[np.zeros(n, bool), np.ones(n, bool)]
     correct = ~unknown
-    fitted = bundle.fit_decision(known, correct.astype(float), unknown)
+    from inference.decide import FEATURES
+
+    fitted = bundle.fit_decision(known, correct.astype(float), unknown, names=FEATURES)
+    assert fitted["features"] == list(FEATURES) and len(fitted["weights"]) == 3
     from inference.decide import Decision, known_scores
 
     s = known_scores(Decision.from_manifest(fitted), known)
