@@ -74,7 +74,7 @@ class CrystalEyes(commands.Bot):
         self.settings = settings
         self.config = config
         self.pipeline = pipeline
-        if config.inference_url:  # the models run in the recognition service (inference/serve.py)
+        if config.inference_url:  # the models run in the recognition service (inference/adapters/serve.py)
             from service.remote import RemoteRecognizer
 
             self.recognizer = RemoteRecognizer(pipeline, workers=config.inference_concurrency,

@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ray import serve as ray_serve
 
-    from inference import serve
+    from inference.adapters import serve
     from inference.pipeline import Pipeline
     from inference.settings import Settings
     from service.config import BotConfig

@@ -58,7 +58,7 @@ class BotConfig:
     # shard_count None: one unsharded connection.
     shard_count: int | None = None
     shard_ids: tuple[int, ...] | None = None
-    # Remote inference (inference/serve.py, a Ray Serve deployment): http://host:8000. None: in this process.
+    # Remote inference (inference/adapters/serve.py, a Ray Serve deployment): http://host:8000. None: in this process.
     # Per request: `inference_timeout` seconds, then up to `inference_retries` more tries when the service is
     # busy or unreachable; `inference_concurrency` requests in flight from this process (more queue, then busy).
     inference_url: str | None = None

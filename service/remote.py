@@ -1,5 +1,5 @@
 """Remote inference, the bot's side: with INFERENCE_URL the bot sends its pictures to the recognition service
-(inference/serve.py, Ray Serve replicas) instead of running the models itself.
+(inference/adapters/serve.py, Ray Serve replicas) instead of running the models itself.
 
 The bot still reads the bundle's facts from its own copy of the bundle — labels, who each character is, the
 encoder that server galleries belong to — but opens no onnxruntime session (`Bundle.load(sessions=False)`), so a
@@ -7,7 +7,7 @@ bot process stays small however many shards run. At start it checks that the ser
 
 Each request: a timeout, then retries with a short backoff when the service is busy (503) or unreachable; after
 the last one the user gets the "busy" answer (`Unavailable` is a `Busy`). A bad picture comes back as the same
-ImageError the pipeline raises in process. The protocol is in inference/wire.py.
+ImageError the pipeline raises in process. The protocol is in inference/adapters/wire.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from urllib.parse import urlencode, urlsplit
 
 import numpy as np
 
-from inference import wire
+from inference.adapters import wire
 from inference.bundle import Bundle, BundleFacts
 from inference.errors import BundleError, GalleryError
 from inference.gallery import Gallery

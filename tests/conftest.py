@@ -68,10 +68,10 @@ def database_url(postgres, request) -> str:
 @pytest.fixture(scope="module")
 def ray_serve():
     """`ray_serve(bundle_dir, replicas=1)` -> URL: a local Ray cluster (2 CPUs, no dashboard) with the recognition
-    service (inference/serve.py) on 127.0.0.1; one application per test module, shut down after it."""
+    service (inference/adapters/serve.py) on 127.0.0.1; one application per test module, shut down after it."""
     import socket
 
-    from inference import serve
+    from inference.adapters import serve
     from inference.settings import Settings
 
     started = []

@@ -1,5 +1,5 @@
 """The bot with INFERENCE_URL: its pictures are recognised by the recognition service (a Ray Serve deployment on
-a local Ray cluster, inference/serve.py) and the bot opens no model itself; a service that is down gets the busy
+a local Ray cluster, inference/adapters/serve.py) and the bot opens no model itself; a service that is down gets the busy
 answer, and the bot keeps serving."""
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hostile.corpus import encode, picture
 from hostile.looplag import HARD_BUSY, HARD_LAG, LagMonitor, strict
 from inference import memory
-from inference.api import RUNNER, create_app
+from inference.adapters.api import RUNNER, create_app
 from inference.settings import Settings, cpu_count
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from hostile.corpus import Item, content_type, corpus
 from inference import errors
-from inference.api import create_app
+from inference.adapters.api import create_app
 from inference.decode import decode
 from inference.settings import Settings
 

@@ -14,7 +14,7 @@ from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 
 from bundles import LABELS, make_tiny_bundle
-from inference.api import create_app
+from inference.adapters.api import create_app
 from inference.bundle import Bundle
 from inference.characters import CharacterIndex
 from inference.crop import whole_image

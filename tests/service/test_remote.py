@@ -1,5 +1,5 @@
 """Remote inference from the bot's side (service/remote.py): the client's timeouts, retries and busy answer
-against a scripted HTTP server, then the real bundle served by Ray Serve on a local cluster (inference/serve.py)
+against a scripted HTTP server, then the real bundle served by Ray Serve on a local cluster (inference/adapters/serve.py)
 giving what the in-process pipeline gives."""
 
 from __future__ import annotations

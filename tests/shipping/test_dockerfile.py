@@ -107,7 +107,7 @@ def test_the_scale_profile_wires_database_service_and_shards():
     scale = {name: s for name, s in services.items() if "scale" in s.get("profiles", [])}
     assert set(scale) == {"db", "inference", "shard0", "shard1"}
     assert "serve" in scale["inference"]["build"]["args"]["EXTRAS"] and "ARG EXTRAS" in (ROOT / "Dockerfile").read_text()
-    assert "inference.serve" in scale["inference"]["command"] and "healthz" in str(scale["inference"]["healthcheck"])
+    assert "inference.adapters.serve" in scale["inference"]["command"] and "healthz" in str(scale["inference"]["healthcheck"])
     assert "pg_isready" in str(scale["db"]["healthcheck"])
     ids = set()
     for name in ("shard0", "shard1"):

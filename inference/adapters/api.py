@@ -19,10 +19,10 @@ import logging
 
 from aiohttp import web
 
-from .errors import ImageError, ImageTooLargeError, describe
-from .memory import freeze_startup_heap, unfreeze_heap
-from .runner import BoundedRunner, Busy
-from .settings import Settings
+from ..errors import ImageError, ImageTooLargeError, describe
+from ..memory import freeze_startup_heap, unfreeze_heap
+from ..runner import BoundedRunner, Busy
+from ..settings import Settings
 
 log = logging.getLogger("crystal_eyes.api")
 
@@ -103,7 +103,7 @@ async def whois(request: web.Request) -> web.Response:
 
 
 def _with_labels(result) -> dict:
-    from .annotate import label_boxes
+    from ..annotate import label_boxes
 
     out = result.to_json()
     for head, label in zip(out["heads"], label_boxes(result), strict=True):

@@ -1,4 +1,4 @@
-"""Remote inference — what travels between a bot and the recognition service (inference/serve.py) over HTTP.
+"""Remote inference — what travels between a bot and the recognition service (inference/adapters/serve.py) over HTTP.
 
 Plain data, no HTTP library and no Ray here: the service encodes with these functions, the bot's client
 (service/remote.py) decodes with them, and a round trip gives back the same Result the pipeline made.
@@ -21,8 +21,8 @@ import base64
 
 import numpy as np
 
-from . import errors
-from .result import Candidate, Character, Head, Result
+from .. import errors
+from ..result import Candidate, Character, Head, Result
 
 GALLERY_SHA = "X-Gallery-Sha256"
 GALLERY_LENGTH = "X-Gallery-Length"

@@ -1,4 +1,4 @@
-"""The recognition service's core (inference/serve.py) and its wire format (inference/wire.py), without Ray:
+"""The recognition service's core (inference/adapters/serve.py) and its wire format (inference/adapters/wire.py), without Ray:
 what a replica answers for each request, and that a Result survives the trip."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from inference import wire
+from inference.adapters import wire
+from inference.adapters.serve import RecognitionService
 from inference.errors import CorruptImageError, ImageError, NotAnImageError
-from inference.serve import RecognitionService
 from inference.settings import Settings
 
 

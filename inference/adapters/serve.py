@@ -1,9 +1,9 @@
 """Remote inference — the pipeline as a Ray Serve deployment: replicas (or autoscaling) behind one HTTP port.
 
-    python -m inference.serve [--bundle models] [--replicas 2 | --max-replicas 4] [--host 0.0.0.0] [--port 8000]
+    python -m inference.adapters.serve [--bundle models] [--replicas 2 | --max-replicas 4] [--host 0.0.0.0] [--port 8000]
 
 starts (or joins, with --address) a Ray cluster, deploys `RecognitionService` and serves until stopped. Bots
-reach it with INFERENCE_URL=http://host:8000 (service/remote.py); the protocol is in inference/wire.py.
+reach it with INFERENCE_URL=http://host:8000 (service/remote.py); the protocol is in inference/adapters/wire.py.
 Each replica loads the bundle once; Ray spreads requests over replicas and answers 503 when every replica's
 queue is full, which the bot turns into its "busy" answer. `pip install ".[serve]"` brings Ray.
 """
@@ -21,9 +21,9 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
+from ..errors import CrystalEyesError, GalleryError, ImageError, describe
+from ..settings import Settings
 from . import wire
-from .errors import CrystalEyesError, GalleryError, ImageError, describe
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class RecognitionService:
     """The HTTP-free core of a replica: (method, path, query, headers, body) -> (status, JSON). Thread-safe."""
 
     def __init__(self, settings: Settings, pipeline=None) -> None:
-        from .pipeline import Pipeline
+        from ..pipeline import Pipeline
 
         self.settings = settings
         self.pipeline = pipeline or Pipeline.from_bundle(settings.bundle_dir, settings)
@@ -197,7 +197,7 @@ def stop() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m inference.serve", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m inference.adapters.serve", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bundle", type=Path, help="model bundle (default: BUNDLE_DIR or models/)")
     ap.add_argument("--host", default="127.0.0.1")

@@ -13,7 +13,7 @@ KEYS = ("p50_ms", "p95_ms", "throughput_per_s", "overhead", "rss_steady_mb", "rs
 
 
 def test_bench_json_on_tiny_bundle(tiny_bundle, shared, capsys):
-    from inference.cli import main
+    from inference.adapters.cli import main
 
     rc = main(["bench", "--json", "--requests", "40", "--concurrency", "2", "--bundle", str(tiny_bundle),
                "--scenes", str(shared / "scenes")])
@@ -34,7 +34,7 @@ def test_bench_json_on_tiny_bundle(tiny_bundle, shared, capsys):
 
 
 def test_bench_refuses_missing_scenes(tiny_bundle, tmp_path, capsys):
-    from inference.cli import main
+    from inference.adapters.cli import main
 
     assert main(["bench", "--bundle", str(tiny_bundle), "--scenes", str(tmp_path / "nope")]) == 2
     assert "no scene pictures" in capsys.readouterr().err

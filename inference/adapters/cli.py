@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import CrystalEyesError, ImageError, describe
-from .result import UNKNOWN_TEXT
-from .settings import Settings
+from ..errors import CrystalEyesError, ImageError, describe
+from ..result import UNKNOWN_TEXT
+from ..settings import Settings
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -25,7 +25,7 @@ def _err(msg: str) -> None:
 
 
 def _pipeline(args, settings: Settings):
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
 
     return Pipeline.from_bundle(args.bundle or settings.bundle_dir, settings)
 
@@ -81,7 +81,7 @@ def cmd_whois(args, settings: Settings) -> int:
                       f"{result.width}x{result.height} pixels)") if tuple(drawn) != (result.width, result.height) else ""
             print(f"{path}: annotated picture -> {target}{shrunk}", file=sys.stderr, flush=True)
         if args.json:
-            from .annotate import label_boxes
+            from ..annotate import label_boxes
 
             labels = label_boxes(result)
             print(json.dumps({"image": path, "heads": [{**h.to_json(), "label": labels[i]}
@@ -220,7 +220,7 @@ def cmd_eval(args, settings: Settings) -> int:
 
 # -- characters ----------------------------------------------------------------------------------
 def cmd_characters(args, settings: Settings) -> int:
-    from .bundle import Bundle
+    from ..bundle import Bundle
 
     bundle = Bundle.load(args.bundle or settings.bundle_dir, threads=1)
     index = bundle.characters
@@ -262,7 +262,7 @@ def cmd_bench(args, settings: Settings) -> int:
 
 
 def cmd_write_manifest(args, settings: Settings) -> int:
-    from .reference import write_reference_manifest
+    from ..reference import write_reference_manifest
 
     path = write_reference_manifest(args.reference)
     print(f"wrote {path}")

@@ -5,7 +5,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from inference.api import create_app
+from inference.adapters.api import create_app
 from inference.runner import BoundedRunner
 from inference.settings import Settings
 
