@@ -63,3 +63,16 @@ def imread_rgb(path: Path) -> np.ndarray:
     if img is None:
         raise OSError(f"cannot decode {path}")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def load_config(cls, path: str | Path):
+    """A training run's config: the TOML file at `path` read into the frozen dataclass `cls` (unknown keys refused,
+    arrays read as tuples). What the file does not set keeps the dataclass's default, the shipped run's."""
+    import tomllib
+    from dataclasses import fields
+
+    raw = tomllib.loads(Path(path).read_text())
+    extra = set(raw) - {f.name for f in fields(cls)}
+    if extra:
+        raise SystemExit(f"{path}: unknown keys {sorted(extra)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})

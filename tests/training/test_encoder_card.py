@@ -10,24 +10,19 @@ from training.encoder import card
 
 OLD = """## Commands
 
-```sh
-python -m training.encoder.train --run xl --size 64 --p 12 --k 4 --unlabeled 0 --steps 14000 --max-minutes 95.0 --lr 0.003 --seed 1   # 2. encoder, 6 characters held out
-python -m training.encoder.train --run deep --size 64 --p 12 --depths 1,2,2,2 --seed 4
-```
-
-Training ran on 2 shared CPU cores (one torch thread, bf16 autocast): xl: 12997 steps in 95.18 min, deep: 9091 steps in 55.0 min.
+Training ran on 2 shared CPU cores (one torch thread, bf16 autocast): xl: 12997 steps in 95.18 min, all64: 9091 steps in 55.0 min.
 """
 
 
-def test_a_run_without_history_is_read_back_from_the_card_before():
+def test_a_run_without_history_is_read_back_from_its_config_and_the_card_before():
     xl = card.history_from_card(OLD, "xl")
     assert xl["steps_done"] == 12997 and xl["minutes"] == 95.18
-    assert xl["args"]["max_minutes"] == "95.0" and xl["args"]["seed"] == "1"
-    assert card.member_blocks(card.history_from_card(OLD, "deep")["args"]) == 7
+    assert xl["args"]["max_minutes"] == 95.0 and xl["args"]["seed"] == 1 and xl["args"]["run"] == "xl"
+    assert card.member_blocks(card.history_from_card(OLD, "all64")["args"]) == 7  # depths = [1, 2, 2, 2]
     assert card.history_from_card(OLD, "x") is None and card.history_from_card(None, "xl") is None
-    # written again, the command is the same line
-    line = card.train_commands({"xl": xl}).split("   #")[0]
-    assert line in OLD
+    # written again, the card cites the config, not flags
+    assert card.train_commands({"xl": xl}).split("   #")[0] == (
+        "python -m training.encoder.train training/encoder/configs/xl.toml")
 
 
 def test_with_init_runs_mixes_histories_on_disk_and_in_the_card(tmp_path, monkeypatch):
@@ -37,9 +32,8 @@ def test_with_init_runs_mixes_histories_on_disk_and_in_the_card(tmp_path, monkey
                                                    '"steps_done": 5, "minutes": 1.0}')
     got = card.with_init_runs(["xl", "new"], old=OLD)
     assert list(got) == ["xl", "new"] and got["xl"]["steps_done"] == 12997
-    assert "--heldout none" in card.train_commands(got) and "--heldout default" not in card.train_commands(
-        {"xl": {"args": {"run": "xl", "heldout": "default"}}})
-    with pytest.raises(SystemExit, match="gone"):  # neither a history nor a card line
+    assert card.train_commands(got).splitlines()[1] == "python -m training.encoder.train training/encoder/configs/new.toml"
+    with pytest.raises(SystemExit, match="gone"):  # neither a history nor a config
         card.with_init_runs(["gone"], old=OLD)
 
 

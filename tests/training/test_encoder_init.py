@@ -117,5 +117,5 @@ def test_the_card_counts_a_members_blocks_from_its_depths():
     cmds = card.train_commands({"xl": {"args": {"run": "xl", "size": 64, "init": ""}},
                                 "deep": {"args": {"run": "deep", "size": 64, "depths": "1,2,2,2", "init": ""}}})
     xl, deep = cmds.splitlines()
-    assert xl == "python -m training.encoder.train --run xl --size 64   # 2. encoder, 6 characters held out"
-    assert deep == "python -m training.encoder.train --run deep --size 64 --depths 1,2,2,2"  # rebuilds the same net
+    assert xl == "python -m training.encoder.train training/encoder/configs/xl.toml   # 2. encoder, 6 characters held out"
+    assert deep == "python -m training.encoder.train training/encoder/configs/deep.toml"

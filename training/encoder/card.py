@@ -211,17 +211,15 @@ def face_rows(kv: dict) -> str:
             f"{kv['top1_later_face']:.3f} / {kv['top3_later_face']:.3f} | |\n")
 
 
-TRAIN_FLAGS = ("run", "heldout", "size", "p", "k", "unlabeled", "steps", "max_minutes", "lr", "cf_s", "cf_m", "cosface",
-               "supcon", "p_line", "rot", "depths", "seed", "init")
+CONFIGS = Path(__file__).with_name("configs")
 
 
 def train_commands(histories: dict) -> str:
-    """One `training.encoder.train` line per run history, with the flags that shape the weights."""
+    """One `training.encoder.train` line per run, citing its committed config (training/encoder/configs/)."""
     return "\n".join(
-        "python -m training.encoder.train " + " ".join(f"--{f.replace('_', '-')} {h['args'][f]}" for f in TRAIN_FLAGS
-                                                       if h["args"].get(f) not in (None, "", "default"))
+        f"python -m training.encoder.train training/encoder/configs/{run}.toml"
         + ("   # 2. encoder, 6 characters held out" if i == 0 else "")
-        for i, h in enumerate(histories.values()))
+        for i, run in enumerate(histories))
 
 
 def member_blocks(run_args: dict) -> int:
@@ -243,14 +241,19 @@ def ensemble_text(t: dict, dim: int) -> str:
 
 
 def history_from_card(old: str | None, run: str) -> dict | None:
-    """What the card before says about a run whose `runs/encoder/<run>/history.json` is not on this machine: its
-    `training.encoder.train` line (flags as written there) and its "<run>: N steps in M min"."""
-    line = re.search(rf"^python -m training\.encoder\.train (--run {re.escape(run)} .*?)(?:   #.*)?$", old or "", re.M)
+    """What is known of a run whose `runs/encoder/<run>/history.json` is not on this machine: its committed config
+    (training/encoder/configs/<run>.toml) and the card before's "<run>: N steps in M min"."""
+    from dataclasses import asdict
+
+    from training.common import load_config
+    from training.encoder.train import Config
+
+    path = CONFIGS / f"{run}.toml"
     done = re.search(rf"\b{re.escape(run)}: (\d+) steps in ([\d.]+) min", old or "")
-    if not (line and done):
+    if not (path.exists() and done):
         return None
-    flags = re.findall(r"--([\w-]+) (\S+)", line.group(1))
-    return {"args": {k.replace("-", "_"): v for k, v in flags}, "steps_done": int(done.group(1)),
+    cfg = load_config(Config, path)
+    return {"args": {**asdict(cfg), "depths": ",".join(map(str, cfg.depths))}, "steps_done": int(done.group(1)),
             "minutes": float(done.group(2))}
 
 

@@ -1,7 +1,6 @@
 """Step 2: train the encoder (metric learning + self-supervised learning on the unlabeled faces, jointly).
 
-    python -m training.encoder.train --run heldout      # 26 characters: the open-set evaluation model
-    python -m training.encoder.train --run all --heldout none   # all 32 characters (optional final model)
+    python -m training.encoder.train training/encoder/configs/xl.toml   # one run: one committed config
 
 Each step takes a P x K batch of labeled training faces (classes drawn with probability ~ sqrt(count))
 and a batch of unlabeled faces, two augmented views of each (colour jitter, greyscale, geometry with
@@ -18,12 +17,14 @@ import argparse
 import json
 import math
 import time
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from training.common import load_config
 from training.encoder.augment import ROT_DEG, eval_views, make_views
 from training.encoder.data import OUT, load_meta
 from training.encoder.export import load_encoder
@@ -125,50 +126,56 @@ def init_from(model: Encoder, cosface: CosFace, run: str, heldout: list[str], fa
     print(f"initialised from {run} ({ck['steps_done']} steps at {ck['size']} px); CosFace from prototypes", flush=True)
 
 
+@dataclass(frozen=True)
+class Config:
+    """One run of the closed encoder. The defaults are the first member of the shipped ensemble (`xl`);
+    training/encoder/configs/ holds one file per run of the shipped graph."""
+
+    run: str = "xl"
+    heldout: str = "default"  # 'default' (the 6 characters of data.HELDOUT) or 'none'
+    steps: int = 14000
+    size: int = 64
+    dim: int = 128
+    depths: tuple = DEPTHS  # basic blocks per stage (widths 32-64-128-256)
+    p: int = 12  # classes per batch
+    k: int = 4  # images per class
+    unlabeled: int = 0  # unlabeled images per batch (0 = no SSL)
+    p_line: float = 0.25
+    rot: float = ROT_DEG  # rotation augmentation: uniform in +-rot degrees
+    lr: float = 3e-3
+    wd: float = 0.05
+    tau: float = 0.1
+    cosface: float = 1.0  # weight of the CosFace loss
+    supcon: float = 1.0  # weight of the SupCon/SimCLR loss
+    cf_s: float = 16.0
+    cf_m: float = 0.15
+    fp32: bool = False  # no bf16 autocast
+    threads: int = 1
+    eval_every: int = 300
+    max_minutes: float = 95.0  # safety stop (0 = none); records steps done
+    seed: int = 1
+    init: str = ""  # start from this run's encoder (fine-tuning, e.g. at another size); CosFace from its prototypes
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", default="heldout")
-    ap.add_argument("--heldout", default="default", help="'default' (data.HELDOUT) or 'none'")
-    ap.add_argument("--steps", type=int, default=900)
-    ap.add_argument("--size", type=int, default=80)
-    ap.add_argument("--dim", type=int, default=128)
-    ap.add_argument("--depths", default=",".join(map(str, DEPTHS)),
-                    help="basic blocks per stage (widths 32-64-128-256), e.g. 1,2,2,2")
-    ap.add_argument("--p", type=int, default=16, help="classes per batch")
-    ap.add_argument("--k", type=int, default=4, help="images per class")
-    ap.add_argument("--unlabeled", type=int, default=48, help="unlabeled images per batch (0 = no SSL)")
-    ap.add_argument("--p-line", type=float, default=0.3)
-    ap.add_argument("--rot", type=float, default=ROT_DEG, help="rotation augmentation: uniform in +-ROT degrees")
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--wd", type=float, default=0.05)
-    ap.add_argument("--tau", type=float, default=0.1)
-    ap.add_argument("--cosface", type=float, default=0.5, help="weight of the CosFace loss")
-    ap.add_argument("--supcon", type=float, default=1.0, help="weight of the SupCon/SimCLR loss")
-    ap.add_argument("--cf-s", type=float, default=24.0)
-    ap.add_argument("--cf-m", type=float, default=0.25)
-    ap.add_argument("--fp32", action="store_true", help="no bf16 autocast")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--eval-every", type=int, default=300)
-    ap.add_argument("--max-minutes", type=float, default=0, help="safety stop (0 = none); records steps done")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--init", default="", help="start from this run's encoder (fine-tuning, e.g. at another --size); "
-                                              "the CosFace weights start at its class prototypes")
-    args = ap.parse_args()
+    ap.add_argument("config", help="a run's TOML file, e.g. training/encoder/configs/xl.toml")
+    cfg = load_config(Config, ap.parse_args().config)
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    g = torch.Generator().manual_seed(args.seed)
-    run_dir = OUT / args.run
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    run_dir = OUT / cfg.run
     run_dir.mkdir(parents=True, exist_ok=True)
 
     meta = load_meta()
     faces = np.load(OUT / "faces_96.npy")
     lines = np.load(OUT / "faces_lineart_96.npy")
-    unl = np.load(OUT / "unlabeled_96.npy") if args.unlabeled else None
-    unl_lines = np.load(OUT / "unlabeled_lineart_96.npy") if args.unlabeled else None
+    unl = np.load(OUT / "unlabeled_96.npy") if cfg.unlabeled else None
+    unl_lines = np.load(OUT / "unlabeled_lineart_96.npy") if cfg.unlabeled else None
     chars = meta["characters"]
-    heldout = [] if args.heldout == "none" else list(meta["heldout"])
+    heldout = [] if cfg.heldout == "none" else list(meta["heldout"])
     heldout_ids = [chars.index(c) for c in heldout]
     lab = np.array(meta["label"])
     split = np.array(meta["split"])
@@ -179,53 +186,54 @@ def main() -> None:
     cls_p = np.sqrt(counts) / np.sqrt(counts).sum()
     print(f"training on {len(train_ids)} characters, {int(counts.sum())} faces; held out: {heldout}")
 
-    depths = tuple(int(d) for d in args.depths.split(","))
-    model = Encoder(depths=depths, dim=args.dim)
-    proj = Projector(args.dim)
-    cosface = CosFace(args.dim, len(train_ids), s=args.cf_s, m=args.cf_m)
-    if args.init:
-        init_from(model, cosface, args.init, heldout, faces, lab, split, train_ids, args.size)
+    depths = tuple(int(d) for d in cfg.depths)
+    model = Encoder(depths=depths, dim=cfg.dim)
+    proj = Projector(cfg.dim)
+    cosface = CosFace(cfg.dim, len(train_ids), s=cfg.cf_s, m=cfg.cf_m)
+    if cfg.init:
+        init_from(model, cosface, cfg.init, heldout, faces, lab, split, train_ids, cfg.size)
     params = list(model.parameters()) + list(proj.parameters()) + list(cosface.parameters())
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.wd)
-    warm = max(1, args.steps // 20)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.wd)
+    warm = max(1, cfg.steps // 20)
 
     def lr_at(step):
         """Warm-up, then cosine to 0. Progress is steps done or, with --max-minutes, time used, whichever is
         further, so a slow (shared) machine still ends the schedule annealed."""
         if step < warm:
-            return args.lr * (step + 1) / warm
-        prog = (step - warm) / max(1, args.steps - warm)
-        if args.max_minutes:
-            prog = max(prog, (time.time() - t0) / (args.max_minutes * 60))
-        return args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, prog)))
+            return cfg.lr * (step + 1) / warm
+        prog = (step - warm) / max(1, cfg.steps - warm)
+        if cfg.max_minutes:
+            prog = max(prog, (time.time() - t0) / (cfg.max_minutes * 60))
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, prog)))
 
-    history = {"args": vars(args), "step": [], "loss": [], "supcon": [], "cosface": [], "eval": []}
+    history = {"args": {**asdict(cfg), "depths": ",".join(map(str, depths))}, "step": [], "loss": [], "supcon": [],
+               "cosface": [], "eval": []}
     t0 = time.time()
     done = 0
-    bar = tqdm(range(args.steps), desc=args.run, mininterval=10)
+    bar = tqdm(range(cfg.steps), desc=cfg.run, mininterval=10)
     for step in bar:
-        cls = rng.choice(train_ids, size=args.p, replace=False, p=cls_p)
-        idx = np.concatenate([rng.choice(by_class[c], args.k, replace=len(by_class[c]) < args.k) for c in cls])
+        cls = rng.choice(train_ids, size=cfg.p, replace=False, p=cls_p)
+        idx = np.concatenate([rng.choice(by_class[c], cfg.k, replace=len(by_class[c]) < cfg.k) for c in cls])
         y = torch.tensor([remap[int(c)] for c in lab[idx]])
-        views = [make_views(faces[idx], lines[idx], args.size, g, args.p_line, args.rot) for _ in range(2)]
+        views = [make_views(faces[idx], lines[idx], cfg.size, g, cfg.p_line, cfg.rot) for _ in range(2)]
         labels = [y, y]
         ys = [y, y]
-        if args.unlabeled:
-            uidx = rng.choice(len(unl), args.unlabeled, replace=False)
-            uy = torch.arange(args.unlabeled) + 10_000
-            views += [make_views(unl[uidx], unl_lines[uidx], args.size, g, args.p_line, args.rot) for _ in range(2)]
+        if cfg.unlabeled:
+            uidx = rng.choice(len(unl), cfg.unlabeled, replace=False)
+            uy = torch.arange(cfg.unlabeled) + 10_000
+            views += [make_views(unl[uidx], unl_lines[uidx], cfg.size, g, cfg.p_line, cfg.rot) for _ in range(2)]
             labels += [uy, uy]
         x = torch.cat(views)
         lbl = torch.cat(labels)
         for gr in opt.param_groups:
             gr["lr"] = lr_at(step)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.fp32):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not cfg.fp32):
             e = model(x)
             z = proj(e)
         nl = 2 * len(idx)
-        l_sup = supcon(z, lbl, args.tau)
+        l_sup = supcon(z, lbl, cfg.tau)
         l_cf = cosface(e[:nl], torch.cat(ys))
-        loss = args.supcon * l_sup + args.cosface * l_cf
+        loss = cfg.supcon * l_sup + cfg.cosface * l_cf
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -236,15 +244,15 @@ def main() -> None:
         history["cosface"].append(l_cf.item())
         if step % 10 == 0:
             bar.set_postfix(loss=f"{float(loss):.3f}", sup=f"{float(l_sup):.3f}", cf=f"{float(l_cf):.3f}")
-        last = done == args.steps or (args.max_minutes and time.time() - t0 > args.max_minutes * 60)
-        if (args.eval_every and done % args.eval_every == 0) or last:
-            ev = quick_eval(model, faces, meta, args.size, heldout_ids, np.random.default_rng(1))
+        last = done == cfg.steps or (cfg.max_minutes and time.time() - t0 > cfg.max_minutes * 60)
+        if (cfg.eval_every and done % cfg.eval_every == 0) or last:
+            ev = quick_eval(model, faces, meta, cfg.size, heldout_ids, np.random.default_rng(1))
             ev["step"] = done
             ev["minutes"] = round((time.time() - t0) / 60, 2)
             history["eval"].append(ev)
             print(json.dumps(ev), flush=True)
-            torch.save({"state_dict": model.state_dict(), "dim": args.dim, "depths": list(depths), "size": args.size, "steps_done": done,
-                        "heldout": heldout, "characters": chars, "init": args.init}, run_dir / "encoder.pt")
+            torch.save({"state_dict": model.state_dict(), "dim": cfg.dim, "depths": list(depths), "size": cfg.size, "steps_done": done,
+                        "heldout": heldout, "characters": chars, "init": cfg.init}, run_dir / "encoder.pt")
             (run_dir / "history.json").write_text(json.dumps(history))
         if last:
             break

@@ -18,7 +18,6 @@ import argparse
 import json
 import math
 import time
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from training.common import load_config
 from training.encoder.augment import make_views
 from training.encoder.lineart import random_lineart
 from training.encoder.model import Encoder, Projector
@@ -44,8 +44,8 @@ class Config:
     depths: tuple = (1, 2, 2, 2)
     widths: tuple = (32, 64, 128, 256)
     p: int = 96
-    steps: int = 20000
-    max_minutes: float = 0.0
+    steps: int = 16000
+    max_minutes: float = 105.0
     lr: float = 3e-3
     wd: float = 0.05
     tau: float = 0.1
@@ -62,15 +62,7 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
-        raw = tomllib.loads(Path(path).read_text())
-        known = {f.name for f in fields(cls)}
-        extra = set(raw) - known
-        if extra:
-            raise SystemExit(f"{path}: unknown keys {sorted(extra)}")
-        for k in ("depths", "widths"):
-            if k in raw:
-                raw[k] = tuple(raw[k])
-        return cls(**raw)
+        return load_config(cls, path)
 
 
 def lineart(imgs: np.ndarray, seed: int) -> np.ndarray:
