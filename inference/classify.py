@@ -78,25 +78,40 @@ class Classifier:
             emb, protos = gallery_view(emb, self.gallery_dims), gallery_view(protos, self.gallery_dims)
         return self.gallery_scale * (emb @ protos.T) + self.gallery_bias
 
-    def known_logits(self, emb: np.ndarray) -> np.ndarray:
-        """(N, D) unit embeddings -> (N, G) logits over the bundle's known characters."""
-        k = self.known
-        part = gallery_view(emb, self.gallery_dims) if self.gallery_dims else emb
-        return k.scale * (k.vectors @ part.T).T + k.bias  # the faster order of the product (inference/decide.py)
+    def cosines(self, emb: np.ndarray, gallery: Gallery | None = None) -> np.ndarray | None:
+        """(N, K + G) cosines of N unit embeddings to the known characters' prototypes, then the enrolled ones, on
+        the part of the embedding galleries compare; None without any prototype. Computed once per picture: the
+        ranking and the decision (inference/decide.py) both read them."""
+        blocks = []
+        part = gallery_view(emb, self.gallery_dims)
+        if self.known is not None and len(self.known.names):
+            # prototypes @ heads.T: 2.3x faster than heads @ prototypes.T here (4 heads x 7,229: 0.43 vs 1.0 ms);
+            # one product per block, not one over their concatenation (that copied the 7,229 prototypes)
+            blocks.append((self.known.vectors @ part.T).T)
+        if gallery is not None and len(gallery):
+            blocks.append((gallery_view(gallery.prototypes()[1], self.gallery_dims) @ part.T).T)
+        if not blocks:
+            return None
+        return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
 
-    def probabilities(self, emb: np.ndarray, gallery: Gallery | None = None) -> tuple[np.ndarray, list, list]:
+    def probabilities(self, emb: np.ndarray, gallery: Gallery | None = None,
+                      cos: np.ndarray | None = None) -> tuple[np.ndarray, list, list]:
         """(N, K) probabilities over the names (classifier labels, known characters, enrolled ones; a name may
         repeat), the names and their sources. With the known gallery's mode 'gate' the prototypes (known and
         enrolled) decide how likely the head is one of the classifier's characters, and the classifier shares that
-        mass among them; with 'joint' (and without a known gallery) all logits go into one softmax."""
+        mass among them; with 'joint' (and without a known gallery) all logits go into one softmax. `cos`: the
+        heads' `cosines`, when the caller has them already."""
         lin = self.logits(emb) / self.temperature
         names, sources = self._names, ["model"] * len(self._names)  # names: shared, never changed in place
         z, in_labels = [], self._known_in_labels
-        if self.known is not None and len(self.known.names):
-            z.append(self.known_logits(emb))
+        if cos is None:
+            cos = self.cosines(emb, gallery)
+        n_known = len(self.known.names) if self.known is not None else 0
+        if n_known:
+            z.append(self.known.scale * cos[:, :n_known] + self.known.bias)
         if gallery is not None and len(gallery):
-            enrolled, protos = gallery.prototypes()
-            z.append(self.gallery_logits(emb, protos))
+            enrolled = gallery.prototypes()[0]
+            z.append(self.gallery_scale * cos[:, n_known:] + self.gallery_bias)
             names = names + list(enrolled)
             sources = sources + ["gallery"] * len(enrolled)
             mine = set(self.labels)
@@ -108,10 +123,11 @@ class Classifier:
             return np.concatenate([share * softmax(lin.astype(np.float64)), g], axis=1), names, sources
         return softmax(np.concatenate([lin, *z], axis=1).astype(np.float64)), names, sources
 
-    def __call__(self, emb: np.ndarray, top_k: int = 3, gallery: Gallery | None = None) -> list[list[Candidate]]:
+    def __call__(self, emb: np.ndarray, top_k: int = 3, gallery: Gallery | None = None,
+                 cos: np.ndarray | None = None) -> list[list[Candidate]]:
         if len(emb) == 0:
             return []
-        p, names, sources = self.probabilities(emb, gallery)
+        p, names, sources = self.probabilities(emb, gallery, cos)
         top_k = max(1, int(top_k))
         n_best = min(p.shape[1], top_k * 2 + 2)
         out = []

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .classify import Classifier, gallery_view, softmax
+from .classify import Classifier, softmax
 from .gallery import Gallery
 
 FEATURES = ("top1_probability", "top1_cosine", "cosine_margin")  # the first decision's; still read
@@ -37,26 +37,17 @@ _SHARP = re.compile(r"^(gallery_top1_probability|gallery_energy)@(\d+(?:\.\d+)?)
 class Inputs:
     """What the features of N heads are computed from, each computed once and only when a feature asks."""
 
-    def __init__(self, emb: np.ndarray, top1: np.ndarray, classifier: Classifier, gallery: Gallery | None):
+    def __init__(self, emb: np.ndarray, top1: np.ndarray, classifier: Classifier, gallery: Gallery | None,
+                 cos: np.ndarray | None = None):
         self.emb, self.top1, self.classifier, self.gallery = emb, np.asarray(top1, np.float64), classifier, gallery
-        self._cos = self._two = self._lin = None
+        self._cos, self._two, self._lin = cos, None, None
         self._lse: dict[float, tuple[np.ndarray, np.ndarray]] = {}
 
     @property
     def cos(self) -> np.ndarray | None:
-        """(N, P) cosines to every prototype (known, then enrolled), or None without any."""
+        """(N, P) cosines to every prototype (known, then enrolled), or None without any (`Classifier.cosines`)."""
         if self._cos is None:
-            clf, protos = self.classifier, []
-            if clf.known is not None and len(clf.known.names):
-                protos.append(clf.known.vectors)
-            if self.gallery is not None and len(self.gallery):
-                protos.append(gallery_view(self.gallery.prototypes()[1], clf.gallery_dims))
-            if not protos:
-                return None
-            part = gallery_view(self.emb, clf.gallery_dims)
-            # one product per block, not one over their concatenation: that copied the 7,229 known prototypes;
-            # prototypes @ heads.T is 2.3x faster than heads @ prototypes.T here (4 heads x 7,229: 0.43 vs 1.0 ms)
-            self._cos = np.concatenate([(block @ part.T).T for block in protos], axis=1)
+            self._cos = self.classifier.cosines(self.emb, self.gallery)
         return self._cos
 
     @property
@@ -139,9 +130,10 @@ class Decision:
 
 
 def features(emb: np.ndarray, top1: np.ndarray, classifier: Classifier, gallery: Gallery | None,
-             names: Sequence[str] = FEATURES) -> np.ndarray:
-    """(N, F) decision features `names` of N heads (`top1`: each head's top candidate probability)."""
-    x = Inputs(emb, top1, classifier, gallery)
+             names: Sequence[str] = FEATURES, cos: np.ndarray | None = None) -> np.ndarray:
+    """(N, F) decision features `names` of N heads (`top1`: each head's top candidate probability; `cos`: their
+    `Classifier.cosines`, when the caller has them)."""
+    x = Inputs(emb, top1, classifier, gallery, cos)
     return np.stack([feature(n)(x) for n in names], axis=1) if len(names) else np.zeros((len(emb), 0))
 
 
@@ -152,8 +144,8 @@ def known_scores(decision: Decision | None, feats: np.ndarray) -> np.ndarray:
 
 
 def decide(decision: Decision | None, emb: np.ndarray, top1: np.ndarray, classifier: Classifier,
-          gallery: Gallery | None) -> np.ndarray:
+          gallery: Gallery | None, cos: np.ndarray | None = None) -> np.ndarray:
     """Each head's `known` score: the decision's, or its top-1 probability without one."""
     if decision is None:
         return np.asarray(top1, np.float64)
-    return known_scores(decision, features(emb, top1, classifier, gallery, decision.features))
+    return known_scores(decision, features(emb, top1, classifier, gallery, decision.features, cos))

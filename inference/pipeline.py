@@ -14,6 +14,7 @@ import numpy as np
 from . import annotate as _annotate
 from .bundle import Bundle, BundleFacts
 from .classify import Classifier
+from .cpu import limit_blas_threads
 from .crop import crop_heads
 from .crop import whole_image as whole_crop
 from .decide import LEGACY_THRESHOLD, Decision, decide
@@ -53,6 +54,7 @@ class Pipeline(BundleFacts):
     def from_bundle(cls, path: str | Path | None = None, settings: Settings | None = None) -> Pipeline:
         settings = settings or Settings()
         tune_malloc(settings.malloc_mmap_threshold_mb)  # process-wide, idempotent; see inference/memory.py
+        limit_blas_threads(settings.blas_threads)  # process-wide, idempotent; see inference/cpu.py
         bundle = Bundle.load(path or settings.bundle_dir, threads=settings.ort_threads)
         return cls(bundle, settings)
 
@@ -93,11 +95,12 @@ class Pipeline(BundleFacts):
         else:
             boxes, scores, emb = self.find_heads(image, t)
         t3 = time.perf_counter()
-        ranked = self.classifier(emb, top_k=top_k, gallery=gallery)
+        cos = self.classifier.cosines(emb, gallery) if len(emb) else None  # read by classify and decide
+        ranked = self.classifier(emb, top_k=top_k, gallery=gallery, cos=cos)
         t["classify"] = time.perf_counter() - t3
         t4 = time.perf_counter()
         top1 = np.array([c[0].probability if c else 0.0 for c in ranked])
-        known = decide(self.decision, emb, top1, self.classifier, gallery) if len(emb) else top1
+        known = decide(self.decision, emb, top1, self.classifier, gallery, cos) if len(emb) else top1
         t["decide"] = time.perf_counter() - t4
         inv = 1.0 / scale if scale else 1.0
         W, H = size or (w, h)

@@ -70,6 +70,7 @@ class Settings:
     # --- models ---
     bundle_dir: Path = DEFAULT_BUNDLE
     ort_threads: int = field(default_factory=cpu_count)  # intra-op threads per onnxruntime session
+    blas_threads: int = 1  # numpy's BLAS threads for the prototype products (inference/cpu.py); 0 = its own choice
     detect_threshold: float | None = None  # None: the manifest's default
     detect_nms_iou: float | None = None
     verify_heads: bool = True  # drop detected boxes the bundle's head verifier rejects (if it has one)
@@ -107,6 +108,7 @@ class Settings:
         s = cls(
             bundle_dir=Path(os.environ.get("BUNDLE_DIR") or DEFAULT_BUNDLE),
             ort_threads=env_int("ORT_THREADS", cpu_count()),
+            blas_threads=env_int("BLAS_THREADS", cls.blas_threads),
             detect_threshold=env_float("DETECT_THRESHOLD", None),
             detect_nms_iou=env_float("DETECT_NMS_IOU", None),
             verify_heads=env_bool("VERIFY_HEADS", cls.verify_heads),

@@ -50,8 +50,9 @@ from .reference_design import Reference
 
 DEFAULT_SCENES = ROOT.parent / "shared" / "data" / "scenes"
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif"}
+# rss_steady_mb: the coverage issue's target for a bundle of thousands of characters (the 32-character ones: 250)
 TARGETS = {"p50_ms": ("<=", 60), "p95_ms": ("<=", 250), "throughput_per_s": (">=", 20), "overhead": ("<=", 1.3),
-           "rss_steady_mb": ("<=", 250), "rss_growth_pct": ("<", 5), "cold_start_s": ("<=", 1.5)}
+           "rss_steady_mb": ("<=", 300), "rss_growth_pct": ("<", 5), "cold_start_s": ("<=", 1.5)}
 
 
 # -- small helpers -------------------------------------------------------------------------------

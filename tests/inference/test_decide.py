@@ -79,3 +79,22 @@ def test_the_manifest_threshold_applies_unless_a_caller_gives_one(tmp_path, scen
     assert not head.sure and head.answer is None and 0.5 < head.known < 0.74  # sigmoid of a probability
     again = pipe.recognize(scene_bytes, whole_image=True, threshold=0.0).heads[0]  # a server's own setting
     assert again.sure and again.answer == again.candidates[0].name
+
+
+def test_the_cosines_of_classify_are_the_ones_decide_reads():
+    rng = np.random.default_rng(0)
+    protos = rng.normal(size=(50, 8)).astype(np.float32)
+    protos /= np.linalg.norm(protos, axis=1, keepdims=True)
+    W = rng.normal(size=(2, 12)).astype(np.float32)
+    clf = Classifier({"format": "linear_npz", "gallery_dims": 8}, ["a", "b"], weights=(W, np.zeros(2, np.float32)),
+                     known=KnownGallery([f"k{i}" for i in range(50)], protos, 10.0, 0.0, "gate"))
+    emb = rng.normal(size=(3, 12)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    cos = clf.cosines(emb)
+    part = emb[:, :8] / np.linalg.norm(emb[:, :8], axis=1, keepdims=True)
+    np.testing.assert_allclose(cos, part @ protos.T, atol=1e-6)
+    with_cos, without = clf(emb, cos=cos), clf(emb)
+    assert [[c.name for c in r] for r in with_cos] == [[c.name for c in r] for r in without]
+    names = ("top1_cosine", "gallery_energy@16")
+    np.testing.assert_allclose(features(emb, np.ones(3), clf, None, names, cos),
+                               features(emb, np.ones(3), clf, None, names), atol=1e-6)
