@@ -24,8 +24,8 @@ WORKDIR /app
 # (Ray Serve, ~300 MB) to the bot's scale (PostgreSQL).
 ARG EXTRAS=scale
 COPY pyproject.toml README.md ./
-RUN mkdir -p inference cogs service \
-    && touch inference/__init__.py cogs/__init__.py service/__init__.py bot.py \
+RUN mkdir -p inference/adapters cogs service \
+    && touch inference/__init__.py inference/adapters/__init__.py cogs/__init__.py service/__init__.py bot.py \
     && pip install ".[${EXTRAS}]" \
     && pip uninstall -y crystal-eyes \
     && rm -rf inference cogs service bot.py build *.egg-info

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_info
 
+from inference import cpu
 from inference.cpu import limit_blas_threads
 from inference.settings import Settings
 
@@ -30,7 +31,12 @@ def test_the_setting_is_read_from_the_environment(monkeypatch):
 
 
 def test_a_pipeline_applies_its_settings(tiny_bundle):
+    from threadpoolctl import threadpool_limits
+
     from inference.pipeline import Pipeline
 
+    threadpool_limits(limits=2, user_api="blas")  # as if nothing had limited it yet
+    assert blas_threads() == {2}
+    cpu._applied.clear()  # forget the earlier test's call (the limit is process-wide and idempotent)
     Pipeline.from_bundle(tiny_bundle, Settings(ort_threads=1, blas_threads=1))
     assert blas_threads() == {1}

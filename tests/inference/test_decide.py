@@ -82,19 +82,32 @@ def test_the_manifest_threshold_applies_unless_a_caller_gives_one(tmp_path, scen
 
 
 def test_the_cosines_of_classify_are_the_ones_decide_reads():
+    """Known prototypes, then an enrolled gallery, compared on the first 8 of 12 dimensions: the probabilities
+    the ranking gives are the ones written out by hand, and decide reads the same cosines."""
+    from inference.gallery import Gallery
+
     rng = np.random.default_rng(0)
-    protos = rng.normal(size=(50, 8)).astype(np.float32)
-    protos /= np.linalg.norm(protos, axis=1, keepdims=True)
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    protos = unit(rng.normal(size=(5, 8)).astype(np.float32))
     W = rng.normal(size=(2, 12)).astype(np.float32)
-    clf = Classifier({"format": "linear_npz", "gallery_dims": 8}, ["a", "b"], weights=(W, np.zeros(2, np.float32)),
-                     known=KnownGallery([f"k{i}" for i in range(50)], protos, 10.0, 0.0, "gate"))
-    emb = rng.normal(size=(3, 12)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    cos = clf.cosines(emb)
-    part = emb[:, :8] / np.linalg.norm(emb[:, :8], axis=1, keepdims=True)
-    np.testing.assert_allclose(cos, part @ protos.T, atol=1e-6)
-    with_cos, without = clf(emb, cos=cos), clf(emb)
-    assert [[c.name for c in r] for r in with_cos] == [[c.name for c in r] for r in without]
-    names = ("top1_cosine", "gallery_energy@16")
-    np.testing.assert_allclose(features(emb, np.ones(3), clf, None, names, cos),
-                               features(emb, np.ones(3), clf, None, names), atol=1e-6)
+    clf = Classifier({"format": "linear_npz", "gallery_dims": 8, "gallery_scale": 12.0, "gallery_bias": -1.0},
+                     ["a", "b"], weights=(W, np.zeros(2, np.float32)),
+                     known=KnownGallery([f"k{i}" for i in range(5)], protos, 10.0, 0.5, "joint"))
+    gallery = Gallery("test-encoder", 12, dims=8)
+    taught = unit(rng.normal(size=(1, 12)).astype(np.float32))
+    gallery.add("taught", taught)
+    emb = unit(rng.normal(size=(3, 12)).astype(np.float32))
+    part = unit(emb[:, :8])
+    want_cos = np.concatenate([part @ protos.T, part @ unit(taught[:, :8]).T], axis=1)
+    cos = clf.cosines(emb, gallery)
+    np.testing.assert_allclose(cos, want_cos, atol=1e-6)
+    z = np.concatenate([emb @ W.T, 10.0 * want_cos[:, :5] + 0.5, 12.0 * want_cos[:, 5:] - 1.0], axis=1)
+    want = np.exp(z - z.max(1, keepdims=True))
+    want /= want.sum(1, keepdims=True)
+    got, names, sources = clf.probabilities(emb, gallery, cos)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert names == ["a", "b", "k0", "k1", "k2", "k3", "k4", "taught"] and sources[-1] == "gallery"
+    np.testing.assert_allclose(clf.probabilities(emb, gallery)[0], want, atol=1e-6)  # computed when not given
+    f = features(emb, np.ones(3), clf, gallery, ("top1_cosine", "gallery_energy@16"), cos)
+    np.testing.assert_allclose(f[:, 0], want_cos.max(1), atol=1e-6)
+    np.testing.assert_allclose(f[:, 1], np.log(np.exp(16 * want_cos).sum(1)) / 16, rtol=1e-5)

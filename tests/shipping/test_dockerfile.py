@@ -116,3 +116,17 @@ def test_the_scale_profile_wires_database_service_and_shards():
         assert {k: v["condition"] for k, v in needs.items()} == {"db": "service_healthy", "inference": "service_healthy"}
         ids.add(env["SHARD_IDS"])
     assert ids == {"0", "1"} and services["bot"]["volumes"] == ["crystal-eyes-data:/data"]
+
+
+def test_every_package_is_installed_and_stubbed_for_the_dependency_layer():
+    """pyproject names every package with an __init__.py (a non-editable install ships only those), and the
+    Dockerfile's dependency layer stubs each one: setuptools refuses a listed package whose folder is missing."""
+    import tomllib
+
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    for top in ("inference", "cogs", "service"):
+        found = {p.parent.relative_to(ROOT).as_posix().replace("/", ".") for p in (ROOT / top).rglob("__init__.py")}
+        assert found <= set(listed), f"pyproject packages miss {sorted(found - set(listed))}"
+    run = re.search(r"RUN mkdir -p (.+?)pip install", (ROOT / "Dockerfile").read_text(), re.S).group(1)
+    for pkg in listed:
+        assert f"{pkg.replace('.', '/')}/__init__.py" in run, f"the dependency layer does not stub {pkg}"

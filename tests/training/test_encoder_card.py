@@ -31,7 +31,10 @@ def test_with_init_runs_mixes_histories_on_disk_and_in_the_card(tmp_path, monkey
     (tmp_path / "new" / "history.json").write_text('{"args": {"run": "new", "heldout": "none", "seed": 9}, '
                                                    '"steps_done": 5, "minutes": 1.0}')
     got = card.with_init_runs(["xl", "new"], old=OLD)
-    assert list(got) == ["xl", "new"] and got["xl"]["steps_done"] == 12997
+    assert list(got) == ["xl", "new"] and got["xl"]["steps_done"] == 12997 and got["new"]["steps_done"] == 5
+    monkeypatch.setattr(card, "CONFIGS", tmp_path)
+    (tmp_path / "xl.toml").write_text('run = "xl"\n')
+    (tmp_path / "new.toml").write_text('run = "new"\n')
     assert card.train_commands(got).splitlines()[1] == "python -m training.encoder.train training/encoder/configs/new.toml"
     with pytest.raises(SystemExit, match="gone"):  # neither a history nor a config
         card.with_init_runs(["gone"], old=OLD)

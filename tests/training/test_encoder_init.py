@@ -1,4 +1,4 @@
-"""Fine-tuning start (`training.encoder.train --init RUN`): weights loaded, CosFace rows at the class prototypes."""
+"""Fine-tuning start (`init = "RUN"` in a `training.encoder.train` config): weights loaded, CosFace rows at the class prototypes."""
 
 from __future__ import annotations
 
@@ -115,7 +115,9 @@ def test_the_card_counts_a_members_blocks_from_its_depths():
     assert card.member_blocks({"run": "xl"}) == 5  # a run from before --depths: model.DEPTHS
     assert card.member_blocks({"run": "deep", "depths": "1,2,2,2"}) == 7
     cmds = card.train_commands({"xl": {"args": {"run": "xl", "size": 64, "init": ""}},
-                                "deep": {"args": {"run": "deep", "size": 64, "depths": "1,2,2,2", "init": ""}}})
-    xl, deep = cmds.splitlines()
+                                "all64": {"args": {"run": "all64", "size": 64, "depths": "1,2,2,2", "init": ""}}})
+    xl, all64 = cmds.splitlines()
     assert xl == "python -m training.encoder.train training/encoder/configs/xl.toml   # 2. encoder, 6 characters held out"
-    assert deep == "python -m training.encoder.train training/encoder/configs/deep.toml"
+    assert all64 == "python -m training.encoder.train training/encoder/configs/all64.toml"
+    with pytest.raises(SystemExit, match="deep"):  # a run without a committed config cannot be cited
+        card.train_commands({"deep": {"args": {"run": "deep"}}})

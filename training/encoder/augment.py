@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
-ROT_DEG = 12.0  # the rotation range of the recipe's geometry augmentation (train --rot overrides it)
+ROT_DEG = 12.0  # the rotation range of the recipe's geometry augmentation (a run's config `rot` overrides it)
 
 
 def to_float(img_u8: torch.Tensor) -> torch.Tensor:

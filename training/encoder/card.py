@@ -169,7 +169,7 @@ def hires_text(h: dict | None, dim: int, saw_heldout: bool) -> str:
     if not h:
         return ""
     n = len(h["runs"])
-    seen = ("trained on **all 32 characters** (`train --heldout none`), the 6 held out of the members above included"
+    seen = ("trained on **all 32 characters** (`heldout = 'none'` in the config), the 6 held out of the members above included"
             if saw_heldout else "trained without the same 6 characters")
     return (f"""
 - **A classifier-only block** (`training.encoder.hires`): {n} more encoder{'s' if n > 1 else ''} ({', '.join(h['runs'])}:
@@ -216,6 +216,9 @@ CONFIGS = Path(__file__).with_name("configs")
 
 def train_commands(histories: dict) -> str:
     """One `training.encoder.train` line per run, citing its committed config (training/encoder/configs/)."""
+    missing = [run for run in histories if not (CONFIGS / f"{run}.toml").exists()]
+    if missing:
+        raise SystemExit(f"no committed config for run(s) {missing} in {CONFIGS}: a run is a config file")
     return "\n".join(
         f"python -m training.encoder.train training/encoder/configs/{run}.toml"
         + ("   # 2. encoder, 6 characters held out" if i == 0 else "")

@@ -5,7 +5,7 @@ classifier-only features (after `pooled`, before the classifier).
     python -m training.encoder.hires models/encoder.onnx runs/encoder/all64/member.onnx --every-character
 
 The members of the ensemble see 64 px crops, which lose the small details (eyes, ornaments) that tell some
-characters apart. A member trained at a larger size (`train --size 96`, exported alone with `export --flip-tta
+characters apart. A member trained at a larger size (`size = 96` in its config, exported alone with `export --flip-tta
 --whiten`, then `quantize`) is added here without changing what the graph computed before:
 
 * the graph's input becomes the larger size; the old graph (members, colour histogram) is fed the input resized
@@ -19,7 +19,7 @@ characters apart. A member trained at a larger size (`train --size 96`, exported
   one block.
 
 A member of the graph's own input size is added the same way, without the resize. `--every-character` admits a member
-trained on the characters the graph holds out for the open-set evaluation (`train --heldout none`): only the linear
+trained on the characters the graph holds out for the open-set evaluation (`heldout = "none"` in the config): only the linear
 classifier sees it, and the open-set measurements leave its dimensions out (`classifier.open_set_view`), since it
 has seen the characters they treat as new.
 

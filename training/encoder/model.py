@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-DEPTHS = (1, 1, 2, 1)  # basic blocks per stage; every run before `train --depths` used these
+DEPTHS = (1, 1, 2, 1)  # basic blocks per stage; every run before the `depths` setting used these
 
 
 def conv_bn(cin: int, cout: int, k: int = 3, s: int = 1) -> nn.Sequential:

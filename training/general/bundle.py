@@ -205,7 +205,8 @@ def main() -> None:
     with np.load(args.base / base["classifier"]["file"]) as z:
         W, b = np.asarray(z["W"], np.float32), np.asarray(z["b"], np.float32)
     labels32 = json.loads((args.base / base["labels"]).resolve().read_text())
-    lin = ec @ W.T + b
+    temperature = float(base["classifier"].get("temperature", 1.0)) or 1.0
+    lin = (ec @ W.T + b) / temperature  # the linear logits as inference/classify.py computes them
 
     tags = [lab.tag for lab in data.labels]
     col = {t: i for i, t in enumerate(tags)}
@@ -270,8 +271,8 @@ def main() -> None:
     from inference.decide import known_scores
 
     Wp = np.concatenate([np.zeros((len(W), g_dims), np.float32), W], axis=1)  # the classifier reads `closed`
-    probe = Classifier({"format": "linear_npz", "gallery_dims": g_dims, "temperature": base["classifier"].get(
-        "temperature", 1.0)}, labels32, weights=(Wp, b),
+    probe = Classifier({"format": "linear_npz", "gallery_dims": g_dims, "temperature": temperature}, labels32,
+                       weights=(Wp, b),
         known=KnownGallery([str(i) for i in ids], protos, cal["scale"], cal["bias"], cal["mode"]))
     unknown_m = data.heldout_char
     groups = {"calib": (sets["faces_calib"] | sets["unseen_outfit_calib"], unknown_m & half),
@@ -309,7 +310,7 @@ def main() -> None:
         print("embedding the 12,000 unlabeled/ crops ...", flush=True)
         eu = embed_crops(emb, np.load(dataset.FACES_CACHE / "unlabeled_96.npy"))
         np.save(ucache, eu)
-    pu = scores(eu[:, g_dims:] @ W.T + b, eu[:, :g_dims] @ protos.T, lin_cols_m, cal["scale"], cal["bias"],
+    pu = scores((eu[:, g_dims:] @ W.T + b) / temperature, eu[:, :g_dims] @ protos.T, lin_cols_m, cal["scale"], cal["bias"],
                 cal["mode"])
     su = known_scores(dec, decision_features(eu, pu.max(1), probe, None, DECISION_FEATURES))
     metrics["decision"]["unlabeled_named"] = {"named": round(float((su >= dec.threshold).mean()), 4),
