@@ -212,6 +212,14 @@ class Bundle:
                 and not isinstance(b.get("dims"), bool) and b["dims"] > 0 for b in blocks)
             if not ok or (dim is not None and sum(b["dims"] for b in blocks) != dim):
                 raise BundleError(f"encoder.blocks must be a list of {{name, dims}} whose widths add up to dim ({dim}).")
+            for b in blocks:  # optional: what a block holds, in order (normalised together with it)
+                parts = b.get("parts")
+                if parts is not None and not (isinstance(parts, list) and parts and all(
+                        isinstance(q, dict) and isinstance(q.get("name"), str) and isinstance(q.get("dims"), int)
+                        and not isinstance(q.get("dims"), bool) and q["dims"] > 0 for q in parts)
+                        and sum(q["dims"] for q in parts) == b["dims"]):
+                    raise BundleError(f"encoder.blocks[{b['name']!r}].parts must be a list of {{name, dims}} whose "
+                                      f"widths add up to the block's ({b['dims']}).")
         if "verifier" in self.files:
             self._load_verifier(dim)
         self._load_characters(gdims or dim)

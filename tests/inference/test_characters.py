@@ -102,8 +102,13 @@ def test_bundle_refuses_bad_blocks_and_bad_known_gallery(tmp_path):
     wide = make_tiny_bundle(tmp_path / "b", known=KNOWN, known_vectors=np.ones((len(KNOWN), 8)), gallery_dims=4)
     with pytest.raises(BundleError, match="wrong shapes"):
         Bundle.load(wide, threads=1)
+    parts = make_tiny_bundle(tmp_path / "d", blocks=[{"name": "general", "dims": 4}, {"name": "closed", "dims": 12,
+                             "parts": [{"name": "embedding", "dims": 8}, {"name": "colour", "dims": 3}]}])
+    with pytest.raises(BundleError, match=r"blocks\['closed'\]\.parts.*\(12\)"):
+        Bundle.load(parts, threads=1)
     ok = make_tiny_bundle(tmp_path / "c", known=KNOWN, gallery_dims=4,
-                          blocks=[{"name": "general", "dims": 4}, {"name": "closed", "dims": 12}])
+                          blocks=[{"name": "general", "dims": 4}, {"name": "closed", "dims": 12, "parts": [
+                              {"name": "embedding", "dims": 8}, {"name": "colour", "dims": 4}]}])
     b = Bundle.load(ok, threads=1)
     assert b.known.vectors.shape == (len(KNOWN), 4) and b.info()["characters"] == len(b.labels) + len(KNOWN)
 

@@ -93,14 +93,22 @@ def test_the_closed_block_appends_colour_and_pooled_features_the_classifier_read
 
     manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
     enc, clf = manifest["encoder"], manifest["classifier"]
-    info = json.loads((ROOT / "models" / "encoder_export.json").read_text())
+    general, closed = enc["blocks"]
+    parts = {p["name"]: p["dims"] for p in closed["parts"]}  # declared in order, no width found by subtraction
+    assert [p["name"] for p in closed["parts"]] == ["embedding", "colour", "pooled", "hires"]
+    # the composed graph's export record says what made each block (the closed one: bundle 2026.11.30.2's steps)
+    record = json.loads((ROOT / "models" / "encoder_export.json").read_text())
+    assert record["dim"] == enc["dim"] and [b["name"] for b in record["blocks"]] == ["general", "closed"]
+    assert record["bytes"] == (ROOT / "models" / "encoder.onnx").stat().st_size
+    info = record["blocks"][1]["export"]
     n_bins = int(np.prod(info["colour"]["bins"]))
     pooled = info["pooled"]
+    assert parts["colour"] == n_bins and parts["pooled"] == pooled["dims"] and parts["hires"] == info["hires"]["dims"]
     assert pooled["members"] == len(info["runs"]) and pooled["dims"] == 256 * pooled["members"]
-    block = info.get("hires") or {"dims": 0}  # a classifier-only block appended last (training.encoder.hires)
     g = clf["gallery_dims"]
-    emb_dims = 512
-    assert emb_dims == enc["dim"] - g - n_bins - pooled["dims"] - block["dims"]
+    assert g == general["dims"]
+    emb_dims = parts["embedding"]
+    block = info["hires"]  # the classifier-only block appended last (training.encoder.hires)
     w, h = pipe.embedder.size
     crops = np.stack([resize(cv2.cvtColor(cv2.imread(str(shared / r.path)), cv2.COLOR_BGR2RGB), w, h)
                       for r in val_faces(1)[:8]])

@@ -123,3 +123,10 @@ def test_scene_tags_match_by_the_words_of_the_name():
     index = CharacterIndex(entries, list(entries))
     got = match_tags(index, {"monkey_d._luffy", "roronoa_zoro", "rem_(re:zero)", "yagami_kou", "nobody"})
     assert got == {"monkey_d._luffy": "mal_40", "roronoa_zoro": "mal_62", "yagami_kou": "yagami_kou"}  # two Rems
+
+
+def test_the_closed_blocks_parts_are_declared_from_its_steps():
+    info = {"dim": 2904, "colour": {"bins": [24, 3, 3]}, "pooled": {"dims": 1024}, "hires": {"dims": 1152}}
+    assert bundle.closed_parts(info) == [{"name": "embedding", "dims": 512}, {"name": "colour", "dims": 216},
+                                         {"name": "pooled", "dims": 1024}, {"name": "hires", "dims": 1152}]
+    assert bundle.closed_parts({"dim": 512}) == [{"name": "embedding", "dims": 512}]  # no appending step

@@ -149,7 +149,34 @@ def decision_numbers(score: np.ndarray, correct: np.ndarray, unknown: np.ndarray
             "unknown_heads": int(unknown.sum()), "known_heads": int(known.sum())}
 
 
-SHIPPED = ("encoder.onnx", "classifier.npz", "known.npz", "characters.json", "detector.onnx")
+SHIPPED = ("encoder.onnx", "encoder_export.json", "classifier.npz", "known.npz", "characters.json", "detector.onnx")
+
+
+def closed_parts(info: dict) -> list[dict]:
+    """What the closed graph's output holds, in order ({name, dims}), from its export info: the metric embedding,
+    then what each appending step (colour, pooled, hires) declared it added. Declared once here, at build time, in
+    `encoder.blocks[].parts`, so nothing later finds a width by subtraction."""
+    from training.encoder.classifier import step_widths
+
+    w = step_widths(info)
+    ends = [("embedding", w["embedding"]), ("colour", w["colour"]), ("pooled", w["pooled"]), ("hires", w["hires"])]
+    parts, start = [], 0
+    for name, end in ends:
+        if end > start:
+            parts.append({"name": name, "dims": int(end - start)})
+            start = end
+    if start != int(info["dim"]):
+        raise SystemExit(f"the closed graph's parts add up to {start}, not its width {info['dim']}")
+    return parts
+
+
+def export_record(out: Path, blocks: list[dict], general: dict, closed: dict) -> dict:
+    """`encoder_export.json` of the composed graph: its file, size and width, and per block what made it."""
+    keep = ("run", "steps", "size", "dim", "flip_tta", "int8_bytes", "int8_mean_cosine_to_float", "config")
+    return {"file": "encoder.onnx", "bytes": (out / "encoder.onnx").stat().st_size,
+            "dim": sum(b["dims"] for b in blocks),
+            "blocks": [{**blocks[0], "export": {k: general[k] for k in keep if k in general}},
+                       {**blocks[1], "export": closed}]}
 
 
 def install(built: Path, models: Path = ROOT / "models") -> None:
@@ -189,6 +216,8 @@ def main() -> None:
     info = json.loads((run_dir / "general_export.json").read_text())
     blocks = compose_files(args.base / base["encoder"]["file"], run_dir / "general.onnx", out / "encoder.onnx",
                            base["encoder"]["dim"], info["dim"])
+    base_info = json.loads((args.base / "encoder_export.json").read_text())
+    blocks[1]["parts"] = closed_parts(base_info)
     g_dims, c_dims = blocks[0]["dims"], blocks[1]["dims"]
     enc_spec = {**base["encoder"], "file": "encoder.onnx", "dim": g_dims + c_dims, "blocks": blocks}
     emb = Embedder(enc_spec, make_session(out / "encoder.onnx", 2))
@@ -339,6 +368,7 @@ def main() -> None:
         del r["sources"]
     (out / "characters.json").write_text(json.dumps(index, ensure_ascii=False, indent=0))
     np.savez(out / "classifier.npz", W=Wp, b=b)
+    (out / "encoder_export.json").write_text(json.dumps(export_record(out, blocks, info, base_info), indent=1) + "\n")
     shutil.copy2((args.base / base["labels"]).resolve(), out / "chara.json")
 
     manifest = dict(base)

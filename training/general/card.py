@@ -55,6 +55,12 @@ def plots(run: str, card: Path) -> None:
     plt.close(fig)
 
 
+def closed_parts_text(manifest: dict) -> str:
+    """The closed block's declared parts (`encoder.blocks[].parts`), e.g. "embedding 512, colour 216 ..."."""
+    parts = next((b.get("parts") for b in manifest["encoder"].get("blocks", []) if b["name"] == "closed"), None)
+    return "parts " + ", ".join(f"{p['name']} {p['dims']}" for p in parts) if parts else "no declared parts"
+
+
 def section(run: str, manifest: dict, scenes: dict | None) -> str:
     m = manifest["metrics"]["coverage"]
     h = json.loads((OUT / run / "history.json").read_text())
@@ -81,7 +87,7 @@ def section(run: str, manifest: dict, scenes: dict | None) -> str:
         f"`training/general/configs/{run}.toml`: {info['steps']:,} steps in {h.get('minutes', 0):.0f} min on 2 CPU "
         f"cores, int8 {info['int8_bytes'] / 1e6:.1f} MB, mean cosine to the float graph "
         f"{info['int8_mean_cosine_to_float']}) and **closed** (the encoder of 2026.11.30.2, unchanged, read by the "
-        "32-character linear classifier). The known characters are prototypes of the general block "
+        f"32-character linear classifier; {closed_parts_text(manifest)}). The known characters are prototypes of the general block "
         f"(`known.npz`, {manifest['known']['characters']:,} characters, float16), combined with the classifier in "
         f"one ranking (mode `{cal['mode']}`, scale {cal['scale']}, bias {cal['bias']}; calibrated on faces/ 'calib' "
         "and half of the held-out outfits, by mean top-1).",
