@@ -14,14 +14,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def trainers():
+    from training.detector.train import Config as DetectorConfig
     from training.encoder.train import Config as EncoderConfig
     from training.general.train import Config as GeneralConfig
 
     return {"encoder": (EncoderConfig, ROOT / "training/encoder/configs"),
-            "general": (GeneralConfig, ROOT / "training/general/configs")}
+            "general": (GeneralConfig, ROOT / "training/general/configs"),
+            "detector": (DetectorConfig, ROOT / "training/detector/configs")}
 
 
-@pytest.mark.parametrize("model", ["encoder", "general"])
+@pytest.mark.parametrize("model", ["encoder", "general", "detector"])
 def test_every_committed_config_loads(model):
     cls, folder = trainers()[model]
     paths = sorted(folder.glob("*.toml"))
@@ -51,3 +53,9 @@ def test_the_general_defaults_are_the_shipped_run():
     from training.general.train import Config
 
     assert asdict(Config(run="g64")) == asdict(load_config(Config, ROOT / "training/general/configs/g64.toml"))
+
+
+def test_the_detector_defaults_are_the_shipped_picture_pass():
+    from training.detector.train import Config
+
+    assert asdict(Config()) == asdict(load_config(Config, ROOT / "training/detector/configs/v13a.toml"))

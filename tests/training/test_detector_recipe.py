@@ -6,34 +6,36 @@ import sys
 
 import pytest
 
+from training.common import ROOT, load_config
 from training.detector import quantize, recipe, train
 
 
-def _train_args(cmd: tuple[str, ...]):
-    assert cmd[:2] == ("-m", "training.detector.train")
-    return train.parser().parse_args(list(cmd[2:]))
+def _train_config(cmd: tuple[str, ...]):
+    assert cmd[:2] == ("-m", "training.detector.train") and len(cmd) == 3
+    path = ROOT / train.parser().parse_args([cmd[2]]).config
+    return load_config(train.Config, path)
 
 
-def test_every_stage_continues_an_earlier_one_with_flags_the_trainer_accepts():
+def test_every_stage_continues_an_earlier_one_from_a_committed_config():
     made: set[str] = set()
     names = [s.name for s in recipe.STAGES]
     assert len(set(names)) == len(names)
     for s in recipe.STAGES:
         for cmd in s.commands:
             if cmd[1] == "training.detector.train":
-                a = _train_args(cmd)
-                assert a.no_ship  # only the ship stage writes models/
-                assert not a.init or a.init in made  # continues a checkpoint an earlier stage made
-                assert a.out in s.outputs
+                c = _train_config(cmd)
+                assert not c.ship  # only the ship stage writes models/
+                assert c.init_path is None or c.init_path.relative_to(ROOT).as_posix() in made  # an earlier stage's
+                assert c.out.relative_to(ROOT).as_posix() in s.outputs
             elif cmd[1] == "training.detector.quantize":
                 a = quantize.parser().parse_args(list(cmd[2:]))
                 assert {a.model, a.pair} <= made and a.out in s.outputs
         made.update(s.outputs)
-    first = _train_args(recipe.STAGES[names.index("v1")].commands[0])
-    assert first.init == "" and first.minutes == 25
-    v13 = [_train_args(c) for c in recipe.STAGES[names.index("v13")].commands]
-    assert [a.seed for a in v13] == [51, 53] and all(a.decoys and a.motifs == 0.5 for a in v13)
-    assert {a.init for a in v13} == {"runs/detector/v12b.pt"}
+    first = _train_config(recipe.STAGES[names.index("v1")].commands[0])
+    assert first.init == "" and first.minutes == 25 and first.sizes == (320,)
+    v13 = [_train_config(c) for c in recipe.STAGES[names.index("v13")].commands]
+    assert [c.seed for c in v13] == [51, 53] and all(c.decoys and c.motifs == 0.5 for c in v13)
+    assert {c.init for c in v13} == {"v12b"}
     assert names[-2:] == ["ship", "evaluate"]  # the shipped graph is calibrated into models/, then evaluated
 
 

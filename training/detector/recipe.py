@@ -6,7 +6,7 @@
 
 The detector was not trained in one go: each version continued the one before with a new idea (larger inputs,
 motif negatives, checked boxes, decoys, labels fixed by eye; model card "Detector"), and each was shipped by a rule
-set before evaluating it. This runs the same chain with the same flags, the two v13 runs side by side (one core
+set before evaluating it. This runs the same chain from the same configs (training/detector/configs/), the two v13 runs side by side (one core
 each), then makes the shipped graph (v13a on the picture and v13b on its mirror), calibrates it into `models/`
 and evaluates it on the held-out set.
 
@@ -28,7 +28,6 @@ from pathlib import Path
 from training.detector.common import ROOT, RUNS
 
 RUN = RUNS.relative_to(ROOT).as_posix()  # the trainers' folder, relative: the commands run in the project root
-MIXED = ("--sizes", "320,384,416")
 
 
 @dataclass(frozen=True)
@@ -38,31 +37,23 @@ class Stage:
     outputs: tuple[str, ...]  # relative to the project root; the stage is skipped when they all exist
 
 
-def train(name: str, init: str | None, *flags: str) -> tuple[str, ...]:
-    cmd = ["-m", "training.detector.train", *(("--init", f"{RUN}/{init}.pt") if init else ()), *flags]
-    return (*cmd, "--out", f"{RUN}/{name}.pt", "--no-ship")
+CONFIGS = Path(__file__).with_name("configs")
 
 
-def stage(name: str, init: str | None, *flags: str) -> Stage:
-    return Stage(name, (train(name, init, *flags),), (f"{RUN}/{name}.pt",))
+def train(name: str) -> tuple[str, ...]:
+    """The command of one detector run: its committed config (training/detector/configs/<name>.toml)."""
+    return ("-m", "training.detector.train", (CONFIGS / f"{name}.toml").relative_to(ROOT).as_posix())
+
+
+def stage(name: str) -> Stage:
+    return Stage(name, (train(name),), (f"{RUN}/{name}.pt",))
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("label", (("-m", "training.detector.label"),), (f"{RUN}/teacher_raw.json", f"{RUN}/cascade_verified.json")),
     Stage("paste_box", (("-m", "training.detector.paste_box"),), (f"{RUN}/paste_box.json",)),
-    stage("v1", None, "--minutes", "25", "--seed", "0"),
-    stage("v2", "v1", "--lr", "1.5e-3", "--minutes", "30", "--seed", "1"),
-    stage("v3", "v2", "--lr", "7e-4", "--minutes", "12", "--seed", "2"),
-    stage("v4", "v3", "--lr", "1.2e-3", "--minutes", "60", "--seed", "3"),
-    stage("v5", "v4", "--lr", "8e-4", "--minutes", "33", "--seed", "4"),  # (v5's seed was not recorded)
-    stage("v6", "v5", *MIXED, "--lr", "8e-4", "--minutes", "50", "--seed", "6"),
-    stage("v7a", "v6", *MIXED, "--lr", "6e-4", "--minutes", "60", "--seed", "7"),
-    stage("v9a", "v7a", *MIXED, "--lr", "6e-4", "--minutes", "45", "--seed", "17", "--motifs", "0.35"),
-    stage("v11a", "v9a", *MIXED, "--lr", "6e-4", "--minutes", "60", "--seed", "31", "--motifs", "0.35"),
-    stage("v12b", "v11a", *MIXED, "--lr", "6e-4", "--minutes", "60", "--seed", "43", "--motifs", "0.5", "--decoys"),
-    Stage("v13", tuple(train(n, "v12b", *MIXED, "--lr", "6e-4", "--minutes", "60", "--seed", s, "--motifs", "0.5",
-                             "--decoys") for n, s in (("v13a", "51"), ("v13b", "53"))),
-          (f"{RUN}/v13a.pt", f"{RUN}/v13b.pt")),
+    *(stage(n) for n in ("v1", "v2", "v3", "v4", "v5", "v6", "v7a", "v9a", "v11a", "v12b")),
+    Stage("v13", (train("v13a"), train("v13b")), (f"{RUN}/v13a.pt", f"{RUN}/v13b.pt")),  # one core each
     Stage("pair", (("-m", "training.detector.quantize", f"{RUN}/v13a.pt", f"{RUN}/v13ab_pair_int8.onnx", "--pair",
                     f"{RUN}/v13b.pt"),), (f"{RUN}/v13ab_pair_int8.onnx",)),
     Stage("ship", (("-m", "training.detector.ship", f"{RUN}/v13ab_pair_int8.onnx", "--sizes", "448"),), ()),

@@ -1,9 +1,10 @@
 """Train the head detector, export ONNX (decoding inside), write the manifest's detector section.
 
-    python -m training.detector.train                 # ~35 min on 1 CPU thread
-    python -m training.detector.train --minutes 5 --no-ship    # quick run, models/ untouched
-    python -m training.detector.train --init runs/detector/v1.pt --lr 1.5e-3    # continue from a checkpoint
-    python -m training.detector.train --sizes 320,384,416 ...   # batches at mixed input sizes
+    python -m training.detector.train training/detector/configs/v13a.toml    # one run: one committed config
+
+A config (the `Config` fields below) names the run (its checkpoint runs/detector/<run>.pt), the run it continues
+(`init`), the time budget, the input sizes and the hard negatives; `ship = true` also calibrates it into models/.
+The shipped detector is a chain of such runs: `python -m training.detector.recipe` runs them in order.
 Needs runs/detector/teacher_raw.json (python -m training.detector.label) and, for pasted crops,
 runs/detector/paste_box.json (python -m training.detector.paste_box).
 """
@@ -14,12 +15,14 @@ import argparse
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from training.common import load_config
 from training.detector.checked import training_paths
 from training.detector.common import RUNS
 from training.detector.data import DECOYS, MOTIFS, SIZE, Sampler, load_crops, load_scenes, train_paths
@@ -135,28 +138,41 @@ def export(net: HeadNet, path: Path, flip: bool = False, size: int = SIZE, mirro
     onnx.save(m, str(path))
 
 
+@dataclass(frozen=True)
+class Config:
+    """One detector run; the defaults are v13a, the run the shipped graph reads the picture with
+    (training/detector/configs/ holds one file per run of the recipe, `training.detector.recipe` runs them)."""
+
+    run: str = "v13a"  # the checkpoint: runs/detector/<run>.pt (and .onnx)
+    init: str = "v12b"  # the run it continues ("" = from scratch)
+    minutes: float = 60.0  # the time budget: training stops there, whatever the step count
+    batch: int = 16
+    lr: float = 6e-4
+    seed: int = 51
+    # training input sizes, one drawn per batch (multiples of 32): the net is fully convolutional and can then be
+    # served at any of them (ship --sizes chooses)
+    sizes: tuple = (320, 384, 416)
+    motifs: float = 0.5  # probability per sample of a pattern of small motifs (stars, paws, hearts...) as negatives
+    decoys: bool = True  # add face-like motifs (bows, skulls, plush-animal faces, badges) to the motif patterns
+    ship: bool = False  # export, calibrate and copy into models/ after training (the recipe ships in its own stage)
+
+    @property
+    def out(self) -> Path:
+        return RUNS / f"{self.run}.pt"
+
+    @property
+    def init_path(self) -> Path | None:
+        return RUNS / f"{self.init}.pt" if self.init else None
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description="train the head detector (see the model card, 'Detector')")
-    ap.add_argument("--minutes", type=float, default=35.0)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--init", default="")
-    ap.add_argument("--sizes", default=str(SIZE),
-                    help="training input sizes, one drawn per batch (multiples of 32), e.g. 320,384,416: the net "
-                         "is fully convolutional and can then be served at any of them (ship --sizes chooses)")
-    ap.add_argument("--motifs", type=float, default=0.0,
-                    help="probability per sample of a pattern of small motifs (stars, paws, hearts...) as hard "
-                         "negatives (v9: 0.35)")
-    ap.add_argument("--decoys", action="store_true",
-                    help="add face-like motifs (bows, skulls, plush-animal faces, badges) to the --motifs patterns")
-    ap.add_argument("--out", default=str(RUNS / "student.pt"))
-    ap.add_argument("--no-ship", action="store_true", help="do not copy into models/ nor write the manifest")
+    ap.add_argument("config", help="a run's TOML file, e.g. training/detector/configs/v13a.toml")
     return ap
 
 
 def main() -> None:
-    a = parser().parse_args()
+    a = load_config(Config, parser().parse_args().config)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     torch.manual_seed(a.seed)
@@ -165,14 +181,14 @@ def main() -> None:
     crops = load_crops()
     print(f"{len(scenes)} train scenes, {sum(len(s['boxes']) for s in scenes)} heads, {len(crops)} crops, "
           f"loaded in {time.time() - t0:.0f}s", flush=True)
-    sizes = [int(z) for z in a.sizes.split(",")]
+    sizes = [int(z) for z in a.sizes]
     kinds = MOTIFS + DECOYS if a.decoys else MOTIFS
     samplers = {z: Sampler(scenes, crops, seed=a.seed + k, size=z, p_motifs=a.motifs, motif_kinds=kinds)
                 for k, z in enumerate(sizes)}
     pick = random.Random(a.seed)
     net = HeadNet()
-    if a.init:
-        net.load_state_dict(torch.load(a.init, weights_only=True))
+    if a.init_path is not None:
+        net.load_state_dict(torch.load(a.init_path, weights_only=True))
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=5e-4)
     budget = a.minutes * 60
     t0 = time.time()
@@ -208,7 +224,7 @@ def main() -> None:
     onnx_path = Path(a.out).with_suffix(".onnx")
     export(net, onnx_path)
     print(f"saved {a.out} and {onnx_path} after {it} iterations", flush=True)
-    if not a.no_ship:
+    if a.ship:
         from training.detector.ship import choose_size, ship
 
         size, extra, calib = choose_size(onnx_path, sizes) if len(sizes) > 1 else (None, {}, None)
