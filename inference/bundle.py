@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,17 +18,10 @@ import numpy as np
 
 from .errors import BundleError
 from .labels import load_labels
+from .manifest import Manifest
 from .settings import cpu_count
 
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-
 log = logging.getLogger(__name__)
-
-DETECTOR_FORMATS = ("boxes", "yolov5", "cascade")
-CLASSIFIER_FORMATS = ("linear_npz", "onnx_softmax")
-# verifier: without it every detected box is kept; known: prototypes of characters known by picture
-# (inference/characters.py); characters: the JSON index of who each character is
-OPTIONAL_SECTIONS = ("verifier", "known", "characters")
 
 
 def sha256_file(path: Path) -> str:
@@ -78,9 +70,11 @@ class ModelFile:
 class Bundle:
     """A loaded, verified bundle. `sessions` holds one onnxruntime session per ONNX model."""
 
-    def __init__(self, root: Path, manifest: dict, labels: list[str], files: dict[str, ModelFile], threads: int):
+    def __init__(self, root: Path, manifest: dict, spec: Manifest, labels: list[str], files: dict[str, ModelFile],
+                 threads: int):
         self.root = root
-        self.manifest = manifest
+        self.manifest = manifest  # the JSON as read (its metrics are shown as they are)
+        self.spec = spec  # the same, typed and checked (inference/manifest.py): what the steps read
         self.labels = labels
         self.files = files
         self.threads = threads
@@ -108,73 +102,46 @@ class Bundle:
             raise BundleError(f"{mpath} is not valid JSON: {e}") from None
         if not isinstance(manifest, dict):
             raise BundleError(f"{mpath} must hold a JSON object.")
-        for section in ("detector", "encoder", "classifier"):
-            if not isinstance(manifest.get(section), dict):
-                raise BundleError(f"{mpath} has no '{section}' section; the bundle is incomplete.")
-        fmt = manifest["detector"].get("format")
-        if fmt not in DETECTOR_FORMATS:
-            raise BundleError(f"Unknown detector format {fmt!r} (expected one of {', '.join(DETECTOR_FORMATS)}).")
-        cfmt = manifest["classifier"].get("format")
-        if cfmt not in CLASSIFIER_FORMATS:
-            raise BundleError(f"Unknown classifier format {cfmt!r} (expected one of {', '.join(CLASSIFIER_FORMATS)}).")
-
-        if "verifier" in manifest:
-            if not isinstance(manifest["verifier"], dict):
-                raise BundleError(f"The 'verifier' section of {mpath} must be an object.")
-            if manifest["verifier"].get("format") != "linear_npz":
-                raise BundleError(f"Unknown verifier format {manifest['verifier'].get('format')!r} "
-                                  "(expected linear_npz).")
+        spec = Manifest.parse(manifest, default_name=root.name)  # every section typed and checked, once
         files = {}
-        for section in ("detector", "encoder", "classifier", "verifier", "known", "characters"):
-            if section in OPTIONAL_SECTIONS and section not in manifest:
-                continue  # optional: see OPTIONAL_SECTIONS
-            if not isinstance(manifest[section], dict):
-                raise BundleError(f"The '{section}' section of {mpath} must be an object.")
-            spec = manifest[section]
-            fname = spec.get("file")
-            if not fname:
-                raise BundleError(f"The '{section}' section of {mpath} names no file.")
-            path = (root / fname).resolve()
+        for section, ref in spec.files().items():
+            path = (root / ref.file).resolve()
             if not path.is_file():
-                raise BundleError(f"Model file {fname} ({section}) is missing from {root}.")
+                raise BundleError(f"Model file {ref.file} ({section}) is missing from {root}.")
             digest = sha256_file(path)
-            want = spec.get("sha256")
-            if not want:
-                raise BundleError(f"The '{section}' section of {mpath} has no sha256 for {fname}.")
-            if digest != want.lower():
+            if digest != ref.sha256:
                 raise BundleError(
-                    f"Model file {fname} ({section}) is corrupt or not the one the manifest names: "
-                    f"sha256 {digest[:12]}… != {want[:12]}…"
+                    f"Model file {ref.file} ({section}) is corrupt or not the one the manifest names: "
+                    f"sha256 {digest[:12]}… != {ref.sha256[:12]}…"
                 )
-            files[section] = ModelFile(section, spec, path, digest)
+            files[section] = ModelFile(section, manifest[section], path, digest)
 
-        labels = load_labels(root, manifest.get("labels", "chara.json"))
-        b = cls(root, manifest, labels, files, max(1, threads or cpu_count()))
+        labels = load_labels(root, spec.labels)
+        b = cls(root, manifest, spec, labels, files, max(1, threads or cpu_count()))
         if sessions:
             b._open_sessions()
-        elif manifest["encoder"].get("dim") is None:
+        elif spec.encoder.dim is None:
             raise BundleError(f"{mpath} must declare encoder.dim to be used without running its models.")
         b._check_shapes()
         return b
 
     def _open_sessions(self) -> None:
         for section, mf in self.files.items():
-            if section == "detector" and mf.spec["format"] == "cascade":
+            if section == "detector" and self.spec.detector.format == "cascade":
                 continue
-            if section in ("classifier", "verifier") and mf.spec["format"] == "linear_npz":
+            if section == "verifier" or (section == "classifier" and self.spec.classifier.format == "linear_npz"):
                 continue
             if section in ("known", "characters"):
                 continue
             self.sessions[section] = make_session(mf.path, self.threads)
 
     def _check_shapes(self) -> None:
-        dim = self.manifest["encoder"].get("dim")
+        dim = self.spec.encoder.dim
         out_shape = self.sessions["encoder"].get_outputs()[0].shape if "encoder" in self.sessions else [dim]
         if dim is not None and isinstance(out_shape[-1], int) and out_shape[-1] != dim:
             raise BundleError(f"Encoder outputs {out_shape[-1]} values but the manifest says dim={dim}.")
         n = len(self.labels)
-        cspec = self.manifest["classifier"]
-        if cspec["format"] == "linear_npz":
+        if self.spec.classifier.format == "linear_npz":
             try:
                 with np.load(self.files["classifier"].path, allow_pickle=False) as z:
                     W = np.asarray(z["W"], dtype=np.float32)
@@ -193,33 +160,10 @@ class Bundle:
             classes = None
         if isinstance(classes, int) and classes != n:
             raise BundleError(f"The label list has {n} names but the classifier has {classes} classes.")
-        gdims = cspec.get("gallery_dims")
-        if gdims is not None:
-            width = dim if dim is not None else out_shape[-1]
-            too_wide = isinstance(width, int) and isinstance(gdims, int) and gdims > width
-            if not isinstance(gdims, int) or isinstance(gdims, bool) or gdims < 1 or too_wide:
-                raise BundleError(f"classifier.gallery_dims must be a whole number from 1 to the embedding width "
-                                  f"({width}), not {gdims!r}.")
-        compatible = cspec.get("gallery_compatible", [])
-        if not isinstance(compatible, list) or not all(isinstance(h, str) and _SHA256.fullmatch(h) for h in compatible):
-            raise BundleError("classifier.gallery_compatible must be a list of encoder sha256 checksums (64 hex digits).")
-        if compatible and gdims is None:
-            raise BundleError("classifier.gallery_compatible needs classifier.gallery_dims: the part the encoders share.")
-        blocks = self.manifest["encoder"].get("blocks")
-        if blocks is not None:
-            ok = isinstance(blocks, list) and blocks and all(
-                isinstance(b, dict) and isinstance(b.get("name"), str) and isinstance(b.get("dims"), int)
-                and not isinstance(b.get("dims"), bool) and b["dims"] > 0 for b in blocks)
-            if not ok or (dim is not None and sum(b["dims"] for b in blocks) != dim):
-                raise BundleError(f"encoder.blocks must be a list of {{name, dims}} whose widths add up to dim ({dim}).")
-            for b in blocks:  # optional: what a block holds, in order (normalised together with it)
-                parts = b.get("parts")
-                if parts is not None and not (isinstance(parts, list) and parts and all(
-                        isinstance(q, dict) and isinstance(q.get("name"), str) and isinstance(q.get("dims"), int)
-                        and not isinstance(q.get("dims"), bool) and q["dims"] > 0 for q in parts)
-                        and sum(q["dims"] for q in parts) == b["dims"]):
-                    raise BundleError(f"encoder.blocks[{b['name']!r}].parts must be a list of {{name, dims}} whose "
-                                      f"widths add up to the block's ({b['dims']}).")
+        gdims = self.spec.classifier.gallery_dims
+        if gdims is not None and dim is None and isinstance(out_shape[-1], int) and gdims > out_shape[-1]:
+            raise BundleError(f"classifier.gallery_dims must be a whole number from 1 to the embedding width "
+                              f"({out_shape[-1]}), not {gdims!r}.")
         if "verifier" in self.files:
             self._load_verifier(dim)
         self._load_characters(gdims or dim)
@@ -231,14 +175,13 @@ class Bundle:
         if "known" in self.files:
             if not dims:
                 raise BundleError("A known-character gallery needs encoder.dim or classifier.gallery_dims.")
-            self.known = KnownGallery.load(self.files["known"].path, self.files["known"].spec, dims)
+            self.known = KnownGallery.load(self.files["known"].path, self.spec.known, dims)
             tags += self.known.names
         index = self.files["characters"].path if "characters" in self.files else None
         self.characters = CharacterIndex.build(tags, index)
 
     def _load_verifier(self, dim: int | None) -> None:
-        spec = self.files["verifier"].spec
-        if spec.get("encoder_sha256", "").lower() != self.files["encoder"].sha256:
+        if self.spec.verifier.encoder_sha256 != self.files["encoder"].sha256:
             raise BundleError("The head verifier was fitted on another encoder's embeddings: refit it "
                               "(python -m training.detector.verifier) or remove the 'verifier' section.")
         try:
@@ -251,8 +194,6 @@ class Bundle:
             raise BundleError(f"Verifier arrays have wrong shapes: w {w.shape}, b {b.shape} (expected (1, D), (1,)).")
         if dim is not None and w.shape[1] != dim:
             raise BundleError(f"The verifier takes {w.shape[1]}-d embeddings but the encoder makes {dim}.")
-        if not 0.0 <= float(spec.get("threshold", 0.5)) <= 1.0:
-            raise BundleError("The verifier threshold must lie in [0, 1].")
         self.verifier_weights = (w[0], float(b[0]))
 
     # -- facts -----------------------------------------------------------------------------------
@@ -265,22 +206,22 @@ class Bundle:
     def gallery_compatible(self) -> tuple[str, ...]:
         """Other encoders whose galleries this bundle can use: their first `gallery_dims` dimensions are this
         encoder's (it only appended features after them)."""
-        return tuple(h.lower() for h in self.manifest["classifier"].get("gallery_compatible", []))
+        return self.spec.classifier.gallery_compatible
 
     def info(self) -> dict:
-        m = self.manifest
+        m = self.spec
         return {
-            "name": m.get("name", self.root.name),
-            "version": m.get("version", "unversioned"),
+            "name": m.name,
+            "version": m.version,
             "path": str(self.root),
             "classes": len(self.labels),
             "characters": len(self.characters) if self.characters is not None else len(self.labels),
             "series": self.characters.series_count if self.characters is not None else 0,
-            "embedding_dim": m["encoder"].get("dim"),
-            "detector_format": m["detector"]["format"],
+            "embedding_dim": m.encoder.dim,
+            "detector_format": m.detector.format,
             "models": {k: {"file": v.path.name, "sha256": v.sha256, "bytes": v.path.stat().st_size}
                        for k, v in self.files.items()},
-            "metrics": m.get("metrics", {}),
+            "metrics": m.metrics,
             "threads": self.threads,
         }
 
@@ -307,13 +248,12 @@ class BundleFacts:
     # -- server galleries: made and read against this bundle's encoder ----------------------------------------------
     def embedding_dim(self) -> int:
         """The encoder's output width (the pipeline can find it by running the encoder; a client must be told)."""
-        return int(self.bundle.manifest["encoder"]["dim"])
+        return int(self.bundle.spec.encoder.dim)
 
     @property
     def gallery_dims(self) -> int | None:
         """The part of the embedding galleries compare (classifier.gallery_dims), None for all of it."""
-        dims = self.bundle.manifest["classifier"].get("gallery_dims")
-        return int(dims) if dims else None
+        return self.bundle.spec.classifier.gallery_dims
 
     def new_gallery(self):
         from .gallery import Gallery

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BundleError
+from .manifest import KnownSpec
 from .result import Character
 
 
@@ -34,7 +35,7 @@ class KnownGallery:
     mode: str = "joint"  # how they combine with the classifier: "joint" softmax or "gate" (inference/classify.py)
 
     @classmethod
-    def load(cls, path: Path, spec: dict, dims: int) -> KnownGallery:
+    def load(cls, path: Path, spec: KnownSpec, dims: int) -> KnownGallery:
         try:
             with np.load(path, allow_pickle=False) as z:
                 names = [str(n) for n in z["names"]]
@@ -47,10 +48,7 @@ class KnownGallery:
         if len(set(names)) != len(names):
             raise BundleError(f"Known-character gallery {path.name} has duplicate names.")
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        mode = spec.get("mode", "joint")
-        if mode not in ("joint", "gate"):
-            raise BundleError(f"known.mode must be 'joint' or 'gate', not {mode!r}.")
-        return cls(names, vectors, float(spec.get("scale", 16.0)), float(spec.get("bias", 0.0)), mode)
+        return cls(names, vectors, spec.scale, spec.bias, spec.mode)
 
 
 def _fold(text: str) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .gallery import Gallery
+from .manifest import ClassifierSpec
 from .result import Candidate
 
 
@@ -36,15 +37,15 @@ def gallery_view(x: np.ndarray, dims: int | None) -> np.ndarray:
 
 
 class Classifier:
-    def __init__(self, spec: dict, labels: list[str], *, weights: tuple | None = None, session=None,
+    def __init__(self, spec: ClassifierSpec, labels: list[str], *, weights: tuple | None = None, session=None,
                  known=None, characters=None):
         self.spec = spec
         self.labels = list(labels)
-        self.format = spec["format"]
-        self.temperature = float(spec.get("temperature", 1.0)) or 1.0
-        self.gallery_scale = float(spec.get("gallery_scale", 16.0))
-        self.gallery_bias = float(spec.get("gallery_bias", 0.0))
-        self.gallery_dims = int(spec["gallery_dims"]) if spec.get("gallery_dims") else None
+        self.format = spec.format
+        self.temperature = spec.temperature
+        self.gallery_scale = spec.gallery_scale
+        self.gallery_bias = spec.gallery_bias
+        self.gallery_dims = spec.gallery_dims
         self.weights = weights
         self.session = session
         self.known = known  # characters.KnownGallery or None
@@ -56,7 +57,7 @@ class Classifier:
         mine = set(self.labels)
         self._known_in_labels = np.array([n in mine for n in known_names], dtype=bool)
         if session is not None:
-            self.input_name = spec.get("input", {}).get("name") or session.get_inputs()[0].name
+            self.input_name = spec.input_name or session.get_inputs()[0].name
             shape = session.get_inputs()[0].shape
             self.batched = not isinstance(shape[0], int) or shape[0] != 1
 

@@ -10,23 +10,25 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .manifest import Crop
 
-def crop_regions(boxes: np.ndarray, crop: dict) -> np.ndarray:
+
+def crop_regions(boxes: np.ndarray, crop: Crop | None = None) -> np.ndarray:
     """Boxes (N, 4) -> crop regions (N, 4) x1, y1, x2, y2 (may extend past the picture)."""
+    crop = crop or Crop()
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    scale = float(crop.get("scale", 1.0))
-    shift_y = float(crop.get("shift_y", 0.0))
+    scale, shift_y = crop.scale, crop.shift_y
     w = boxes[:, 2] - boxes[:, 0]
     h = boxes[:, 3] - boxes[:, 1]
     cx = (boxes[:, 0] + boxes[:, 2]) / 2
     cy = (boxes[:, 1] + boxes[:, 3]) / 2 + shift_y * h
     cw, ch = w * scale, h * scale
-    if crop.get("square", False):
+    if crop.square:
         cw = ch = np.maximum(cw, ch)
     return np.stack([cx - cw / 2, cy - ch / 2, cx + cw / 2, cy + ch / 2], axis=1)
 
 
-def crop_heads(image: np.ndarray, boxes: np.ndarray, crop: dict, width: int, height: int) -> np.ndarray:
+def crop_heads(image: np.ndarray, boxes: np.ndarray, crop: Crop, width: int, height: int) -> np.ndarray:
     """(N, height, width, 3) uint8 crops of `image` for the given boxes."""
     regions = crop_regions(boxes, crop)
     out = np.empty((len(regions), height, width, 3), np.uint8)

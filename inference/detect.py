@@ -15,7 +15,8 @@ import threading
 import cv2
 import numpy as np
 
-from .preprocess import InputSpec, fit
+from .manifest import DetectorSpec
+from .preprocess import fit
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int | None = None) -> np.ndarray:
@@ -42,26 +43,23 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: i
 
 
 class Detector:
-    def __init__(self, spec: dict, session=None, cascade_path=None, *, score_threshold: float | None = None,
+    def __init__(self, spec: DetectorSpec, session=None, cascade_path=None, *, score_threshold: float | None = None,
                  nms_iou: float | None = None):
-        self.format = spec["format"]
-        self.score_threshold = float(score_threshold if score_threshold is not None
-                                     else spec.get("score_threshold", 0.35))
-        self.nms_iou = float(nms_iou if nms_iou is not None else spec.get("nms_iou", 0.45))
-        self.max_heads = int(spec.get("max_heads", 50))
+        self.format = spec.format
+        self.score_threshold = float(score_threshold if score_threshold is not None else spec.score_threshold)
+        self.nms_iou = float(nms_iou if nms_iou is not None else spec.nms_iou)
+        self.max_heads = spec.max_heads
         self.spec = spec
         self.session = session
         if self.format == "cascade":
             self._cascade_path = str(cascade_path)
             self._local = threading.local()  # CascadeClassifier is not thread-safe: one per thread
-            self.min_size = int(spec.get("min_size", 24))
-            self.scale_factor = float(spec.get("scale_factor", 1.1))
-            self.min_neighbors = int(spec.get("min_neighbors", 5))
-            self.box_expand = float(spec.get("box_expand", 1.0))
+            self.min_size, self.scale_factor = spec.min_size, spec.scale_factor
+            self.min_neighbors, self.box_expand = spec.min_neighbors, spec.box_expand
             if cv2.CascadeClassifier(self._cascade_path).empty():
                 raise ValueError(f"{cascade_path} is not a readable OpenCV cascade")
         else:
-            self.input = InputSpec.from_manifest(spec["input"], default_resize="letterbox")
+            self.input = spec.input
             self.input_name = self.input.name or session.get_inputs()[0].name
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .preprocess import InputSpec
+from .manifest import Block, EncoderSpec
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -20,26 +20,26 @@ def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-12)
 
 
-def block_slices(spec: dict) -> list[tuple[str, slice]]:
+def block_slices(blocks: tuple[Block, ...]) -> list[tuple[str, slice]]:
     """The declared blocks of an encoder's output as (name, slice) in order; [] when none are declared."""
     out, start = [], 0
-    for b in spec.get("blocks") or []:
-        out.append((str(b["name"]), slice(start, start + int(b["dims"]))))
-        start += int(b["dims"])
+    for b in blocks:
+        out.append((b.name, slice(start, start + b.dims)))
+        start += b.dims
     return out
 
 
 class Embedder:
-    def __init__(self, spec: dict, session):
+    def __init__(self, spec: EncoderSpec, session):
         self.spec = spec
         self.session = session
-        self.input = InputSpec.from_manifest(spec["input"], default_resize="squash")
+        self.input = spec.input
         self.input_name = self.input.name or session.get_inputs()[0].name
-        self.batched = spec.get("batch", "dynamic") != "fixed1"
-        self.tta_flip = bool(spec.get("tta_flip", False))
-        self.crop = spec.get("crop", {"scale": 1.0, "shift_y": 0.0, "square": False})
-        self.dim = spec.get("dim")
-        self.blocks = block_slices(spec)
+        self.batched = spec.batched
+        self.tta_flip = spec.tta_flip
+        self.crop = spec.crop
+        self.dim = spec.dim  # found by `Pipeline.embedding_dim` when the manifest has none
+        self.blocks = block_slices(spec.blocks)
 
     def normalize(self, e: np.ndarray) -> np.ndarray:
         if not self.blocks:

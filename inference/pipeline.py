@@ -35,20 +35,20 @@ class Pipeline(BundleFacts):
     def __init__(self, bundle: Bundle, settings: Settings | None = None):
         self.settings = settings or Settings()
         self.bundle = bundle
-        m = bundle.manifest
+        m = bundle.spec  # the manifest, typed (inference/manifest.py)
         det = bundle.files["detector"]
-        self.detector = Detector(m["detector"], bundle.sessions.get("detector"), cascade_path=det.path,
+        self.detector = Detector(m.detector, bundle.sessions.get("detector"), cascade_path=det.path,
                                  score_threshold=self.settings.detect_threshold,
                                  nms_iou=self.settings.detect_nms_iou)
-        self.embedder = Embedder(m["encoder"], bundle.sessions["encoder"])
-        self.classifier = Classifier(m["classifier"], bundle.labels,
+        self.embedder = Embedder(m.encoder, bundle.sessions["encoder"])
+        self.classifier = Classifier(m.classifier, bundle.labels,
                                      weights=bundle.classifier_weights,
                                      session=bundle.sessions.get("classifier"),
                                      known=bundle.known, characters=bundle.characters)
-        self.decision = Decision.from_manifest(m.get("decision"))
+        self.decision: Decision | None = m.decision
         self.verifier = None
         if bundle.verifier_weights is not None and self.settings.verify_heads:
-            self.verifier = Verifier(m["verifier"], bundle.verifier_weights, self.settings.verify_threshold)
+            self.verifier = Verifier(m.verifier, bundle.verifier_weights, self.settings.verify_threshold)
 
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, settings: Settings | None = None) -> Pipeline:

@@ -27,7 +27,8 @@ class InputSpec:
 
     @classmethod
     def from_manifest(cls, spec: dict, default_resize: str = "letterbox") -> InputSpec:
-        h, w = spec.get("size", [None, None])
+        size = spec.get("size")
+        h, w = size if isinstance(size, list) and len(size) == 2 else (None, None)
         if not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0):
             raise ValueError(f"input.size must be [height, width], got {spec.get('size')!r}")
         color = spec.get("color", "RGB").upper()

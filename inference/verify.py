@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from .manifest import VerifierSpec
+
 
 class Verifier:
-    def __init__(self, spec: dict, weights: tuple[np.ndarray, float], threshold: float | None = None):
+    def __init__(self, spec: VerifierSpec, weights: tuple[np.ndarray, float], threshold: float | None = None):
         self.spec = spec
         self.w = np.asarray(weights[0], np.float32).reshape(-1)
         self.b = float(weights[1])
-        self.threshold = float(spec.get("threshold", 0.5) if threshold is None else threshold)
+        self.threshold = float(spec.threshold if threshold is None else threshold)
 
     def probability(self, emb: np.ndarray) -> np.ndarray:
         """(N, D) unit embeddings -> (N,) probability that each shows a head."""

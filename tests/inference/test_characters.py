@@ -20,6 +20,7 @@ from inference.characters import CharacterIndex
 from inference.crop import whole_image
 from inference.embed import Embedder
 from inference.errors import BundleError
+from inference.manifest import ClassifierSpec, EncoderSpec, KnownSpec
 from inference.pipeline import Pipeline
 from inference.result import Character
 from inference.settings import Settings
@@ -88,10 +89,10 @@ def test_blocks_are_normalised_each_on_its_own(tiny_bundle):
     b = Bundle.load(tiny_bundle, threads=1)
     spec = {**b.manifest["encoder"], "blocks": [{"name": "general", "dims": 4}, {"name": "closed", "dims": 12}]}
     crops = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
-    e = Embedder(spec, b.sessions["encoder"])(crops)
+    e = Embedder(EncoderSpec.parse(spec), b.sessions["encoder"])(crops)
     assert e.shape == (3, 16)
     assert np.allclose(np.linalg.norm(e[:, :4], axis=1), 1) and np.allclose(np.linalg.norm(e[:, 4:], axis=1), 1)
-    plain = Embedder(b.manifest["encoder"], b.sessions["encoder"])(crops)
+    plain = Embedder(b.spec.encoder, b.sessions["encoder"])(crops)
     assert np.allclose(np.linalg.norm(plain, axis=1), 1)
 
 
@@ -166,7 +167,7 @@ def test_gate_mode_shares_the_classifiers_mass_by_the_prototypes(tmp_path):
     W = np.array([[5.0, 0, 0, 0], [0, 5.0, 0, 0]], np.float32)
     protos = np.eye(4, dtype=np.float32)  # known: a, b (also classifier labels), x, y
     emb = np.array([[0.0, 0.0, 1.0, 0.0], [0.6, 0.0, 0.0, 0.8]], np.float32)  # x's head; a head near y and a
-    spec = {"format": "linear_npz", "temperature": 1.0}
+    spec = ClassifierSpec.parse({"format": "linear_npz", "temperature": 1.0})
     for mode in ("gate", "joint"):
         known = KnownGallery(["a", "b", "x", "y"], protos, 20.0, 0.0, mode)
         clf = Classifier(spec, labels, weights=(W, np.zeros(2, np.float32)), known=known)
@@ -179,4 +180,4 @@ def test_gate_mode_shares_the_classifiers_mass_by_the_prototypes(tmp_path):
             assert top[1][0].name == "y" and 0 < p[1, 0] < p[1, 5]
     np.savez(tmp_path / "known.npz", names=np.array(["a"]), vectors=np.ones((1, 4)))
     with pytest.raises(BundleError, match="known.mode"):
-        KnownGallery.load(tmp_path / "known.npz", {"mode": "both"}, 4)
+        KnownSpec.parse({"mode": "both"})

@@ -3,6 +3,7 @@ import pytest
 
 from inference.errors import GalleryError
 from inference.gallery import Gallery, normalize_name, to_tag
+from inference.manifest import ClassifierSpec
 
 
 def test_probabilities_ranked_and_calibrated(tiny_pipeline, scene_bytes):
@@ -92,8 +93,8 @@ def test_gallery_dims_compare_only_the_leading_part_of_the_embedding():
     protos = emb[::-1].copy()
     spec = {"format": "linear_npz", "gallery_scale": 10.0, "gallery_bias": -1.0}
     w = (np.zeros((1, 9), np.float32), np.zeros(1, np.float32))
-    full = Classifier(spec, ["x"], weights=w).gallery_logits(emb, protos)
-    part = Classifier({**spec, "gallery_dims": 6}, ["x"], weights=w).gallery_logits(emb, protos)
+    full = Classifier(ClassifierSpec.parse(spec), ["x"], weights=w).gallery_logits(emb, protos)
+    part = Classifier(ClassifierSpec.parse({**spec, "gallery_dims": 6}), ["x"], weights=w).gallery_logits(emb, protos)
     np.testing.assert_allclose(full, 10 * emb @ protos.T - 1, atol=1e-5)
     h = head / np.linalg.norm(head, axis=1, keepdims=True)
     np.testing.assert_allclose(part, 10 * h @ h[::-1].T - 1, atol=1e-5)  # the tail plays no part

@@ -13,6 +13,7 @@ from inference.characters import KnownGallery
 from inference.classify import Classifier
 from inference.decide import FEATURES, Decision, features, known_scores
 from inference.errors import BundleError
+from inference.manifest import ClassifierSpec
 from inference.pipeline import Pipeline
 from inference.result import UNKNOWN_TEXT, Candidate, Head
 from inference.settings import Settings
@@ -20,7 +21,7 @@ from inference.settings import Settings
 
 def test_features_are_probability_nearest_cosine_and_margin():
     protos = np.eye(3, dtype=np.float32)
-    clf = Classifier({"format": "linear_npz"}, ["a"], weights=(np.zeros((1, 3), np.float32), np.zeros(1, np.float32)),
+    clf = Classifier(ClassifierSpec.parse({"format": "linear_npz"}), ["a"], weights=(np.zeros((1, 3), np.float32), np.zeros(1, np.float32)),
                      known=KnownGallery(["x", "y", "z"], protos, 10.0, 0.0))
     emb = np.array([[0.8, 0.6, 0.0], [0.0, 0.0, 1.0]], np.float32)
     f = features(emb, np.array([0.7, 0.9]), clf, None)
@@ -30,7 +31,7 @@ def test_features_are_probability_nearest_cosine_and_margin():
 def test_named_features_of_the_classifier_and_the_sharpened_gallery():
     protos = np.eye(3, dtype=np.float32)
     W = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32)
-    clf = Classifier({"format": "linear_npz", "temperature": 2.0}, ["a", "b"], weights=(W, np.zeros(2, np.float32)),
+    clf = Classifier(ClassifierSpec.parse({"format": "linear_npz", "temperature": 2.0}), ["a", "b"], weights=(W, np.zeros(2, np.float32)),
                      known=KnownGallery(["x", "y", "z"], protos, 10.0, 0.0))
     emb = np.array([[0.8, 0.6, 0.0]], np.float32)
     names = ("linear_max_logit", "linear_top1_probability", "gallery_top1_probability@10", "gallery_energy@10")
@@ -40,7 +41,7 @@ def test_named_features_of_the_classifier_and_the_sharpened_gallery():
     np.testing.assert_allclose(f, [0.8, np.exp(0.8) / np.exp(lin).sum(), np.exp(z[0]) / np.exp(z).sum(),
                                    np.log(np.exp(z).sum()) / 10], rtol=1e-6)
     # without any prototype the gallery features are 0, not an error
-    bare = Classifier({"format": "linear_npz"}, ["a", "b"], weights=(W, np.zeros(2, np.float32)))
+    bare = Classifier(ClassifierSpec.parse({"format": "linear_npz"}), ["a", "b"], weights=(W, np.zeros(2, np.float32)))
     assert features(emb, np.array([0.5]), bare, None, ("gallery_energy@30", "top1_cosine")).tolist() == [[0.0, 0.0]]
 
 
@@ -90,7 +91,7 @@ def test_the_cosines_of_classify_are_the_ones_decide_reads():
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
     protos = unit(rng.normal(size=(5, 8)).astype(np.float32))
     W = rng.normal(size=(2, 12)).astype(np.float32)
-    clf = Classifier({"format": "linear_npz", "gallery_dims": 8, "gallery_scale": 12.0, "gallery_bias": -1.0},
+    clf = Classifier(ClassifierSpec.parse({"format": "linear_npz", "gallery_dims": 8, "gallery_scale": 12.0, "gallery_bias": -1.0}),
                      ["a", "b"], weights=(W, np.zeros(2, np.float32)),
                      known=KnownGallery([f"k{i}" for i in range(5)], protos, 10.0, 0.5, "joint"))
     gallery = Gallery("test-encoder", 12, dims=8)

@@ -8,6 +8,7 @@ from bundles import DET_ROWS, boxes_detector
 from inference.bundle import make_session
 from inference.crop import crop_heads, crop_regions
 from inference.detect import Detector, nms
+from inference.manifest import Crop, DetectorSpec
 from inference.pipeline import Pipeline
 from inference.settings import Settings
 
@@ -34,7 +35,7 @@ def test_squash_resize_maps_back(tmp_path):
     path = boxes_detector(tmp_path / "d.onnx")
     spec = {"format": "boxes", "score_threshold": 0.3, "nms_iou": 0.45,
             "input": {"name": "images", "size": [320, 320], "resize": "squash"}}
-    det = Detector(spec, make_session(path, 1))
+    det = Detector(DetectorSpec.parse(spec), make_session(path, 1))
     boxes, scores = det(np.zeros((576, 1024, 3), np.uint8))
     assert np.allclose(boxes[0], [40 * 3.2, 100 * 1.8, 120 * 3.2, 190 * 1.8])
     assert len(boxes) == 2
@@ -69,7 +70,8 @@ def test_thresholds_from_configuration(tiny_bundle, scene_bytes):
 def test_cascade_backend_finds_faces(shared, tmp_path):
     """The manifest can name an OpenCV cascade; here the shared LBP anime-face cascade, read from ../shared."""
     xml = shared / "reference" / "lbpcascade-animeface" / "lbpcascade_animeface.xml"
-    det = Detector({"format": "cascade", "min_size": 24, "box_expand": 1.5, "nms_iou": 0.3}, cascade_path=xml)
+    det = Detector(DetectorSpec.parse({"format": "cascade", "min_size": 24, "box_expand": 1.5, "nms_iou": 0.3}),
+                   cascade_path=xml)
     from inference.decode import decode
 
     img = decode((shared / "scenes" / "misc" / "hysts-input.jpg").read_bytes()).image  # a grid of ~38 faces
@@ -82,19 +84,19 @@ def test_cascade_backend_finds_faces(shared, tmp_path):
 
 def test_crop_regions_and_padding():
     boxes = np.array([[10, 20, 50, 100]], np.float32)
-    assert crop_regions(boxes, {"scale": 1.0}).tolist() == [[10, 20, 50, 100]]
-    r = crop_regions(boxes, {"scale": 0.5, "shift_y": 0.25})
+    assert crop_regions(boxes, Crop(scale=1.0)).tolist() == [[10, 20, 50, 100]]
+    r = crop_regions(boxes, Crop(scale=0.5, shift_y=0.25))
     assert np.allclose(r, [[20, 60, 40, 100]])
-    sq = crop_regions(boxes, {"scale": 1.0, "square": True})
+    sq = crop_regions(boxes, Crop(scale=1.0, square=True))
     assert np.allclose(sq[0, 2] - sq[0, 0], 80) and np.allclose(sq[0, 3] - sq[0, 1], 80)
     img = np.zeros((50, 50, 3), np.uint8)
     img[:, :25] = 255
-    out = crop_heads(img, np.array([[-25, 0, 25, 50], [0, 0, 50, 50]], np.float32), {}, 20, 20)
+    out = crop_heads(img, np.array([[-25, 0, 25, 50], [0, 0, 50, 50]], np.float32), Crop(), 20, 20)
     assert out.shape == (2, 20, 20, 3)
     assert out[0].min() == 255  # left half outside the picture is edge-replicated (white), not black
     assert out[1, :, :9].min() == 255 and out[1, :, 11:].max() == 0
     big = np.zeros((2000, 2000, 3), np.uint8)
-    assert crop_heads(big, np.array([[0, 0, 2000, 2000]], np.float32), {}, 64, 64).shape == (1, 64, 64, 3)
+    assert crop_heads(big, np.array([[0, 0, 2000, 2000]], np.float32), Crop(), 64, 64).shape == (1, 64, 64, 3)
 
 
 def test_embeddings_unit_norm_batched_equals_single(tiny_pipeline, tmp_path, scene_bytes):

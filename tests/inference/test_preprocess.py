@@ -10,6 +10,7 @@ from onnx import TensorProto, helper
 
 from inference.bundle import make_session
 from inference.detect import Detector
+from inference.manifest import DetectorSpec
 from inference.preprocess import InputSpec, fit
 
 
@@ -86,7 +87,7 @@ def test_detector_feeds_the_canvas_and_maps_boxes_back(tmp_path, pad_multiple):
     inp = {"name": "images", "size": [448, 448], "resize": "letterbox"}
     if pad_multiple:
         inp["pad_multiple"] = pad_multiple
-    det = Detector({"format": "boxes", "score_threshold": 0.5, "nms_iou": 0.5, "input": inp}, sess)
+    det = Detector(DetectorSpec.parse({"format": "boxes", "score_threshold": 0.5, "nms_iou": 0.5, "input": inp}), sess)
     boxes, scores = det(np.zeros((576, 1024, 3), np.uint8))
     assert len(boxes) == 1 and scores[0] == pytest.approx(0.9)
     r = 448 / 1024  # the picture is 448 x 252 on the canvas, centred

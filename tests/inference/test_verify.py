@@ -10,6 +10,7 @@ import pytest
 
 from inference.bundle import Bundle, sha256_file
 from inference.errors import BundleError
+from inference.manifest import VerifierSpec
 from inference.pipeline import NoHeadError, Pipeline
 from inference.settings import Settings
 from inference.verify import Verifier
@@ -36,11 +37,11 @@ def two_heads(tiny_bundle, tmp_path, scene_bytes):
 
 
 def test_probability_is_a_logistic_of_the_dot_product():
-    v = Verifier({"threshold": 0.6}, (np.array([2.0, 0.0], np.float32), -1.0))
+    v = Verifier(VerifierSpec(threshold=0.6), (np.array([2.0, 0.0], np.float32), -1.0))
     p = v.probability(np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], np.float32))
     assert np.allclose(p, 1 / (1 + np.exp(-np.array([1.0, -1.0, -3.0]))), atol=1e-6)
     assert v(np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)).tolist() == [True, False]
-    assert Verifier({"threshold": 0.6}, (np.ones(2), 0.0), threshold=0.0)(np.zeros((1, 2))).tolist() == [True]
+    assert Verifier(VerifierSpec(threshold=0.6), (np.ones(2), 0.0), threshold=0.0)(np.zeros((1, 2))).tolist() == [True]
     assert v(np.zeros((0, 2), np.float32)).shape == (0,)
 
 

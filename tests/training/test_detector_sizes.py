@@ -8,6 +8,7 @@ import pytest
 import torch  # the train extra (`make test` installs it)
 
 from inference.detect import Detector
+from inference.manifest import DetectorSpec
 from training.detector import ship
 from training.detector.model import STRIDES, HeadNet, decode
 from training.detector.train import export, targets
@@ -52,7 +53,7 @@ def test_export_at_another_size_is_served_at_that_size(tmp_path):
     best2 = ref2[ref2[:, 4].argsort(descending=True)[:5]].numpy()
     np.testing.assert_allclose(rows2[0, :5], best2, rtol=1e-3, atol=1e-3)
     # the serving detector letterboxes a 600x300 picture to 384 and maps boxes back into its pixels
-    det = Detector(spec, sess)
+    det = Detector(DetectorSpec.parse(spec), sess)
     boxes, scores = det(np.full((300, 600, 3), 128, np.uint8))
     assert len(boxes) and (boxes[:, 2] <= 600).all() and (boxes[:, 3] <= 300).all()
     assert (np.diff(scores) <= 0).all()
@@ -60,7 +61,7 @@ def test_export_at_another_size_is_served_at_that_size(tmp_path):
     padded = ship.spec(0.0, 1.0, size=384, pad_multiple=32)
     assert padded["input"]["pad_multiple"] == 32 and "pad_multiple" not in spec["input"]
     fed = []
-    det2 = Detector(padded, sess)
+    det2 = Detector(DetectorSpec.parse(padded), sess)
     run = sess.run
     det2.session = type("Recorder", (), {"run": lambda self, o, feed: fed.append(feed["images"].shape) or run(o, feed)})()
     boxes2, _ = det2(np.full((300, 600, 3), 128, np.uint8))

@@ -11,6 +11,7 @@ import pytest
 from bundles import encoder as tiny_encoder
 from inference.characters import CharacterIndex, KnownGallery
 from inference.classify import Classifier
+from inference.manifest import ClassifierSpec
 from inference.result import Character
 from training.general import bundle, compose, labels, split
 
@@ -85,7 +86,7 @@ def test_calibration_scores_are_what_serving_computes(mode):
     emb[:, :4] /= np.linalg.norm(emb[:, :4], axis=1, keepdims=True)
     emb[:, 4:] /= np.linalg.norm(emb[:, 4:], axis=1, keepdims=True)
     Wp = np.concatenate([np.zeros((3, 4), np.float32), W], axis=1)
-    clf = Classifier({"format": "linear_npz", "gallery_dims": 4}, labels32, weights=(Wp, b),
+    clf = Classifier(ClassifierSpec.parse({"format": "linear_npz", "gallery_dims": 4}), labels32, weights=(Wp, b),
                      known=KnownGallery(known, protos, 20.0, -3.0, mode))
     p, names, _ = clf.probabilities(emb)
     served = np.zeros((len(emb), len(known)))

@@ -27,13 +27,14 @@ def load_detector(bundle: Path, threads: int = 2, score: float | None = None):
     import onnxruntime as ort
 
     from inference.detect import Detector
+    from inference.manifest import DetectorSpec
 
     spec = json.loads((bundle / "manifest.json").read_text())["detector"]
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     sess = ort.InferenceSession(str(bundle / spec["file"]), so, providers=["CPUExecutionProvider"])
-    return Detector(spec, sess, score_threshold=score), spec
+    return Detector(DetectorSpec.parse(spec), sess, score_threshold=score), spec
 
 
 def ensemble_boxes(pictures: dict[str, list]) -> dict[str, list]:
@@ -96,7 +97,7 @@ def main() -> None:
     from inference.settings import Settings
 
     pipe = Pipeline.from_bundle(Path(a.bundle), Settings(ort_threads=2))
-    det, spec = pipe.detector, pipe.detector.spec  # the pipeline's own session: one per model
+    det, spec = pipe.detector, pipe.bundle.manifest["detector"]  # the pipeline's own session: one per model
     alone = None
     if pipe.verifier is not None:
         r0 = score_set(lambda im: det(cv2.cvtColor(im, cv2.COLOR_BGR2RGB))[0], pictures)

@@ -105,6 +105,7 @@ def calibrate(onnx_path: Path, n: int = 200, seed: int = 0, pictures: list | Non
     import onnxruntime as ort
 
     from inference.detect import Detector
+    from inference.manifest import DetectorSpec
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
@@ -115,7 +116,7 @@ def calibrate(onnx_path: Path, n: int = 200, seed: int = 0, pictures: list | Non
     size = size or made_for
     if size != made_for and not any_size:
         raise SystemExit(f"{onnx_path} has a fixed {made_for} px input: re-export it from its checkpoint to try {size}")
-    det = Detector(spec(0.05, 1.0, size=size, pad_multiple=served_pad(any_size)), sess)  # NMS: per setting below
+    det = Detector(DetectorSpec.parse(spec(0.05, 1.0, size=size, pad_multiple=served_pad(any_size))), sess)  # NMS: per setting below
     from inference.detect import nms
 
     for img, lab in pictures:

@@ -143,6 +143,7 @@ def main() -> None:
     ap.add_argument("--lam", type=float, default=1.0, help="L2 strength")
     ap.add_argument("--dry-run", action="store_true", help="print the numbers, write nothing")
     a = ap.parse_args()
+    from inference.manifest import VerifierSpec
     from inference.pipeline import Pipeline
     from inference.settings import Settings
     from inference.verify import Verifier
@@ -170,7 +171,7 @@ def main() -> None:
     print(f"embedded {len(x)} crops ({len(views) + 1} views) in {time.time() - t0:.0f} s; fitting ...", flush=True)
     w, b = fit_logistic(x, y, a.lam)
 
-    check = Verifier({}, (w, b))
+    check = Verifier(VerifierSpec(), (w, b))
     p_scene, p_face = check.probability(e_scene), check.probability(e_face[fcheck])
     served = pipe.detector.score_threshold
     chk_head = checking & (c["y"] == 1) & (c["score"] >= served)

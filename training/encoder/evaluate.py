@@ -81,9 +81,10 @@ def open_set_serving(e: dict, meta: dict, clf_spec: dict, trials: int = 20, seed
     Queries: the held-out characters' other pictures (no post shared with a shot); also the known characters'
     'val' faces with that gallery present (does enrolling steal their answers?)."""
     from inference.classify import Classifier
+    from inference.manifest import ClassifierSpec
     from training.encoder.classifier import open_set_classifier
 
-    served = Classifier(clf_spec, [])  # only its gallery scoring is used: the linear part is refitted below
+    served = Classifier(ClassifierSpec.parse(clf_spec), [])  # only its gallery scoring is used: the linear part is refitted below
     lab, split, post = np.array(meta["label"]), np.array(meta["split"]), np.array(meta["post"])
     w, b, known, held = open_set_classifier(e, meta)
     col = {c: j for j, c in enumerate(known + held)}

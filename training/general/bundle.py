@@ -28,7 +28,9 @@ import cv2
 import numpy as np
 
 from inference.bundle import make_session, sha256_file
+from inference.classify import Classifier
 from inference.embed import Embedder
+from inference.manifest import ClassifierSpec, EncoderSpec
 from training.common import ROOT, post_bucket
 from training.general import dataset
 from training.general.compose import compose_files
@@ -220,7 +222,7 @@ def main() -> None:
     blocks[1]["parts"] = closed_parts(base_info)
     g_dims, c_dims = blocks[0]["dims"], blocks[1]["dims"]
     enc_spec = {**base["encoder"], "file": "encoder.onnx", "dim": g_dims + c_dims, "blocks": blocks}
-    emb = Embedder(enc_spec, make_session(out / "encoder.onnx", 2))
+    emb = Embedder(EncoderSpec.parse(enc_spec), make_session(out / "encoder.onnx", 2))
 
     data = dataset.load()
     cache = run_dir / f"embeddings_{sha256_file(out / 'encoder.onnx')[:12]}.npy"
@@ -295,12 +297,12 @@ def main() -> None:
 
     # the known/unknown decision: characters/ held out whole (never trained on, not in the gallery) are unknown
     from inference.characters import KnownGallery
-    from inference.classify import Classifier
     from inference.decide import features as decision_features
     from inference.decide import known_scores
 
     Wp = np.concatenate([np.zeros((len(W), g_dims), np.float32), W], axis=1)  # the classifier reads `closed`
-    probe = Classifier({"format": "linear_npz", "gallery_dims": g_dims, "temperature": temperature}, labels32,
+    probe_spec = ClassifierSpec.parse({"format": "linear_npz", "gallery_dims": g_dims, "temperature": temperature})
+    probe = Classifier(probe_spec, labels32,
                        weights=(Wp, b),
         known=KnownGallery([str(i) for i in ids], protos, cal["scale"], cal["bias"], cal["mode"]))
     unknown_m = data.heldout_char

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from inference.bundle import Bundle
 from inference.crop import crop_heads
 from inference.detect import Detector
+from inference.manifest import Crop
 from training.common import DATA, ROOT, RUNS, imread_rgb
 from training.general.dataset import splits as assign_splits
 from training.general.labels import build
@@ -34,7 +35,7 @@ OUT = RUNS / "general"
 SIZE = 96
 
 
-def head_crop(det: Detector, crop: dict, rgb: np.ndarray, size: int = SIZE) -> tuple[np.ndarray, str, float]:
+def head_crop(det: Detector, crop: Crop, rgb: np.ndarray, size: int = SIZE) -> tuple[np.ndarray, str, float]:
     """The largest detected head, cut as serving cuts it -> (crop, 'head' | 'whole', score)."""
     boxes, scores = det(rgb)
     if len(boxes):
@@ -53,9 +54,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     bundle = Bundle.load(args.bundle, threads=2)
-    m = bundle.manifest
-    det = Detector(m["detector"], bundle.sessions.get("detector"), cascade_path=bundle.files["detector"].path)
-    crop = m["encoder"]["crop"]
+    det = Detector(bundle.spec.detector, bundle.sessions.get("detector"), cascade_path=bundle.files["detector"].path)
+    crop = bundle.spec.encoder.crop
     labels, rows, _ = build()
     splits = assign_splits(labels, rows)
     crops = np.empty((len(rows), SIZE, SIZE, 3), np.uint8)

@@ -1,0 +1,276 @@
+"""The manifest, parsed once: one frozen dataclass per section, every default and every check in one place.
+
+`Manifest.parse` reads `manifest.json`'s object (docs/bundle.md) into the typed sections below and refuses, with
+a `BundleError` naming the key, whatever no step could use: an unknown format, a missing file or checksum, input
+sizes, block widths, a gallery width. The steps (detect, embed, classify, characters, verify, decide) take their
+section's object and never read the JSON; what needs the model files themselves (shapes, weights) is checked by
+`inference/bundle.py` once they are loaded. `parse` of a section alone (`ClassifierSpec.parse({...})`) is what
+tests and training scripts use to make one step.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .errors import BundleError
+from .preprocess import InputSpec
+
+DETECTOR_FORMATS = ("boxes", "yolov5", "cascade")
+CLASSIFIER_FORMATS = ("linear_npz", "onnx_softmax")
+KNOWN_MODES = ("joint", "gate")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _section(raw: dict, name: str) -> dict:
+    spec = raw.get(name)
+    if not isinstance(spec, dict):
+        raise BundleError(f"The manifest's '{name}' section must be an object.")
+    return spec
+
+
+def _input(spec: dict, section: str, default_resize: str) -> InputSpec:
+    if not isinstance(spec.get("input"), dict):
+        raise BundleError(f"{section}.input must be an object (size, colour, normalisation).")
+    try:
+        return InputSpec.from_manifest(spec["input"], default_resize=default_resize)
+    except ValueError as e:
+        raise BundleError(f"{section}.{e}") from None
+
+
+def _whole(value, what: str, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise BundleError(f"{what} must be a whole number of at least {minimum}, not {value!r}.")
+    return value
+
+
+@dataclass(frozen=True)
+class ModelFileRef:
+    """A section's model file, relative to the bundle directory, and the sha256 the bundle checks it against."""
+
+    file: str
+    sha256: str
+
+    @classmethod
+    def parse(cls, spec: dict, section: str) -> ModelFileRef:
+        if not spec.get("file"):
+            raise BundleError(f"The '{section}' section names no file.")
+        if not spec.get("sha256"):
+            raise BundleError(f"The '{section}' section has no sha256 for {spec['file']}.")
+        return cls(str(spec["file"]), str(spec["sha256"]).lower())
+
+
+def _model(spec: dict, section: str) -> ModelFileRef | None:
+    """A section's file as far as it names one: a section parsed alone (tests, a detector being calibrated) may
+    not have its checksum yet; `Manifest.parse` insists on both."""
+    return ModelFileRef(str(spec["file"]), str(spec.get("sha256") or "").lower()) if spec.get("file") else None
+
+
+@dataclass(frozen=True)
+class Block:
+    """A named run of an encoder's output dimensions; `parts`: what it holds, in order (normalised with it)."""
+
+    name: str
+    dims: int
+    parts: tuple[Block, ...] = ()
+
+    @classmethod
+    def parse_all(cls, blocks, dim: int | None, where: str = "encoder.blocks",
+                  width: str = "dim") -> tuple[Block, ...]:
+        if blocks is None:
+            return ()
+        ok = isinstance(blocks, list) and blocks and all(
+            isinstance(b, dict) and isinstance(b.get("name"), str) and isinstance(b.get("dims"), int)
+            and not isinstance(b.get("dims"), bool) and b["dims"] > 0 for b in blocks)
+        if not ok or (dim is not None and sum(b["dims"] for b in blocks) != dim):
+            raise BundleError(f"{where} must be a list of {{name, dims}} whose widths add up to {width} ({dim}).")
+        out = []
+        for b in blocks:
+            parts = ()
+            if b.get("parts") is not None:
+                try:
+                    parts = cls.parse_all(b["parts"], b["dims"], f"{where}[{b['name']!r}].parts", "the block's")
+                except BundleError as e:
+                    raise e from None
+            out.append(cls(b["name"], b["dims"], parts))
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class Crop:
+    """How a detector box becomes the encoder's crop (inference/crop.py): side `scale` x the box's, centre moved
+    down by `shift_y` box sides, square or not."""
+
+    scale: float = 1.0
+    shift_y: float = 0.0
+    square: bool = False
+
+    @classmethod
+    def parse(cls, spec) -> Crop:
+        if spec is None:
+            return cls()
+        if not isinstance(spec, dict):
+            raise BundleError("encoder.crop must be an object {scale, shift_y, square}.")
+        return cls(float(spec.get("scale", 1.0)), float(spec.get("shift_y", 0.0)), bool(spec.get("square", False)))
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    format: str  # boxes | yolov5 | cascade (inference/detect.py)
+    input: InputSpec | None  # None for a cascade
+    score_threshold: float = 0.35
+    nms_iou: float = 0.45
+    max_heads: int = 50
+    # cascade only
+    min_size: int = 24
+    scale_factor: float = 1.1
+    min_neighbors: int = 5
+    box_expand: float = 1.0
+    model: ModelFileRef | None = None
+
+    @classmethod
+    def parse(cls, spec: dict) -> DetectorSpec:
+        fmt = spec.get("format")
+        if fmt not in DETECTOR_FORMATS:
+            raise BundleError(f"Unknown detector format {fmt!r} (expected one of {', '.join(DETECTOR_FORMATS)}).")
+        return cls(fmt, None if fmt == "cascade" else _input(spec, "detector", "letterbox"),
+                   float(spec.get("score_threshold", 0.35)), float(spec.get("nms_iou", 0.45)),
+                   int(spec.get("max_heads", 50)), int(spec.get("min_size", 24)), float(spec.get("scale_factor", 1.1)),
+                   int(spec.get("min_neighbors", 5)), float(spec.get("box_expand", 1.0)),
+                   _model(spec, "detector"))
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    input: InputSpec
+    dim: int | None = None  # the output width; None: found by running the encoder once
+    batched: bool = True  # False: `batch` "fixed1", the graph takes one crop per run
+    tta_flip: bool = False  # embed the mirrored crop too and add the two
+    crop: Crop = field(default_factory=Crop)
+    blocks: tuple[Block, ...] = ()  # the output as named blocks, each L2-normalised on its own
+    model: ModelFileRef | None = None
+
+    @classmethod
+    def parse(cls, spec: dict) -> EncoderSpec:
+        dim = spec.get("dim")
+        if dim is not None:
+            _whole(dim, "encoder.dim")
+        batch = spec.get("batch", "dynamic")
+        if batch not in ("dynamic", "fixed1"):
+            raise BundleError(f"encoder.batch must be 'dynamic' or 'fixed1', not {batch!r}.")
+        return cls(_input(spec, "encoder", "squash"), dim, batch != "fixed1", bool(spec.get("tta_flip", False)),
+                   Crop.parse(spec.get("crop")), Block.parse_all(spec.get("blocks"), dim),
+                   _model(spec, "encoder"))
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    format: str  # linear_npz | onnx_softmax (inference/classify.py)
+    temperature: float = 1.0
+    gallery_scale: float = 16.0
+    gallery_bias: float = 0.0
+    gallery_dims: int | None = None  # the leading dimensions galleries compare; None: all of them
+    gallery_compatible: tuple[str, ...] = ()  # encoders whose galleries this one can read (sha256)
+    input_name: str | None = None  # an ONNX classifier's input
+    model: ModelFileRef | None = None
+
+    @classmethod
+    def parse(cls, spec: dict) -> ClassifierSpec:
+        fmt = spec.get("format")
+        if fmt not in CLASSIFIER_FORMATS:
+            raise BundleError(f"Unknown classifier format {fmt!r} (expected one of {', '.join(CLASSIFIER_FORMATS)}).")
+        gdims = spec.get("gallery_dims")
+        if gdims is not None:
+            _whole(gdims, "classifier.gallery_dims")
+        compatible = spec.get("gallery_compatible", [])
+        if not isinstance(compatible, list) or not all(isinstance(h, str) and _SHA256.fullmatch(h) for h in compatible):
+            raise BundleError("classifier.gallery_compatible must be a list of encoder sha256 checksums (64 hex digits).")
+        if compatible and gdims is None:
+            raise BundleError("classifier.gallery_compatible needs classifier.gallery_dims: the part the encoders share.")
+        return cls(fmt, float(spec.get("temperature", 1.0)) or 1.0, float(spec.get("gallery_scale", 16.0)),
+                   float(spec.get("gallery_bias", 0.0)), gdims, tuple(h.lower() for h in compatible),
+                   (spec.get("input") or {}).get("name"),
+                   _model(spec, "classifier"))
+
+
+@dataclass(frozen=True)
+class KnownSpec:
+    """Characters known by their prototypes (inference/characters.py), compared like an enrolled gallery."""
+
+    scale: float = 16.0
+    bias: float = 0.0
+    mode: str = "joint"  # joint | gate: how they combine with the classifier (inference/classify.py)
+    model: ModelFileRef | None = None
+
+    @classmethod
+    def parse(cls, spec: dict) -> KnownSpec:
+        mode = spec.get("mode", "joint")
+        if mode not in KNOWN_MODES:
+            raise BundleError(f"known.mode must be 'joint' or 'gate', not {mode!r}.")
+        return cls(float(spec.get("scale", 16.0)), float(spec.get("bias", 0.0)), mode,
+                   _model(spec, "known"))
+
+
+@dataclass(frozen=True)
+class VerifierSpec:
+    """The head verifier (inference/verify.py): a linear check on each box's embedding."""
+
+    threshold: float = 0.5
+    encoder_sha256: str = ""  # the encoder its weights were fitted on
+    model: ModelFileRef | None = None
+
+    @classmethod
+    def parse(cls, spec: dict) -> VerifierSpec:
+        if spec.get("format", "linear_npz") != "linear_npz":
+            raise BundleError(f"Unknown verifier format {spec.get('format')!r} (expected linear_npz).")
+        t = float(spec.get("threshold", 0.5))
+        if not 0.0 <= t <= 1.0:
+            raise BundleError("The verifier threshold must lie in [0, 1].")
+        return cls(t, str(spec.get("encoder_sha256", "")).lower(),
+                   _model(spec, "verifier"))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    version: str
+    labels: str  # the label list, relative to the bundle directory
+    detector: DetectorSpec
+    encoder: EncoderSpec
+    classifier: ClassifierSpec
+    verifier: VerifierSpec | None = None
+    known: KnownSpec | None = None
+    characters: ModelFileRef | None = None  # the JSON index of who each character is
+    decision: object | None = None  # decide.Decision
+    metrics: dict = field(default_factory=dict)  # free-form: what training measured
+
+    @classmethod
+    def parse(cls, raw: dict, default_name: str = "bundle") -> Manifest:
+        from .decide import Decision
+
+        if not isinstance(raw, dict):
+            raise BundleError("manifest.json must hold a JSON object.")
+        for section in ("detector", "encoder", "classifier"):
+            if not isinstance(raw.get(section), dict):
+                raise BundleError(f"The manifest has no '{section}' section; the bundle is incomplete.")
+        optional = {name: _section(raw, name) for name in ("verifier", "known", "characters") if name in raw}
+        for name in ("detector", "encoder", "classifier", *optional):
+            ModelFileRef.parse(raw[name], name)  # every section with a model names its file and checksum
+        encoder = EncoderSpec.parse(raw["encoder"])
+        classifier = ClassifierSpec.parse(raw["classifier"])
+        if classifier.gallery_dims and encoder.dim and classifier.gallery_dims > encoder.dim:
+            raise BundleError(f"classifier.gallery_dims must be a whole number from 1 to the embedding width "
+                              f"({encoder.dim}), not {classifier.gallery_dims!r}.")
+        return cls(str(raw.get("name", default_name)), str(raw.get("version", "unversioned")),
+                   str(raw.get("labels", "chara.json")), DetectorSpec.parse(raw["detector"]), encoder, classifier,
+                   VerifierSpec.parse(optional["verifier"]) if "verifier" in optional else None,
+                   KnownSpec.parse(optional["known"]) if "known" in optional else None,
+                   ModelFileRef.parse(optional["characters"], "characters") if "characters" in optional else None,
+                   Decision.from_manifest(raw.get("decision")), raw.get("metrics") or {})
+
+    def files(self) -> dict[str, ModelFileRef]:
+        """Every section's model file by section name, in loading order."""
+        out = {"detector": self.detector.model, "encoder": self.encoder.model, "classifier": self.classifier.model,
+               "verifier": self.verifier.model if self.verifier else None,
+               "known": self.known.model if self.known else None, "characters": self.characters}
+        return {k: v for k, v in out.items() if v is not None}

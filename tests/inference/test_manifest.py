@@ -1,0 +1,74 @@
+"""inference/manifest.py: the manifest parsed once into typed sections, every default and check in one place."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from inference.errors import BundleError
+from inference.manifest import Block, ClassifierSpec, Crop, DetectorSpec, EncoderSpec, KnownSpec, Manifest
+
+ROOT = Path(__file__).resolve().parents[2]
+SHA = "0" * 64
+INPUT = {"size": [64, 64]}
+
+
+def minimal(**extra) -> dict:
+    return {"detector": {"file": "d.onnx", "sha256": SHA, "format": "boxes", "input": INPUT},
+            "encoder": {"file": "e.onnx", "sha256": SHA, "input": INPUT},
+            "classifier": {"file": "c.npz", "sha256": SHA, "format": "linear_npz"}, **extra}
+
+
+def test_defaults_are_declared_once():
+    m = Manifest.parse(minimal(), default_name="here")
+    assert (m.name, m.version, m.labels) == ("here", "unversioned", "chara.json")
+    assert (m.detector.score_threshold, m.detector.nms_iou, m.detector.max_heads) == (0.35, 0.45, 50)
+    assert m.encoder.crop == Crop() and m.encoder.batched and not m.encoder.tta_flip and m.encoder.blocks == ()
+    c = m.classifier
+    assert (c.temperature, c.gallery_scale, c.gallery_bias, c.gallery_dims, c.gallery_compatible) == (
+        1.0, 16.0, 0.0, None, ())
+    assert m.verifier is None and m.known is None and m.characters is None and m.decision is None
+    assert list(m.files()) == ["detector", "encoder", "classifier"]
+
+
+def test_the_shipped_manifest_parses_with_its_blocks_and_parts():
+    raw = json.loads((ROOT / "models" / "manifest.json").read_text())
+    m = Manifest.parse(raw)
+    general, closed = m.encoder.blocks
+    assert general == Block("general", 256) and closed.dims == sum(p.dims for p in closed.parts)
+    assert m.classifier.gallery_dims == general.dims and m.known.mode in ("joint", "gate")
+    assert m.decision.features == tuple(raw["decision"]["features"])
+    assert list(m.files()) == ["detector", "encoder", "classifier", "known", "characters"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda r: r["detector"].update(format="ssd"), "Unknown detector format 'ssd'"),
+    (lambda r: r["classifier"].update(format="svm"), "Unknown classifier format 'svm'"),
+    (lambda r: r["encoder"].pop("sha256"), "'encoder' section has no sha256"),
+    (lambda r: r.pop("classifier"), "no 'classifier' section"),
+    (lambda r: r["encoder"].update(input={"size": [64]}), "encoder.input.size"),
+    (lambda r: r["encoder"].update(dim=8, blocks=[{"name": "a", "dims": 4}]), r"add up to dim \(8\)"),
+    (lambda r: r["encoder"].update(dim=8, blocks=[{"name": "a", "dims": 8, "parts": [{"name": "x", "dims": 3}]}]),
+     r"blocks\['a'\]\.parts.*the block's \(8\)"),
+    (lambda r: (r["encoder"].update(dim=8), r["classifier"].update(gallery_dims=9)), "gallery_dims"),
+    (lambda r: r["classifier"].update(gallery_compatible=["abc"]), "gallery_compatible"),
+    (lambda r: r.update(known={"file": "k.npz", "sha256": SHA, "mode": "both"}), "known.mode"),
+    (lambda r: r.update(verifier={"file": "v.npz", "sha256": SHA, "threshold": 2}), "verifier threshold"),
+    (lambda r: r.update(decision={"features": ["nearest_moon"], "weights": [1.0], "threshold": 0.5}), "nearest_moon"),
+    (lambda r: r["encoder"].update(batch="eight"), "encoder.batch"),
+])
+def test_what_no_step_could_use_is_refused_by_name(change, message):
+    raw = minimal()
+    change(raw)
+    with pytest.raises(BundleError, match=message):
+        Manifest.parse(raw)
+
+
+def test_a_section_parses_alone_for_tests_and_training():
+    assert ClassifierSpec.parse({"format": "linear_npz", "temperature": 0}).temperature == 1.0  # 0 means unset
+    assert DetectorSpec.parse({"format": "cascade"}).input is None
+    enc = EncoderSpec.parse({"input": INPUT, "crop": {"scale": 0.8, "square": True}, "batch": "fixed1"})
+    assert enc.crop == Crop(0.8, 0.0, True) and not enc.batched and enc.model is None
+    assert KnownSpec.parse({}).mode == "joint"
