@@ -261,6 +261,9 @@ class Manifest:
         if classifier.gallery_dims and encoder.dim and classifier.gallery_dims > encoder.dim:
             raise BundleError(f"classifier.gallery_dims must be a whole number from 1 to the embedding width "
                               f"({encoder.dim}), not {classifier.gallery_dims!r}.")
+        if classifier.gallery_dims and encoder.blocks and classifier.gallery_dims != encoder.blocks[0].dims:
+            raise BundleError(f"classifier.gallery_dims ({classifier.gallery_dims}) must be the width of the leading "
+                              f"block galleries compare, {encoder.blocks[0].name!r} ({encoder.blocks[0].dims}).")
         return cls(str(raw.get("name", default_name)), str(raw.get("version", "unversioned")),
                    str(raw.get("labels", "chara.json")), DetectorSpec.parse(raw["detector"]), encoder, classifier,
                    VerifierSpec.parse(optional["verifier"]) if "verifier" in optional else None,

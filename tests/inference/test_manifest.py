@@ -54,6 +54,8 @@ def test_the_shipped_manifest_parses_with_its_blocks_and_parts():
      r"blocks\['a'\]\.parts.*the block's \(8\)"),
     (lambda r: (r["encoder"].update(dim=8), r["classifier"].update(gallery_dims=9)), "gallery_dims"),
     (lambda r: r["classifier"].update(gallery_compatible=["abc"]), "gallery_compatible"),
+    (lambda r: (r["encoder"].update(dim=8, blocks=[{"name": "general", "dims": 4}, {"name": "closed", "dims": 4}]),
+                r["classifier"].update(gallery_dims=6)), r"leading block galleries compare, 'general' \(4\)"),
     (lambda r: r.update(known={"file": "k.npz", "sha256": SHA, "mode": "both"}), "known.mode"),
     (lambda r: r.update(verifier={"file": "v.npz", "sha256": SHA, "threshold": 2}), "verifier threshold"),
     (lambda r: r.update(decision={"features": ["nearest_moon"], "weights": [1.0], "threshold": 0.5}), "nearest_moon"),
