@@ -205,3 +205,15 @@ def test_cli_uses_the_default_bundle(shared):
     assert p.returncode == 0, p.stderr
     cands = json.loads(p.stdout)["heads"][0]["candidates"]
     assert face.character in [c["name"] for c in cands]
+
+
+def test_held_out_boxes_are_counted_named_or_unknown(pipe, shared):
+    """`training.detector.evaluate --names`: each box of the pipeline is a found head or a false box, named or '?'."""
+    from training.detector.evaluate import names_on_boxes
+
+    pictures = json.loads((ROOT / "training" / "detector" / "heldout_boxes.json").read_text())["pictures"]
+    some = {p: pictures[p] for p in ("scenes/misc/kiyoshimu-test0.jpg", "scenes/misc/hysts-input.jpg")}
+    n = names_on_boxes(pipe, some)
+    found = sum(len(pipe.recognize((shared / p).read_bytes()).heads) for p in some)
+    assert sum(n.values()) == found and n["heads_named"] + n["heads_unknown"] >= 30  # hysts: 37 of 39 faces
+    assert n["false_named"] + n["false_unknown"] <= 3

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training.detector.common import DATA, HELDOUT, ROOT, match, read_bgr
+from training.detector.common import DATA, HELDOUT, ROOT, iou_matrix, match, read_bgr
 
 
 def load_detector(bundle: Path, threads: int = 2, score: float | None = None):
@@ -83,6 +83,21 @@ def report(name: str, r: dict, pictures: dict) -> dict:
             "hysts_detections": hpred, "ms_median": round(r["ms_median"], 1)}
 
 
+def names_on_boxes(pipe, pictures: dict[str, list]) -> dict:
+    """What the whole pipeline says of each box on the held-out pictures: of the heads found (IoU >= 0.5 with a
+    label) and of the false boxes, how many are named and how many get "?" (the known/unknown decision,
+    inference/decide.py). A false box that gets "?" shows no wrong name."""
+    n = {"heads_named": 0, "heads_unknown": 0, "false_named": 0, "false_unknown": 0}
+    for path, gt in pictures.items():
+        r = pipe.recognize((DATA / path).read_bytes())
+        boxes = np.array([h.box for h in r.heads], np.float32).reshape(-1, 4)
+        labels = np.array(gt, np.float32).reshape(-1, 4)
+        best = iou_matrix(boxes, labels).max(1) if len(boxes) and len(labels) else np.zeros(len(boxes))
+        for head, iou in zip(r.heads, best, strict=True):
+            n[("heads_" if iou >= 0.5 else "false_") + ("named" if head.sure else "unknown")] += 1
+    return n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bundle", default=str(ROOT / "models"))
@@ -90,6 +105,8 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true", help="also print recall/precision at other thresholds")
     ap.add_argument("--save", default="", help="write the student's numbers as JSON here")
     ap.add_argument("--write", action="store_true", help="store the numbers in the manifest's detector.metrics")
+    ap.add_argument("--names", action="store_true",
+                    help="also count, through the whole pipeline, the heads and false boxes named and shown as '?'")
     a = ap.parse_args()
     cv2.setNumThreads(1)
     pictures = json.loads(HELDOUT.read_text())["pictures"]
@@ -133,6 +150,11 @@ def main() -> None:
     print(f"  one 1024x576 picture x20: wall {(t3 - t1) / 20 * 1000:.1f} ms, CPU time {cpu:.1f} ms per picture "
           f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     res["cpu_ms_per_picture"] = round(cpu, 1)
+    if a.names:
+        n = names_on_boxes(pipe, pictures)
+        print(f"  through the pipeline: heads found named {n['heads_named']}, '?' {n['heads_unknown']}; false boxes "
+              f"named {n['false_named']}, '?' {n['false_unknown']}")
+        res["names"] = n
     if a.sweep:
         for thr in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7):
             d2, _ = load_detector(Path(a.bundle), score=thr)
