@@ -102,7 +102,10 @@ class Bundle:
             raise BundleError(f"{mpath} is not valid JSON: {e}") from None
         if not isinstance(manifest, dict):
             raise BundleError(f"{mpath} must hold a JSON object.")
-        spec = Manifest.parse(manifest, default_name=root.name)  # every section typed and checked, once
+        try:
+            spec = Manifest.parse(manifest, default_name=root.name)  # every section typed and checked, once
+        except BundleError as e:
+            raise BundleError(f"{mpath}: {e}") from None
         files = {}
         for section, ref in spec.files().items():
             path = (root / ref.file).resolve()

@@ -38,6 +38,14 @@ def _input(spec: dict, section: str, default_resize: str) -> InputSpec:
         raise BundleError(f"{section}.{e}") from None
 
 
+def _value(spec: dict, key: str, default, kind, section: str):
+    """`spec[key]` (or `default`) as a float or int, or a BundleError naming the key: not a bare TypeError."""
+    v = spec.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise BundleError(f"{section}.{key} must be a number, not {v!r}.")
+    return kind(v)
+
+
 def _whole(value, what: str, minimum: int = 1) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise BundleError(f"{what} must be a whole number of at least {minimum}, not {value!r}.")
@@ -111,10 +119,11 @@ class Crop:
             return cls()
         if not isinstance(spec, dict):
             raise BundleError("encoder.crop must be an object {scale, shift_y, square}.")
-        return cls(float(spec.get("scale", 1.0)), float(spec.get("shift_y", 0.0)), bool(spec.get("square", False)))
+        return cls(_value(spec, "scale", 1.0, float, "encoder.crop"), _value(spec, "shift_y", 0.0, float, "encoder.crop"),
+                   bool(spec.get("square", False)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds numpy arrays (InputSpec) or dicts: compared by identity
 class DetectorSpec:
     format: str  # boxes | yolov5 | cascade (inference/detect.py)
     input: InputSpec | None  # None for a cascade
@@ -134,13 +143,14 @@ class DetectorSpec:
         if fmt not in DETECTOR_FORMATS:
             raise BundleError(f"Unknown detector format {fmt!r} (expected one of {', '.join(DETECTOR_FORMATS)}).")
         return cls(fmt, None if fmt == "cascade" else _input(spec, "detector", "letterbox"),
-                   float(spec.get("score_threshold", 0.35)), float(spec.get("nms_iou", 0.45)),
-                   int(spec.get("max_heads", 50)), int(spec.get("min_size", 24)), float(spec.get("scale_factor", 1.1)),
-                   int(spec.get("min_neighbors", 5)), float(spec.get("box_expand", 1.0)),
+                   *(_value(spec, k, d, t, "detector") for k, d, t in (
+                       ("score_threshold", 0.35, float), ("nms_iou", 0.45, float), ("max_heads", 50, int),
+                       ("min_size", 24, int), ("scale_factor", 1.1, float), ("min_neighbors", 5, int),
+                       ("box_expand", 1.0, float))),
                    _model(spec, "detector"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds numpy arrays (InputSpec) or dicts: compared by identity
 class EncoderSpec:
     input: InputSpec
     dim: int | None = None  # the output width; None: found by running the encoder once
@@ -187,9 +197,13 @@ class ClassifierSpec:
             raise BundleError("classifier.gallery_compatible must be a list of encoder sha256 checksums (64 hex digits).")
         if compatible and gdims is None:
             raise BundleError("classifier.gallery_compatible needs classifier.gallery_dims: the part the encoders share.")
-        return cls(fmt, float(spec.get("temperature", 1.0)) or 1.0, float(spec.get("gallery_scale", 16.0)),
-                   float(spec.get("gallery_bias", 0.0)), gdims, tuple(h.lower() for h in compatible),
-                   (spec.get("input") or {}).get("name"),
+        inp = spec.get("input") or {}
+        if not isinstance(inp, dict):
+            raise BundleError(f"classifier.input must be an object {{name}}, not {inp!r}.")
+        return cls(fmt, _value(spec, "temperature", 1.0, float, "classifier") or 1.0,
+                   _value(spec, "gallery_scale", 16.0, float, "classifier"),
+                   _value(spec, "gallery_bias", 0.0, float, "classifier"), gdims, tuple(h.lower() for h in compatible),
+                   inp.get("name"),
                    _model(spec, "classifier"))
 
 
@@ -207,7 +221,7 @@ class KnownSpec:
         mode = spec.get("mode", "joint")
         if mode not in KNOWN_MODES:
             raise BundleError(f"known.mode must be 'joint' or 'gate', not {mode!r}.")
-        return cls(float(spec.get("scale", 16.0)), float(spec.get("bias", 0.0)), mode,
+        return cls(_value(spec, "scale", 16.0, float, "known"), _value(spec, "bias", 0.0, float, "known"), mode,
                    _model(spec, "known"))
 
 
@@ -223,14 +237,14 @@ class VerifierSpec:
     def parse(cls, spec: dict) -> VerifierSpec:
         if spec.get("format", "linear_npz") != "linear_npz":
             raise BundleError(f"Unknown verifier format {spec.get('format')!r} (expected linear_npz).")
-        t = float(spec.get("threshold", 0.5))
+        t = _value(spec, "threshold", 0.5, float, "verifier")
         if not 0.0 <= t <= 1.0:
             raise BundleError("The verifier threshold must lie in [0, 1].")
         return cls(t, str(spec.get("encoder_sha256", "")).lower(),
                    _model(spec, "verifier"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds numpy arrays (InputSpec) or dicts: compared by identity
 class Manifest:
     name: str
     version: str

@@ -74,3 +74,23 @@ def test_a_section_parses_alone_for_tests_and_training():
     enc = EncoderSpec.parse({"input": INPUT, "crop": {"scale": 0.8, "square": True}, "batch": "fixed1"})
     assert enc.crop == Crop(0.8, 0.0, True) and not enc.batched and enc.model is None
     assert KnownSpec.parse({}).mode == "joint"
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [
+    ("detector", "max_heads", None), ("detector", "scale_factor", "x"), ("classifier", "temperature", "hot"),
+    ("classifier", "input", "x"), ("encoder", "crop", {"scale": "big"})])
+def test_a_value_of_the_wrong_type_is_a_bundle_error_naming_its_key(section, key, value):
+    raw = minimal()
+    raw[section][key] = value
+    with pytest.raises(BundleError, match=f"{section}.*(input|{key}|scale)"):
+        Manifest.parse(raw)
+
+
+def test_a_bundle_names_its_manifest_in_the_error(tmp_path):
+    from inference.bundle import Bundle
+
+    raw = minimal()
+    raw["detector"]["format"] = "ssd"
+    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match=r"manifest\.json: Unknown detector format"):
+        Bundle.load(tmp_path, threads=1)

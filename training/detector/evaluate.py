@@ -114,7 +114,7 @@ def main() -> None:
     from inference.settings import Settings
 
     pipe = Pipeline.from_bundle(Path(a.bundle), Settings(ort_threads=2))
-    det, spec = pipe.detector, pipe.bundle.manifest["detector"]  # the pipeline's own session: one per model
+    det, spec = pipe.detector, {"file": pipe.bundle.spec.detector.model.file}  # the pipeline's own session
     alone = None
     if pipe.verifier is not None:
         r0 = score_set(lambda im: det(cv2.cvtColor(im, cv2.COLOR_BGR2RGB))[0], pictures)
