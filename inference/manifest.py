@@ -38,6 +38,13 @@ def _input(spec: dict, section: str, default_resize: str) -> InputSpec:
         raise BundleError(f"{section}.{e}") from None
 
 
+def _format(spec: dict, allowed: tuple[str, ...], what: str) -> str:
+    fmt = spec.get("format")
+    if fmt not in allowed:
+        raise BundleError(f"Unknown {what} format {fmt!r} (expected one of {', '.join(allowed)}).")
+    return fmt
+
+
 def _value(spec: dict, key: str, default, kind, section: str):
     """`spec[key]` (or `default`) as a float or int, or a BundleError naming the key: not a bare TypeError."""
     v = spec.get(key, default)
@@ -139,9 +146,7 @@ class DetectorSpec:
 
     @classmethod
     def parse(cls, spec: dict) -> DetectorSpec:
-        fmt = spec.get("format")
-        if fmt not in DETECTOR_FORMATS:
-            raise BundleError(f"Unknown detector format {fmt!r} (expected one of {', '.join(DETECTOR_FORMATS)}).")
+        fmt = _format(spec, DETECTOR_FORMATS, "detector")
         return cls(fmt, None if fmt == "cascade" else _input(spec, "detector", "letterbox"),
                    *(_value(spec, k, d, t, "detector") for k, d, t in (
                        ("score_threshold", 0.35, float), ("nms_iou", 0.45, float), ("max_heads", 50, int),
@@ -186,9 +191,7 @@ class ClassifierSpec:
 
     @classmethod
     def parse(cls, spec: dict) -> ClassifierSpec:
-        fmt = spec.get("format")
-        if fmt not in CLASSIFIER_FORMATS:
-            raise BundleError(f"Unknown classifier format {fmt!r} (expected one of {', '.join(CLASSIFIER_FORMATS)}).")
+        fmt = _format(spec, CLASSIFIER_FORMATS, "classifier")
         gdims = spec.get("gallery_dims")
         if gdims is not None:
             _whole(gdims, "classifier.gallery_dims")

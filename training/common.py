@@ -76,3 +76,12 @@ def load_config(cls, path: str | Path):
     if extra:
         raise SystemExit(f"{path}: unknown keys {sorted(extra)}")
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+
+def seeded(threads: int, seed: int):
+    """A training run's torch threads and seeds, set once: (numpy Generator, torch Generator), both from `seed`."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed), torch.Generator().manual_seed(seed)

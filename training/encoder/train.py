@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from training.common import load_config
+from training.common import load_config, seeded
 from training.encoder.augment import ROT_DEG, eval_views, make_views
 from training.encoder.data import OUT, load_meta
 from training.encoder.export import load_encoder
@@ -162,10 +162,7 @@ def main() -> None:
     ap.add_argument("config", help="a run's TOML file, e.g. training/encoder/configs/xl.toml")
     cfg = load_config(Config, ap.parse_args().config)
 
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    g = torch.Generator().manual_seed(cfg.seed)
+    rng, g = seeded(cfg.threads, cfg.seed)
     run_dir = OUT / cfg.run
     run_dir.mkdir(parents=True, exist_ok=True)
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from training.common import load_config
+from training.common import load_config, seeded
 from training.encoder.augment import make_views
 from training.encoder.lineart import random_lineart
 from training.encoder.model import Encoder, Projector
@@ -76,10 +76,7 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
     cfg = Config.load(args.config)
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    g = torch.Generator().manual_seed(cfg.seed)
+    rng, g = seeded(cfg.threads, cfg.seed)
     run_dir = OUT / cfg.run
     run_dir.mkdir(parents=True, exist_ok=True)
 
