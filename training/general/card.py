@@ -152,6 +152,9 @@ def section(run: str, manifest: dict, scenes: dict | None) -> str:
         lines += ["", f"Of the {u['crops']:,} unlabeled/ face crops (game art, no identities; some may be characters "
                   f"the bundle knows, so this is an upper bound) {u['named']:.3f} are named at the threshold."]
     lines += ["", "![known score](card/known_unknown.png)", "", "![general encoder training](card/general_loss.png)", ""]
+    notes = Path(__file__).with_name("card_notes.md")
+    if notes.exists():
+        lines += ["### Tried, not shipped", "", notes.read_text().strip(), ""]
     return "\n".join(lines)
 
 

@@ -59,6 +59,9 @@ class Config:
     eval_every: int = 1000
     seed: int = 0
     init: str = ""  # a finished run to start from (weights only: a fresh optimiser and schedule)
+    # unlabeled/ face crops per step (runs/encoder/unlabeled_96.npy), two views each, each its own instance in the
+    # SupCon term only (SimCLR): more identities to tell apart than the labeled ones; 0 = none
+    unlabeled: int = 0
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
@@ -95,6 +98,11 @@ def main() -> None:
     print(f"training on {len(ids)} identities, {len(tr)} pictures ({int(data.is_face_identity[ids].sum())} faces/ "
           f"identities); val_variant {int(data.val_variant.sum())}, proxy {int(data.proxy_query.sum())}", flush=True)
 
+    unl = unl_lines = None
+    if cfg.unlabeled:
+        unl = np.load(dataset.FACES_CACHE / "unlabeled_96.npy")
+        unl_lines = np.load(dataset.FACES_CACHE / "unlabeled_lineart_96.npy")
+        print(f"with {cfg.unlabeled} of {len(unl)} unlabeled/ crops per step (SupCon instances)", flush=True)
     model = Encoder(widths=cfg.widths, depths=cfg.depths, dim=cfg.dim)
     proj = Projector(cfg.dim)
     cosface = CosFace(cfg.dim, len(ids), s=cfg.cf_s, m=cfg.cf_m)
@@ -149,13 +157,19 @@ def main() -> None:
         idx = np.array(pick)
         y = torch.tensor([remap[int(c)] for c in ident[idx]])
         x = make_views(imgs[idx], lines[idx], cfg.size, g, cfg.p_line)
+        ys = y
+        if unl is not None:
+            u = rng.choice(len(unl), cfg.unlabeled, replace=False)
+            x = torch.cat([x, *(make_views(unl[u], unl_lines[u], cfg.size, g, cfg.p_line) for _ in range(2))])
+            uy = torch.arange(cfg.unlabeled) + len(ids)  # one instance class each, past every identity
+            ys = torch.cat([y, uy, uy])
         for gr in opt.param_groups:
             gr["lr"] = lr_at(step)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             e = model(x)
             z = proj(e)
-        l_sup = supcon(z, y, cfg.tau)
-        l_cf = cosface(e, y)
+        l_sup = supcon(z, ys, cfg.tau)
+        l_cf = cosface(e[: len(y)], y)
         loss = cfg.supcon * l_sup + cfg.cosface * l_cf
         opt.zero_grad(set_to_none=True)
         loss.backward()
