@@ -62,7 +62,6 @@ def make_session(path: Path, threads: int | None = None):
 @dataclass
 class ModelFile:
     name: str  # manifest section: "detector", "encoder", "classifier"
-    spec: dict
     path: Path
     sha256: str
 
@@ -117,7 +116,7 @@ class Bundle:
                     f"Model file {ref.file} ({section}) is corrupt or not the one the manifest names: "
                     f"sha256 {digest[:12]}… != {ref.sha256[:12]}…"
                 )
-            files[section] = ModelFile(section, manifest[section], path, digest)
+            files[section] = ModelFile(section, path, digest)
 
         labels = load_labels(root, spec.labels)
         b = cls(root, manifest, spec, labels, files, max(1, threads or cpu_count()))
