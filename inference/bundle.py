@@ -168,7 +168,8 @@ class Bundle:
                               f"({out_shape[-1]}), not {gdims!r}.")
         if "verifier" in self.files:
             self._load_verifier(dim)
-        self._load_characters(gdims or dim)
+        view = self.spec.classifier.view
+        self._load_characters(view.width if view is not None else dim)
 
     def _load_characters(self, dims: int | None) -> None:
         from .characters import CharacterIndex, KnownGallery
@@ -176,7 +177,8 @@ class Bundle:
         tags = list(self.labels)
         if "known" in self.files:
             if not dims:
-                raise BundleError("A known-character gallery needs encoder.dim or classifier.gallery_dims.")
+                raise BundleError("A known-character gallery needs encoder.dim, classifier.gallery_compares or "
+                                  "classifier.gallery_dims.")
             self.known = KnownGallery.load(self.files["known"].path, self.spec.known, dims)
             tags += self.known.names
         index = self.files["characters"].path if "characters" in self.files else None
@@ -254,17 +256,17 @@ class BundleFacts:
 
     @property
     def gallery_dims(self) -> int | None:
-        """The part of the embedding galleries compare (classifier.gallery_dims), None for all of it."""
+        """The leading dimensions a compatible encoder's galleries are cut to (classifier.gallery_dims), or None."""
         return self.bundle.spec.classifier.gallery_dims
 
     def new_gallery(self):
         from .gallery import Gallery
 
-        return Gallery(self.bundle.encoder_id, self.embedding_dim(), dims=self.gallery_dims)
+        return Gallery(self.bundle.encoder_id, self.embedding_dim(), view=self.bundle.spec.classifier.view)
 
     def load_gallery(self, data):
         """A stored gallery (a file, or its bytes) made with this encoder or a compatible one."""
         from .gallery import Gallery
 
         return Gallery.load(data, self.bundle.encoder_id, self.embedding_dim(), self.gallery_dims,
-                            self.bundle.gallery_compatible)
+                            self.bundle.gallery_compatible, self.bundle.spec.classifier.view)

@@ -4,9 +4,10 @@ Two sources are merged into one softmax:
 - the bundle's classifier over its known characters (linear logits, or an ONNX model that outputs
   probabilities, whose log is used as logits), divided by the manifest's `temperature`;
 - a gallery of enrolled characters: logit = gallery_scale * cosine(embedding, prototype) + gallery_bias.
-  With `gallery_dims` = n the cosine compares only the first n dimensions of the embedding (renormalised): an
-  encoder may append features (a colour histogram) that help the linear classifier, which learns how far to
-  trust them, but only add noise to a prototype made from one or two pictures.
+  The cosine is taken on the classifier's gallery view (`classifier.gallery_compares`, manifest.GalleryView):
+  declared runs of the embedding, each normalised on its own and weighted, so that it is the weighted mean of
+  their cosines (the general embedding, the closed encoder's embedding, the colour histogram); older bundles
+  compare the first `gallery_dims` dimensions, renormalised.
 - the bundle's known characters (`known`, inference/characters.py): prototypes compared the same way, with their
   own calibrated scale and bias. They are how a bundle knows thousands of characters from a few pictures each.
 If a name is in more than one, their probabilities are added. The calibration constants come from training.
@@ -45,7 +46,7 @@ class Classifier:
         self.temperature = spec.temperature
         self.gallery_scale = spec.gallery_scale
         self.gallery_bias = spec.gallery_bias
-        self.gallery_dims = spec.gallery_dims
+        self.view = spec.view  # what galleries compare; None: the whole embedding
         self.weights = weights
         self.session = session
         self.known = known  # characters.KnownGallery or None
@@ -75,8 +76,8 @@ class Classifier:
 
     def gallery_logits(self, emb: np.ndarray, protos: np.ndarray) -> np.ndarray:
         """(N, D) unit embeddings, (G, D) unit prototypes -> (N, G) logits, on the scale of the model's."""
-        if self.gallery_dims:
-            emb, protos = gallery_view(emb, self.gallery_dims), gallery_view(protos, self.gallery_dims)
+        if self.view is not None:
+            emb, protos = self.view.apply(emb), self.view.apply(protos)
         return self.gallery_scale * (emb @ protos.T) + self.gallery_bias
 
     def cosines(self, emb: np.ndarray, gallery: Gallery | None = None) -> np.ndarray | None:
@@ -84,13 +85,13 @@ class Classifier:
         the part of the embedding galleries compare; None without any prototype. Computed once per picture: the
         ranking and the decision (inference/decide.py) both read them."""
         blocks = []
-        part = gallery_view(emb, self.gallery_dims)
+        part = self.view.apply(emb) if self.view is not None else emb
         if self.known is not None and len(self.known.names):
             # prototypes @ heads.T: 2.3x faster than heads @ prototypes.T here (4 heads x 7,229: 0.43 vs 1.0 ms);
             # one product per block, not one over their concatenation (that copied the 7,229 prototypes)
             blocks.append((self.known.vectors @ part.T).T)
         if gallery is not None and len(gallery):
-            blocks.append((gallery_view(gallery.prototypes()[1], self.gallery_dims) @ part.T).T)
+            blocks.append((gallery.prototypes()[1] @ part.T).T)  # prototypes of views (gallery.py)
         if not blocks:
             return None
         return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)

@@ -20,6 +20,7 @@ import numpy as np
 
 from .embed import l2_normalize
 from .errors import GalleryError
+from .manifest import GalleryView
 
 _NOT_TAG = re.compile(r"[^\w().:'!?&+\-]+", re.UNICODE)
 
@@ -51,10 +52,10 @@ def normalize_name(name: str) -> str:
 
 class Gallery:
     def __init__(self, encoder_id: str, dim: int, names: list[str] | None = None,
-                 vectors: np.ndarray | None = None, dims: int | None = None):
+                 vectors: np.ndarray | None = None, view: GalleryView | None = None):
         self.encoder_id = encoder_id
         self.dim = int(dim)
-        self.dims = int(dims) if dims else None  # the leading dimensions the classifier's gallery compares
+        self.view = view  # what the classifier compares (manifest.GalleryView); None: the whole embedding
         self._names: list[str] = list(names or [])
         self._vectors = np.zeros((0, self.dim), np.float32) if vectors is None else l2_normalize(vectors)
         self._protos: tuple[list[str], np.ndarray] | None = None
@@ -103,14 +104,14 @@ class Gallery:
         return removed
 
     def prototypes(self) -> tuple[list[str], np.ndarray]:
-        """(names, (G, D) unit prototypes): the normalised mean embedding of each character; with `dims`, the mean
-        of the compared part of each embedding (normalised), zero beyond it."""
+        """(names, (G, W) unit prototypes): the mean of each character's embeddings as the classifier compares
+        them (their `view`, W its width, pooled by `GalleryView.pool`; without one the whole embedding, W = D)."""
         if self._protos is None:
             names = self.names
-            vectors = self._vectors if not self.dims else _compared(self._vectors, self.dims, self.dim)
+            vectors = self._vectors if self.view is None else self.view.apply(self._vectors)
             protos = np.stack([vectors[[i for i, n in enumerate(self._names) if n == name]].mean(0)
-                               for name in names]) if names else np.zeros((0, self.dim), np.float32)
-            self._protos = (names, l2_normalize(protos))
+                               for name in names]) if names else np.zeros((0, vectors.shape[1]), np.float32)
+            self._protos = (names, l2_normalize(protos) if self.view is None else self.view.pool(protos))
         return self._protos
 
     # -- files -----------------------------------------------------------------------------------
@@ -138,9 +139,9 @@ class Gallery:
 
     @classmethod
     def load(cls, path: str | os.PathLike | bytes, encoder_id: str, dim: int, dims: int | None = None,
-             compatible: tuple[str, ...] | list[str] = ()) -> Gallery:
+             compatible: tuple[str, ...] | list[str] = (), view: GalleryView | None = None) -> Gallery:
         """A saved gallery (a file, or the bytes of one), made with this encoder or with one in `compatible`
-        (then cut to `dims`, see above)."""
+        (then cut to the leading `dims`, see above), compared through `view`."""
         if isinstance(path, bytes | bytearray | memoryview):
             source, path = io.BytesIO(bytes(path)), Path("of this server")
         else:
@@ -162,7 +163,7 @@ class Gallery:
         width_ok = vectors.ndim == 2 and (vectors.shape[1] == dim if own else vectors.shape[1] >= dims)
         if not width_ok or len(names) != len(vectors):
             raise GalleryError(f"Gallery {path.name} has wrong shapes ({vectors.shape}, {len(names)} names).")
-        gallery = cls(encoder_id, dim, names, vectors if own else _compared(vectors, dims, dim), dims)
+        gallery = cls(encoder_id, dim, names, vectors if own else _compared(vectors, dims, dim), view)
         gallery._display = {t: d for t, d in shown.items() if t in set(names)}
         return gallery
 

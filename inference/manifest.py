@@ -10,8 +10,11 @@ tests and training scripts use to make one step.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from .errors import BundleError
 from .preprocess import InputSpec
@@ -111,6 +114,92 @@ class Block:
         return tuple(out)
 
 
+def runs(blocks: tuple[Block, ...]) -> dict[str, tuple[int, int]]:
+    """Every declared block and part by name (`closed`, `closed.colour`) -> its (start, stop) in the output."""
+    out, start = {}, 0
+    for b in blocks:
+        out[b.name] = (start, start + b.dims)
+        at = start
+        for p in b.parts:
+            out[f"{b.name}.{p.name}"] = (at, at + p.dims)
+            at += p.dims
+        start += b.dims
+    return out
+
+
+@dataclass(frozen=True)
+class ViewPart:
+    name: str  # a block (`general`) or a block's part (`closed.colour`), or `dims:N` for the leading N dimensions
+    start: int
+    stop: int
+    weight: float
+
+
+@dataclass(frozen=True)
+class GalleryView:
+    """What a gallery compares (the known characters', a server's enrolled ones): runs of the embedding, each
+    L2-normalised on its own and scaled by sqrt(weight / total weight), so that the dot product of two views is the
+    weighted mean of the runs' cosines. Declared by `classifier.gallery_compares` (`[{"part", "weight"}]`, parts
+    named as in `encoder.blocks`) or, for older bundles, by `classifier.gallery_dims` (the leading N dimensions)."""
+
+    parts: tuple[ViewPart, ...]
+
+    @property
+    def width(self) -> int:
+        return sum(p.stop - p.start for p in self.parts)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """(N, D) embeddings -> (N, width) views, unit rows (when every run is non-zero)."""
+        x = np.asarray(x, np.float32)
+        total = sum(p.weight for p in self.parts)
+        out, at = np.empty((len(x), self.width), np.float32), 0
+        for p in self.parts:
+            run = x[:, p.start:p.stop]
+            w = p.stop - p.start
+            out[:, at:at + w] = run * (math.sqrt(p.weight / total)
+                                       / np.maximum(np.linalg.norm(run, axis=1, keepdims=True), 1e-12))
+            at += w
+        return out
+
+    def pool(self, views: np.ndarray) -> np.ndarray:
+        """(G, width) sums or means of views -> (G, width) prototypes, each run normalised and weighted again (a
+        prototype's cosine is then the weighted mean of its runs' cosines, as for one embedding)."""
+        at, own = 0, []
+        for p in self.parts:
+            w = p.stop - p.start
+            own.append(ViewPart(p.name, at, at + w, p.weight))
+            at += w
+        return GalleryView(tuple(own)).apply(views)
+
+    @classmethod
+    def leading(cls, dims: int) -> GalleryView:
+        return cls((ViewPart(f"dims:{dims}", 0, dims, 1.0),))
+
+    @classmethod
+    def parse(cls, raw, blocks: tuple[Block, ...]) -> GalleryView:
+        where = "classifier.gallery_compares"
+        ok = isinstance(raw, list) and raw and all(
+            isinstance(r, dict) and isinstance(r.get("part"), str) and set(r) <= {"part", "weight"} for r in raw)
+        if not ok:
+            raise BundleError(f"{where} must be a list of {{part, weight}} objects.")
+        if not blocks:
+            raise BundleError(f"{where} names parts of the embedding: it needs encoder.blocks.")
+        known = runs(blocks)
+        parts = []
+        for r in raw:
+            if r["part"] not in known:
+                raise BundleError(f"{where} names {r['part']!r}, not a block or part of encoder.blocks "
+                                  f"({', '.join(known)}).")
+            w = _value(r, "weight", 1.0, float, where)
+            if not w > 0:
+                raise BundleError(f"{where}: the weight of {r['part']!r} must be above 0, not {w!r}.")
+            parts.append(ViewPart(r["part"], *known[r["part"]], w))
+        names = [p.name for p in parts]
+        if len(set(names)) != len(names):
+            raise BundleError(f"{where} names a part twice.")
+        return cls(tuple(parts))
+
+
 @dataclass(frozen=True)
 class Crop:
     """How a detector box becomes the encoder's crop (inference/crop.py): side `scale` x the box's, centre moved
@@ -188,13 +277,21 @@ class ClassifierSpec:
     gallery_compatible: tuple[str, ...] = ()  # encoders whose galleries this one can read (sha256)
     input_name: str | None = None  # an ONNX classifier's input
     model: ModelFileRef | None = None
+    view: GalleryView | None = None  # what galleries compare (gallery_compares or gallery_dims); None: all of it
 
     @classmethod
-    def parse(cls, spec: dict) -> ClassifierSpec:
+    def parse(cls, spec: dict, blocks: tuple[Block, ...] = ()) -> ClassifierSpec:
+        """`blocks`: the encoder's, which `gallery_compares` names parts of."""
         fmt = _format(spec, CLASSIFIER_FORMATS, "classifier")
         gdims = spec.get("gallery_dims")
         if gdims is not None:
             _whole(gdims, "classifier.gallery_dims")
+        compares = spec.get("gallery_compares")
+        if compares is not None and gdims is not None:
+            raise BundleError("classifier.gallery_compares and classifier.gallery_dims both say what galleries "
+                              "compare: keep one.")
+        view = GalleryView.parse(compares, blocks) if compares is not None else (
+            GalleryView.leading(gdims) if gdims is not None else None)
         compatible = spec.get("gallery_compatible", [])
         if not isinstance(compatible, list) or not all(isinstance(h, str) and _SHA256.fullmatch(h) for h in compatible):
             raise BundleError("classifier.gallery_compatible must be a list of encoder sha256 checksums (64 hex digits).")
@@ -207,7 +304,7 @@ class ClassifierSpec:
                    _value(spec, "gallery_scale", 16.0, float, "classifier"),
                    _value(spec, "gallery_bias", 0.0, float, "classifier"), gdims, tuple(h.lower() for h in compatible),
                    inp.get("name"),
-                   _model(spec, "classifier"))
+                   _model(spec, "classifier"), view)
 
 
 @dataclass(frozen=True)
@@ -274,7 +371,7 @@ class Manifest:
         for name in ("detector", "encoder", "classifier", *optional):
             ModelFileRef.parse(raw[name], name)  # every section with a model names its file and checksum
         encoder = EncoderSpec.parse(raw["encoder"])
-        classifier = ClassifierSpec.parse(raw["classifier"])
+        classifier = ClassifierSpec.parse(raw["classifier"], encoder.blocks)
         if classifier.gallery_dims and encoder.dim and classifier.gallery_dims > encoder.dim:
             raise BundleError(f"classifier.gallery_dims must be a whole number from 1 to the embedding width "
                               f"({encoder.dim}), not {classifier.gallery_dims!r}.")

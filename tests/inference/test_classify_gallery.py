@@ -3,7 +3,7 @@ import pytest
 
 from inference.errors import GalleryError
 from inference.gallery import Gallery, normalize_name, to_tag
-from inference.manifest import ClassifierSpec
+from inference.manifest import ClassifierSpec, GalleryView
 
 
 def test_probabilities_ranked_and_calibrated(tiny_pipeline, scene_bytes):
@@ -134,14 +134,15 @@ def test_a_gallery_of_a_compatible_encoder_keeps_its_characters(tmp_path):
     old = _unit(np.concatenate([_unit(head), 0.35 * _unit(rng.normal(size=(5, 3)))], 1))  # 9-d: head + 3 more
     new = _unit(np.concatenate([_unit(old), _unit(rng.normal(size=(5, 4)))], 1))  # 13-d: the old ones + 4 more
     names = ["ann", "ann", "ann", "bo", "bo"]
-    saved = Gallery("old-encoder", 9, names, old, dims=6)
+    v6 = GalleryView.leading(6)
+    saved = Gallery("old-encoder", 9, names, old, view=v6)
     saved.save(tmp_path / "g.npz")
-    g = Gallery.load(tmp_path / "g.npz", "new-encoder", 13, dims=6, compatible=("old-encoder",))
+    g = Gallery.load(tmp_path / "g.npz", "new-encoder", 13, dims=6, compatible=("old-encoder",), view=v6)
     assert g.names == ["ann", "bo"] and g.count("ann") == 3 and g.encoder_id == "new-encoder" and g.dim == 13
-    mine = Gallery("new-encoder", 13, names, new, dims=6)
+    mine = Gallery("new-encoder", 13, names, new, view=v6)
     np.testing.assert_allclose(g.prototypes()[1], mine.prototypes()[1], atol=1e-6)
     want = _unit(np.stack([_unit(head[:3]).mean(0), _unit(head[3:]).mean(0)]))
-    np.testing.assert_allclose(g.prototypes()[1][:, :6], want, atol=1e-6)
+    np.testing.assert_allclose(g.prototypes()[1], want, atol=1e-6)  # the compared part only
     # the kept gallery grows with this encoder's vectors and is saved as this encoder's
     g.add("ann", new[:1])
     g.save(tmp_path / "g2.npz")
@@ -151,6 +152,40 @@ def test_a_gallery_of_a_compatible_encoder_keeps_its_characters(tmp_path):
                    {"dims": 12, "compatible": ("old-encoder",)}):
         with pytest.raises(GalleryError):
             Gallery.load(tmp_path / "g.npz", "new-encoder", 13, **kwargs)
+
+
+def test_known_and_enrolled_prototypes_are_compared_through_the_declared_view():
+    """With `gallery_compares` (here the 4-d general block and the closed block's 2-d colour part, weights 1 and 1)
+    every cosine the ranking and the decision read is the mean of the two parts' cosines, for the known characters
+    (stored as pooled views) and for an enrolled character (its full embeddings kept, pooled the same way)."""
+    from inference.characters import KnownGallery
+    from inference.classify import Classifier
+    from inference.manifest import Block
+
+    blocks = (Block("general", 4), Block("closed", 5, (Block("embedding", 3), Block("colour", 2))))
+    spec = ClassifierSpec.parse({"format": "linear_npz", "gallery_compares": [{"part": "general"},
+                                                                              {"part": "closed.colour"}]}, blocks)
+    view = spec.view
+    rng = np.random.default_rng(4)
+    known_emb = rng.normal(size=(2, 9)).astype(np.float32)
+    clf = Classifier(spec, ["a"], weights=(np.zeros((1, 9), np.float32), np.zeros(1, np.float32)),
+                     known=KnownGallery(["k0", "k1"], view.pool(view.apply(known_emb)), 10.0, 0.0))
+    gallery = Gallery("enc", 9, view=view)
+    shots = rng.normal(size=(3, 9)).astype(np.float32)
+    gallery.add("taught", shots)
+    assert gallery.prototypes()[1].shape == (1, view.width)
+    heads = rng.normal(size=(2, 9)).astype(np.float32)
+
+    def cos(x, y):
+        return (x / np.linalg.norm(x)) @ (y / np.linalg.norm(y))
+
+    def unit_mean(x):
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).mean(0)
+
+    taught_g, taught_c = unit_mean(shots[:, :4]), unit_mean(shots[:, 7:])
+    want = [[0.5 * cos(h[:4], k[:4]) + 0.5 * cos(h[7:], k[7:]) for k in known_emb]
+            + [0.5 * cos(h[:4], taught_g) + 0.5 * cos(h[7:], taught_c)] for h in heads]
+    np.testing.assert_allclose(clf.cosines(heads, gallery), want, atol=1e-5)
 
 
 @pytest.mark.parametrize("bad", ["abc", ["0" * 63], [1], "f" * 64])

@@ -13,7 +13,7 @@ from inference.characters import KnownGallery
 from inference.classify import Classifier
 from inference.decide import FEATURES, Decision, features, known_scores
 from inference.errors import BundleError
-from inference.manifest import ClassifierSpec
+from inference.manifest import ClassifierSpec, GalleryView
 from inference.pipeline import Pipeline
 from inference.result import UNKNOWN_TEXT, Candidate, Head
 from inference.settings import Settings
@@ -94,7 +94,7 @@ def test_the_cosines_of_classify_are_the_ones_decide_reads():
     clf = Classifier(ClassifierSpec.parse({"format": "linear_npz", "gallery_dims": 8, "gallery_scale": 12.0, "gallery_bias": -1.0}),
                      ["a", "b"], weights=(W, np.zeros(2, np.float32)),
                      known=KnownGallery([f"k{i}" for i in range(5)], protos, 10.0, 0.5, "joint"))
-    gallery = Gallery("test-encoder", 12, dims=8)
+    gallery = Gallery("test-encoder", 12, view=GalleryView.leading(8))
     taught = unit(rng.normal(size=(1, 12)).astype(np.float32))
     gallery.add("taught", taught)
     emb = unit(rng.normal(size=(3, 12)).astype(np.float32))
