@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from inference.errors import BundleError
@@ -38,9 +39,16 @@ def test_the_shipped_manifest_parses_with_its_blocks_and_parts():
     m = Manifest.parse(raw)
     general, closed = m.encoder.blocks
     assert general == Block("general", 256) and closed.dims == sum(p.dims for p in closed.parts)
-    assert m.classifier.gallery_dims == general.dims and m.known.mode in ("joint", "gate")
+    view = m.classifier.view  # galleries compare the general block, the closed embedding and colour, by name
+    assert [(p.name, p.start, p.stop) for p in view.parts] == [
+        ("general", 0, 256), ("closed.embedding", 256, 768), ("closed.colour", 768, 984)]
+    assert m.classifier.gallery_dims is None and m.known.mode in ("joint", "gate")
     assert m.decision.features == tuple(raw["decision"]["features"])
     assert list(m.files()) == ["detector", "encoder", "classifier", "known", "characters"]
+
+
+BLOCKS = [{"name": "general", "dims": 4},
+          {"name": "closed", "dims": 4, "parts": [{"name": "emb", "dims": 3}, {"name": "colour", "dims": 1}]}]
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -60,6 +68,16 @@ def test_the_shipped_manifest_parses_with_its_blocks_and_parts():
     (lambda r: r.update(verifier={"file": "v.npz", "sha256": SHA, "threshold": 2}), "verifier threshold"),
     (lambda r: r.update(decision={"features": ["nearest_moon"], "weights": [1.0], "threshold": 0.5}), "nearest_moon"),
     (lambda r: r["encoder"].update(batch="eight"), "encoder.batch"),
+    (lambda r: r["classifier"].update(gallery_compares=[{"part": "general"}]), "gallery_compares.*encoder.blocks"),
+    (lambda r: (r["encoder"].update(dim=8, blocks=BLOCKS), r["classifier"].update(gallery_compares=[{"part": "hue"}])),
+     r"names 'hue', not a block or part of encoder.blocks \(general, closed, closed.emb, closed.colour\)"),
+    (lambda r: (r["encoder"].update(dim=8, blocks=BLOCKS),
+                r["classifier"].update(gallery_compares=[{"part": "general", "weight": 0}])), "must be above 0"),
+    (lambda r: (r["encoder"].update(dim=8, blocks=BLOCKS),
+                r["classifier"].update(gallery_compares=[{"part": "general"}, {"part": "general"}])), "a part twice"),
+    (lambda r: (r["encoder"].update(dim=8, blocks=BLOCKS),
+                r["classifier"].update(gallery_compares=[{"part": "general"}], gallery_dims=4)), "keep one"),
+    (lambda r: r["classifier"].update(gallery_compares={"part": "general"}), r"list of \{part, weight\}"),
 ])
 def test_what_no_step_could_use_is_refused_by_name(change, message):
     raw = minimal()
@@ -94,3 +112,27 @@ def test_a_bundle_names_its_manifest_in_the_error(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(raw))
     with pytest.raises(BundleError, match=r"manifest\.json: Unknown detector format"):
         Bundle.load(tmp_path, threads=1)
+
+
+def test_a_gallery_view_is_the_weighted_mean_of_its_parts_cosines():
+    """`gallery_compares` names parts of the declared blocks; the dot product of two views is the weighted mean of
+    the named parts' cosines, and pooled prototypes keep that (each part renormalised)."""
+    raw = minimal(classifier={"file": "c.npz", "sha256": SHA, "format": "linear_npz",
+                              "gallery_compares": [{"part": "general", "weight": 1.0},
+                                                   {"part": "closed.colour", "weight": 3.0}]})
+    raw["encoder"].update(dim=8, blocks=BLOCKS)
+    view = Manifest.parse(raw).classifier.view
+    assert [(p.name, p.start, p.stop, p.weight) for p in view.parts] == [("general", 0, 4, 1.0),
+                                                                        ("closed.colour", 7, 8, 3.0)]
+    assert view.width == 5
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 8)), rng.normal(size=(3, 8))
+    cos = lambda x, y: (x / np.linalg.norm(x)) @ (y / np.linalg.norm(y))  # noqa: E731
+    want = [[0.25 * cos(x[:4], y[:4]) + 0.75 * cos(x[7:], y[7:]) for y in b] for x in a]
+    np.testing.assert_allclose(view.apply(a) @ view.apply(b).T, want, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(view.apply(a), axis=1), 1.0, atol=1e-6)
+    mean = view.apply(b).mean(0, keepdims=True)
+    proto = view.pool(mean)
+    want = 0.25 * cos(a[0, :4], mean[0, :4]) + 0.75 * cos(a[0, 7:], mean[0, 4:])
+    np.testing.assert_allclose(view.apply(a[:1]) @ proto.T, [[want]], atol=1e-6)
+    assert ClassifierSpec.parse({"format": "linear_npz", "gallery_dims": 3}).view.width == 3  # older bundles

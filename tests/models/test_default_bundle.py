@@ -67,12 +67,12 @@ def test_names_validation_faces(pipe, shared):
 
 def test_the_encoder_declares_its_blocks_general_first(pipe, shared):
     """The encoder's output is declared as two blocks: the general embedding (training/general, what galleries and
-    the known characters compare: gallery_dims) and the closed block (the encoder before it, read by the linear
+    the known characters compare first: classifier.gallery_compares) and the closed block (the encoder before it, read by the linear
     classifier); each is a unit vector."""
     manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
     blocks = manifest["encoder"]["blocks"]
     assert [b["name"] for b in blocks] == ["general", "closed"]
-    assert manifest["classifier"]["gallery_dims"] == blocks[0]["dims"]
+    assert manifest["classifier"]["gallery_compares"][0]["part"] == blocks[0]["name"]
     assert sum(b["dims"] for b in blocks) == manifest["encoder"]["dim"]
     w, h = pipe.embedder.size
     crops = np.stack([cv2.resize(cv2.cvtColor(cv2.imread(str(shared / r.path)), cv2.COLOR_BGR2RGB), (w, h))
@@ -105,8 +105,8 @@ def test_the_closed_block_appends_colour_and_pooled_features_the_classifier_read
     pooled = info["pooled"]
     assert parts["colour"] == n_bins and parts["pooled"] == pooled["dims"] and parts["hires"] == info["hires"]["dims"]
     assert pooled["members"] == len(info["runs"]) and pooled["dims"] == 256 * pooled["members"]
-    g = clf["gallery_dims"]
-    assert g == general["dims"]
+    g = general["dims"]
+    assert [c["part"] for c in clf["gallery_compares"]] == ["general", "closed.embedding", "closed.colour"]
     emb_dims = parts["embedding"]
     block = info["hires"]  # the classifier-only block appended last (training.encoder.hires)
     w, h = pipe.embedder.size
@@ -135,7 +135,7 @@ def test_the_closed_block_appends_colour_and_pooled_features_the_classifier_read
 
 
 def test_a_character_taught_from_five_pictures_is_named(pipe, shared):
-    """The gallery path with the real bundle (gallery_dims, calibrated scale and bias): nishikino_maki, one of the
+    """The gallery path with the real bundle (its gallery view, calibrated scale and bias): nishikino_maki, one of the
     characters the encoder never trained on, taught under a new name from 5 training pictures, is named on her
     validation pictures, and a known character's picture keeps its own name."""
     rows = sorted((r for r in read_face_index() if r.character == "nishikino_maki"), key=lambda r: r.path)

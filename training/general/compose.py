@@ -4,7 +4,7 @@ The composed graph feeds one input to both encoders and outputs their embeddings
 ``[general (its dims) | closed (the old graph's width)]``. The manifest declares the two as `encoder.blocks`, so
 `inference/embed.py` normalises each on its own: the `closed` block is exactly the old graph's output (its linear
 classifier over the 32 faces/ characters keeps working, weights padded with zeros for the general block), and
-the `general` block leads, so galleries compare it through `classifier.gallery_dims`.
+the `general` block leads, galleries compare it (with what `classifier.gallery_compares` adds).
 """
 
 from __future__ import annotations
