@@ -44,7 +44,8 @@ def test_the_shipped_manifest_parses_with_its_blocks_and_parts():
         ("general", 0, 256), ("closed.embedding", 256, 768), ("closed.colour", 768, 984)]
     assert m.classifier.gallery_dims is None and m.known.mode in ("joint", "gate")
     assert m.decision.features == tuple(raw["decision"]["features"])
-    assert list(m.files()) == ["detector", "encoder", "classifier", "known", "characters"]
+    assert list(m.files()) == ["detector", "encoder", "classifier", "verifier", "known", "characters"]
+    assert m.verifier.encoder_sha256 == raw["encoder"]["sha256"] and 0 < m.verifier.threshold < 1
 
 
 BLOCKS = [{"name": "general", "dims": 4},

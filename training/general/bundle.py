@@ -419,6 +419,9 @@ def main() -> None:
     manifest["decision"] = decision
     manifest["metrics"] = {**base.get("metrics", {}), "coverage": metrics,
                            "general_encoder": {k: info[k] for k in ("run", "steps", "size", "dim", "bytes")}}
+    if manifest.pop("verifier", None) is not None:  # fitted on the base encoder's embeddings: it must be refitted
+        print(f"the base bundle's head verifier is dropped (another encoder); refit it on this one: "
+              f"python -m training.detector.verifier --bundle {out}")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     print(f"bundle {out} ({len(names)} known characters + {len(labels32)} classifier classes) "
           f"in {time.time() - t0:.0f}s")

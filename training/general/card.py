@@ -114,6 +114,7 @@ def section(run: str, manifest: dict, scenes: dict | None) -> str:
         f"python -m training.general.bundle {run}         # compose, calibrate, measure, decide -> runs/general/bundle",
         "python -m training.general.scenes --bundle runs/general/bundle --json > runs/general/scenes.json",
         "python -m training.general.bundle --install runs/general/bundle",
+        "python -m training.detector.verifier --bundle models  # refit the head verifier on the new encoder",
         f"python -m training.general.card {run}",
         "```",
         "",
