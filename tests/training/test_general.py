@@ -34,6 +34,40 @@ def test_the_real_label_list(shared):
     assert by_tag["amiya_(arknights)"].series == "Arknights"
     assert all(r.tag in by_tag for r in rows)
     assert any("mal_46165" in n for n in notes)
+    # the reference look-up is by name: its "Rem" is Re:Zero's, not Death Note's (mal_1905). For a name two
+    # MyAnimeList characters share, only the portrait checked by eye (series_checked.json) gets that work
+    assert by_tag["mal_118763"].series.startswith("Re:Zero") and by_tag["mal_1905"].series is None
+    assert by_tag["mal_497"].series == "Fate/stay night" and by_tag["mal_51523"].series is None  # Artoria, not Nero
+    import json
+    from collections import Counter
+
+    checked = json.loads(labels.SERIES_CHECKED.read_text())
+    shared_names = Counter(lab.display for lab in labs if lab.tag.startswith("mal_"))
+    assert all(by_tag[t].display == c["name"] and shared_names[c["name"]] > 1 and by_tag[t].series == c["series"]
+               for t, c in checked.items())
+    assert len({c["name"] for c in checked.values()}) == len(checked)  # at most one portrait per shared name
+    assert by_tag["mal_1905"].url == "https://myanimelist.net/character/1905"
+    assert by_tag["mal_13701"].series  # Mikoto Misaka: a name no other portrait has keeps its work
+
+
+def test_refreshing_the_character_index_keeps_the_characters_and_records_the_new_checksum(shared, tmp_path):
+    import json
+    import shutil
+
+    from inference.bundle import sha256_file
+
+    for f in ("manifest.json", "characters.json"):
+        shutil.copy2(bundle.ROOT / "models" / f, tmp_path / f)
+    path = tmp_path / "characters.json"
+    old = json.loads(path.read_text())
+    stale = next(i for i, r in enumerate(old) if r["tag"] == "mal_1905")
+    old[stale]["series"] = "Re:Zero kara Hajimeru Isekai Seikatsu"  # what the by-name look-up used to give
+    path.write_text(json.dumps(old, ensure_ascii=False, indent=0))
+    bundle.refresh_characters(tmp_path)
+    new = json.loads(path.read_text())
+    assert [r["tag"] for r in new] == [r["tag"] for r in old] and new[stale]["series"] is None
+    assert json.loads((tmp_path / "manifest.json").read_text())["characters"]["sha256"] == sha256_file(path)
+    assert path.read_bytes() == (bundle.ROOT / "models" / "characters.json").read_bytes()  # the shipped one is current
 
 
 def test_splits_are_deterministic_and_keep_the_faces_characters():

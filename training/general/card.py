@@ -118,6 +118,8 @@ def section(run: str, manifest: dict, scenes: dict | None) -> str:
         f"python -m training.general.card {run}",
         "```",
         "",
+        "Who each one is (`characters.json`, `training/general/labels.py`): name, work and MyAnimeList page. The works of MyAnimeList characters come from `characters/series.csv`, else from the reference look-up by name; that look-up says nothing about which of two characters of one name it means (Re:Zero's Rem, not Death Note's), so for the 47 portraits whose name another shares only the 20 checked by eye to be the reference's character (`training/general/series_checked.json`) get its work; the other 27 show their page instead of a wrong work (`python -m training.general.bundle --characters models` rewrites the index alone).",
+        "",
         "Validation (leave-variant-out, leave-characters-out; splits in `training/general/split.py`; prototypes of"
         f" the training pictures only, {m['known_identities_measured']:,} identities at once):",
         "",

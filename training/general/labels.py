@@ -16,14 +16,19 @@ ones) when the portrait's series is unknown.
 from __future__ import annotations
 
 import csv
+import json
 import re
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from training.common import DATA, read_face_index
 
 CHARS = DATA / "characters"
 REFERENCE_SERIES = DATA / "reference" / "character-series.csv"
 MAL_URL = "https://myanimelist.net/character/{}"
+# MyAnimeList characters whose name another shares: the one the reference look-up means, by eye
+SERIES_CHECKED = Path(__file__).resolve().parent / "series_checked.json"
 
 
 @dataclass(frozen=True)
@@ -111,11 +116,17 @@ def build() -> tuple[list[Label], list[CharRow], list[str]]:
             labels[tag] = Label(tag, r["name"], r["series"] or None, None, [r["source"]])
     merged: dict[str, str] = {}
     notes = []
+    # the reference look-up is by name, so for a name two MyAnimeList characters share (Rem of Re:Zero and Rem of
+    # Death Note, three Sabers) it gives the work of one of them to all: series.csv leaves those out on purpose.
+    # Which portrait is the reference's character was checked by eye (SERIES_CHECKED); the others get no work.
+    mal_names = Counter(r["name"] for r in first.values() if r["source"] == "myanimelist")
+    checked = json.loads(SERIES_CHECKED.read_text())
     for tag, r in first.items():
         if r["source"] != "myanimelist":
             continue
         ms = mal_series.get(tag, {})
-        series = ms.get("series") or by_mal.get(r["name"]) or None
+        by_name = by_mal.get(r["name"]) if mal_names[r["name"]] == 1 else checked.get(tag, {}).get("series")
+        series = ms.get("series") or by_name or None
         url = MAL_URL.format(tag.split("_", 1)[1])
         target = None
         for cand in r["same_as"].split():
