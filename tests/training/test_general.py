@@ -46,29 +46,48 @@ def test_the_real_label_list(shared):
     assert all(by_tag[t].display == c["name"] and shared_names[c["name"]] > 1 and by_tag[t].series == c["series"]
                for t, c in checked.items())
     assert len({c["name"] for c in checked.values()}) == len(checked)  # at most one portrait per shared name
+    # merges checked by eye: Darker than Black's Amber is not Genshin's, though series.csv gives her Genshin Impact
+    assert by_tag["mal_3571"].series is None and by_tag["amber_(genshin_impact)"].url is None
+    assert not any(n.startswith(t + " ") for n in notes for t in json.loads(labels.MERGE_CHECKED.read_text()))
     assert by_tag["mal_1905"].url == "https://myanimelist.net/character/1905"
     assert by_tag["mal_13701"].series  # Mikoto Misaka: a name no other portrait has keeps its work
 
 
-def test_refreshing_the_character_index_keeps_the_characters_and_records_the_new_checksum(shared, tmp_path):
+def test_refresh_undoes_a_wrong_merge_as_a_rebuild_would(shared, tmp_path):
+    # the shipped bundle, with Darker than Black's Amber merged back into Genshin's (as before merge_checked.json):
+    # refresh must split them again, recompute both prototypes, and match the shipped files byte for byte
     import json
     import shutil
 
     from inference.bundle import sha256_file
+    from training.general import refresh
 
-    for f in ("manifest.json", "characters.json"):
-        shutil.copy2(bundle.ROOT / "models" / f, tmp_path / f)
-    path = tmp_path / "characters.json"
-    old = json.loads(path.read_text())
-    stale = next(i for i, r in enumerate(old) if r["tag"] == "mal_1905")
-    old[stale]["series"] = "Re:Zero kara Hajimeru Isekai Seikatsu"  # what the by-name look-up used to give
-    path.write_text(json.dumps(old, ensure_ascii=False, indent=0))
-    bundle.refresh_characters(tmp_path)
-    new = json.loads(path.read_text())
-    assert [r["tag"] for r in new] == [r["tag"] for r in old] and new[stale]["series"] is None
-    assert json.loads((tmp_path / "manifest.json").read_text())["characters"]["sha256"] == sha256_file(path)
-    assert path.read_bytes() == (bundle.ROOT / "models" / "characters.json").read_bytes()  # the shipped one is current
+    models = bundle.ROOT / "models"
+    for f in models.iterdir():
+        if f.is_file():
+            shutil.copy2(f, tmp_path / f.name)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["labels"] = "chara.json"
+    shutil.copy2(bundle.ROOT / "chara.json", tmp_path / "chara.json")
+    with np.load(models / "known.npz") as z:
+        names, vectors = list(z["names"]), z["vectors"]
+    i = names.index("mal_3571")
+    stale_names, stale = names[:i] + names[i + 1:], np.delete(vectors, i, axis=0)
+    np.savez_compressed(tmp_path / "known.npz", names=np.array(stale_names), vectors=stale)
+    chars = [r for r in json.loads((models / "characters.json").read_text()) if r["tag"] != "mal_3571"]
+    (tmp_path / "characters.json").write_text(json.dumps(chars, ensure_ascii=False, indent=0))
+    for section in ("known", "characters"):
+        manifest[section]["sha256"] = sha256_file(tmp_path / manifest[section]["file"])
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
 
+    report = refresh.refresh(tmp_path, check=5)
+    assert "mal_3571" in report["recomputed"] and report["check_min_cosine"] >= 0.999 and report["removed"] == []
+    with np.load(tmp_path / "known.npz") as z:
+        assert list(z["names"]) == names
+        assert np.abs(z["vectors"].astype(np.float32) - vectors.astype(np.float32)).max() < 1e-3
+    assert json.loads((tmp_path / "characters.json").read_text()) == json.loads((models / "characters.json").read_text())
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    assert m["known"]["characters"] == len(names) and m["known"]["sha256"] == sha256_file(tmp_path / "known.npz")
 
 def test_splits_are_deterministic_and_keep_the_faces_characters():
     class Row:

@@ -2,7 +2,6 @@
 
     python -m training.general.bundle RUN [--base models] [--out runs/general/bundle] [--version V]
     python -m training.general.bundle --install runs/general/bundle      # make it the default bundle
-    python -m training.general.bundle --characters models   # rewrite only its characters.json (who, which work)
 
 1. composes the base bundle's encoder with the run's `general.onnx` (compose.py): output
    [general | closed], declared as `encoder.blocks`; the base linear classifier reads the `closed` block
@@ -198,29 +197,6 @@ def write_characters(path: Path, labels: list, tags: set[str]) -> None:
     path.write_text(json.dumps(index, ensure_ascii=False, indent=0))
 
 
-def refresh_characters(bundle: Path) -> None:
-    """Rewrite a built bundle's characters.json from `labels.build()` for the characters it already has, and its
-    sha256 in the manifest: who a character is and which work it comes from can be corrected without a rebuild
-    (the tags, and so every model file, stay as they are)."""
-    from training.general.labels import build
-    from training.manifest import update_section
-
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    path = bundle / manifest["characters"]["file"]
-    old = json.loads(path.read_text())
-    labels = {lab.tag: lab for lab in build()[0]}
-    missing = [r["tag"] for r in old if r["tag"] not in labels]
-    if missing:
-        raise SystemExit(f"{len(missing)} characters of {path} are not in the labels any more ({missing[:3]}): rebuild")
-    write_characters(path, [labels[r["tag"]] for r in old], {r["tag"] for r in old})
-    new = json.loads(path.read_text())
-    changed = [(a, b) for a, b in zip(old, new) if a != b]
-    update_section("characters", {**manifest["characters"]}, bundle=bundle)
-    print(f"{path}: {len(new)} characters, {len(changed)} changed")
-    for a, b in changed:
-        print(f"  {a['tag']} ({a['display']}): " + ", ".join(f"{k} {a[k]!r} -> {b[k]!r}" for k in a if a[k] != b.get(k)))
-
-
 def install(built: Path, models: Path = ROOT / "models") -> None:
     """Copy a built bundle's files into `models/` (the default bundle; its label list stays ../chara.json)."""
     manifest = json.loads((built / "manifest.json").read_text())
@@ -237,7 +213,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", nargs="?")
     ap.add_argument("--install", type=Path, metavar="BUILT", help="copy a built bundle into models/ and stop")
-    ap.add_argument("--characters", type=Path, metavar="BUNDLE", help="rewrite BUNDLE's characters.json and stop")
     ap.add_argument("--base", type=Path, default=ROOT / "models")
     ap.add_argument("--out", type=Path, default=dataset.OUT / "bundle")
     ap.add_argument("--version", default=VERSION)
@@ -246,9 +221,6 @@ def main() -> None:
     args = ap.parse_args()
     if args.install:
         install(args.install)
-        return
-    if args.characters:
-        refresh_characters(args.characters)
         return
     if not args.run:
         ap.error("RUN is required (or --install BUILT)")

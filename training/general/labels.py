@@ -29,6 +29,10 @@ REFERENCE_SERIES = DATA / "reference" / "character-series.csv"
 MAL_URL = "https://myanimelist.net/character/{}"
 # MyAnimeList characters whose name another shares: the one the reference look-up means, by eye
 SERIES_CHECKED = Path(__file__).resolve().parent / "series_checked.json"
+# merges looked at by eye (all 51 of `python -m training.general.labels`): the MyAnimeList characters that are
+# not the game character their name and series.csv's joined work point to (old MyAnimeList ids, other anime);
+# they stay their own label, without that work
+MERGE_CHECKED = Path(__file__).resolve().parent / "merge_checked.json"
 
 
 @dataclass(frozen=True)
@@ -121,16 +125,21 @@ def build() -> tuple[list[Label], list[CharRow], list[str]]:
     # Which portrait is the reference's character was checked by eye (SERIES_CHECKED); the others get no work.
     mal_names = Counter(r["name"] for r in first.values() if r["source"] == "myanimelist")
     checked = json.loads(SERIES_CHECKED.read_text())
+    not_same = json.loads(MERGE_CHECKED.read_text())
     for tag, r in first.items():
         if r["source"] != "myanimelist":
             continue
         ms = mal_series.get(tag, {})
         by_name = by_mal.get(r["name"]) if mal_names[r["name"]] == 1 else checked.get(tag, {}).get("series")
         series = ms.get("series") or by_name or None
+        if tag in not_same:  # series.csv joined it to the game character's work by name
+            series = None
         url = MAL_URL.format(tag.split("_", 1)[1])
         target = None
         for cand in r["same_as"].split():
             if cand not in labels or cand in merged.values() and cand not in face_tags:
+                continue
+            if not_same.get(tag, {}).get("not") == cand:
                 continue
             other = labels[cand]
             # a faces/ character (32 curated ones) whose words equal the portrait's: merged even when the

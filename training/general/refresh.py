@@ -1,0 +1,113 @@
+"""Correct who a built bundle's characters are, without a rebuild.
+
+    python -m training.general.refresh [--bundle models] [--check 50]
+
+`labels.build()` decides who each character is (name, work, MyAnimeList page) and which pictures are one
+character (merges). When those facts are corrected, e.g. a work or a merge found wrong by eye (`series_checked.json`,
+`merge_checked.json`), this brings the bundle in line:
+
+1. `characters.json` is rewritten from the labels for the characters the bundle knows;
+2. every character whose pictures changed gets its prototype in `known.npz` recomputed the way
+   `training.general.bundle` makes it: the serving detector cuts each picture's head as `training.general.data`
+   does, the bundle's encoder embeds it (`embed_crops`), the gallery view's normalised sum is pooled per part. A
+   character is new (a merge undone), gone (a merge made), or one a merge was undone from (`merge_checked.json`);
+3. before writing, `--check` characters it did not change are recomputed the same way and must match what the
+   bundle holds (cosine >= 0.999 in the float16 it stores), so the prototypes written are what a rebuild would give.
+
+The encoder, classifier and decision stay as they are (their calibration saw the old characters); the manifest's
+sha256 and `known.characters` are updated. The 32 faces/ characters are never recomputed (their prototypes also
+use the faces/ crops), so a correction must not touch them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from training.common import DATA, ROOT, imread_rgb
+from training.general.labels import MERGE_CHECKED, build
+
+
+def known_tags(labels, rows) -> list[str]:
+    """The characters a bundle knows by picture: every label with a picture in characters/ or faces/ (sorted)."""
+    with_pictures = {r.tag for r in rows} | {lab.tag for lab in labels if "faces" in lab.sources}
+    return sorted(lab.tag for lab in labels if lab.tag in with_pictures)
+
+
+def recompute(pipe, rows_by_tag: dict[str, list], tags: list[str]) -> np.ndarray:
+    """(len(tags), view width) prototypes of `tags` from their characters/ pictures, as the bundle builder makes them."""
+    from inference.detect import Detector
+    from training.general.bundle import embed_crops
+    from training.general.data import head_crop
+
+    b = pipe.bundle
+    det = Detector(b.spec.detector, b.sessions.get("detector"), cascade_path=b.files["detector"].path)
+    view = b.spec.classifier.view
+    out = []
+    for t in tags:
+        crops = np.stack([head_crop(det, b.spec.encoder.crop, imread_rgb(DATA / "characters" / r.path))[0]
+                          for r in rows_by_tag[t]])
+        s = view.apply(embed_crops(pipe.embedder, crops)).sum(0, keepdims=True)
+        out.append(view.pool(s / max(float(np.linalg.norm(s)), 1e-12))[0])
+    return np.stack(out).astype(np.float32)
+
+
+def refresh(bundle: Path, check: int = 50, seed: int = 0) -> dict:
+    from inference.pipeline import Pipeline
+    from inference.settings import Settings
+    from training.general.bundle import write_characters
+    from training.manifest import update_section
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    labels, rows, _ = build()
+    by_tag = {lab.tag: lab for lab in labels}
+    rows_by_tag: dict[str, list] = {}
+    for r in rows:
+        rows_by_tag.setdefault(r.tag, []).append(r)
+    with np.load(bundle / manifest["known"]["file"], allow_pickle=False) as z:
+        old_names, old_vectors = [str(n) for n in z["names"]], np.asarray(z["vectors"], np.float32)
+    old = dict(zip(old_names, old_vectors))
+    names = known_tags(labels, rows)
+    faces = {lab.tag for lab in labels if "faces" in lab.sources}
+    undone = {v["not"] for v in json.loads(MERGE_CHECKED.read_text()).values()}
+    changed = sorted((set(names) - set(old)) | (undone & set(names)))
+    gone = sorted(set(old) - set(names))
+    if set(changed) & faces:
+        raise SystemExit(f"{sorted(set(changed) & faces)} are faces/ characters: rebuild the bundle instead")
+    pipe = Pipeline.from_bundle(bundle, Settings(verify_heads=False))
+    rng = np.random.default_rng(seed)
+    pool = sorted(set(names) & set(old) - set(changed) - faces)
+    probe = [pool[i] for i in rng.choice(len(pool), min(check, len(pool)), replace=False)]
+    got = recompute(pipe, rows_by_tag, probe)
+    have = np.stack([old[t] for t in probe])
+    cos = np.sum(got * have, 1) / np.linalg.norm(have, axis=1) / np.linalg.norm(got, axis=1)
+    print(f"check: {len(probe)} unchanged characters recomputed, cosine to the bundle's min {cos.min():.5f}")
+    if len(probe) and cos.min() < 0.999:
+        raise SystemExit("recomputed prototypes differ from the bundle's: its detector, encoder or crops changed; "
+                         "rebuild with training.general.bundle")
+    new = dict(zip(changed, recompute(pipe, rows_by_tag, changed)))
+    vectors = np.stack([new[t] if t in new else old[t] for t in names])
+    path = bundle / manifest["known"]["file"]
+    np.savez_compressed(path, names=np.array(names, dtype=np.str_), vectors=vectors.astype(np.float16))
+    known_and_32 = set(names) | set(json.loads((bundle / manifest["labels"]).resolve().read_text()))
+    write_characters(bundle / manifest["characters"]["file"], labels, known_and_32 & set(by_tag))
+    update_section("known", {**manifest["known"], "characters": len(names)}, bundle=bundle)
+    update_section("characters", {**manifest["characters"]}, bundle=bundle)
+    report = {"known": len(names), "recomputed": changed, "removed": gone, "check_min_cosine": round(float(cos.min()), 5)}
+    print(f"{path}: {len(names)} characters ({len(old_names)} before); recomputed {changed}; removed {gone}")
+    return report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bundle", type=Path, default=ROOT / "models")
+    ap.add_argument("--check", type=int, default=50, help="unchanged characters recomputed as a check")
+    a = ap.parse_args()
+    refresh(a.bundle, a.check)
+
+
+if __name__ == "__main__":
+    main()
