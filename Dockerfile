@@ -28,7 +28,7 @@ RUN mkdir -p inference/adapters cogs service \
     && touch inference/__init__.py inference/adapters/__init__.py cogs/__init__.py service/__init__.py bot.py \
     && pip install ".[${EXTRAS}]" \
     && pip uninstall -y crystal-eyes \
-    && rm -rf inference cogs service bot.py build *.egg-info
+    && rm -rf inference cogs service bot.py
 
 # The code and the model bundle.
 COPY bot.py ./
