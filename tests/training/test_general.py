@@ -51,6 +51,41 @@ def test_the_real_label_list(shared):
     assert not any(n.startswith(t + " ") for n in notes for t in json.loads(labels.MERGE_CHECKED.read_text()))
     assert by_tag["mal_1905"].url == "https://myanimelist.net/character/1905"
     assert by_tag["mal_13701"].series  # Mikoto Misaka: a name no other portrait has keeps its work
+    # series.csv's joins by name to a Danbooru tag, looked at by eye: a wrong one gives no work (Inuyasha's Kikyou
+    # is not Blue Archive's, One Punch Man's Boros not Hololive's) and undoes the merge it made (MyAnimeList's
+    # Courier is not Arknights')
+    joins = json.loads(labels.JOINS_CHECKED.read_text())
+    assert len(joins) >= 47 and {v["verdict"] for v in joins.values()} <= {"wrong", "unsure"}
+    assert all(by_tag[t].series is None and by_tag[t].display == v["name"] for t, v in joins.items())
+    assert by_tag["mal_1359"].series is None and by_tag["mal_108235"].series is None
+    assert by_tag["courier_(arknights)"].url is None and by_tag["mal_179400"].sources == ["myanimelist"]
+    assert by_tag["mal_1073"].series == "Rozen Maiden"  # a right join keeps its work, title-cased
+    # one spelling per work: "blue archive" and "Blue Archive" are one work, shown the way its source writes it
+    works = {lab.series for lab in labs if lab.series}
+    assert len({labels.work_key(w) for w in works}) == len(works)
+    assert not [w for w in works if w == w.lower() and any(c.isalpha() for c in w)]
+    assert by_tag["mal_184040"].series == "Hololive" and by_tag["mal_16023"].series == "Fate"
+
+
+def test_danbooru_copyright_tags_are_title_cased():
+    cases = {
+        "toaru majutsu no index": "Toaru Majutsu no Index",
+        "re:zero kara hajimeru isekai seikatsu": "Re:Zero kara Hajimeru Isekai Seikatsu",
+        "fate/grand order": "Fate/Grand Order",
+        "naruto (series)": "Naruto",
+        "yu-gi-oh!": "Yu-Gi-Oh!",
+        "osomatsu-san": "Osomatsu-san",
+        "gochuumon wa usagi desu ka?": "Gochuumon wa Usagi Desu ka?",
+        "the ancient magus' bride": "The Ancient Magus' Bride",
+        "steins;gate": "Steins;Gate",
+        "Lucky☆Star": "Lucky☆Star",  # written with capitals: kept as is
+    }
+    assert {t: labels._title(t) for t in cases} == cases
+    assert labels.work_key("naruto (series)") == labels.work_key("Naruto")
+    labs = [labels.Label("a", "A", "blue archive", None, []), labels.Label("b", "B", "Blue Archive", None, []),
+            labels.Label("c", "C", "touhou", None, []), labels.Label("d", "D", None, None, [])]
+    labels.name_works(labs)
+    assert [lab.series for lab in labs] == ["Blue Archive", "Blue Archive", "Touhou", None]
 
 
 def test_refresh_undoes_a_wrong_merge_as_a_rebuild_would(shared, tmp_path):

@@ -33,6 +33,12 @@ SERIES_CHECKED = Path(__file__).resolve().parent / "series_checked.json"
 # not the game character their name and series.csv's joined work point to (old MyAnimeList ids, other anime);
 # they stay their own label, without that work
 MERGE_CHECKED = Path(__file__).resolve().parent / "merge_checked.json"
+# series.csv's rows joined by name to a Danbooru tag list ('danbooru tag list'), all 511 looked at by eye beside the
+# portrait: the 47 whose work is not the portrait's character's ('wrong': Inuyasha's Kikyou joined to Blue Archive's,
+# One Punch Man's Boros to Hololive) or cannot be told from it ('unsure') get no work; their page still says it
+JOINS_CHECKED = Path(__file__).resolve().parent / "joins_checked.json"
+# words a romanised or English title keeps in lower case unless it starts the title ("Toaru Majutsu no Index")
+SMALL_WORDS = frozenset("no wo ni ga wa to de e mo na ka kara made yori o ya he und of and the a an in on at for".split())
 
 
 @dataclass(frozen=True)
@@ -87,8 +93,42 @@ def reference_series() -> tuple[dict[str, str], dict[str, str]]:
 
 
 def _title(series: str) -> str:
-    """Reference series are lower case ("toaru majutsu no index"): title-case them for display."""
-    return series if any(c.isupper() for c in series) else " ".join(w[:1].upper() + w[1:] for w in series.split())
+    """Danbooru's copyright tags are lower case ("toaru majutsu no index", "fate/grand order", "naruto (series)"):
+    title-case them for display, small words lower case but the first, every part of "re:zero" or "yu-gi-oh!"
+    capitalised, and Danbooru's " (series)" dropped. A title with a capital letter is kept as written."""
+    series = re.sub(r"\s*\(series\)$", "", series.strip())
+    if any(c.isupper() for c in series):
+        return series
+    words = series.split()
+    out = []
+    for i, w in enumerate(words):
+        if i and w.rstrip("?!.,") in SMALL_WORDS:
+            out.append(w)
+        else:  # each part of "yu-gi-oh!", "re:zero", "steins;gate", but not an honorific ("osomatsu-san")
+            out.append(re.sub(r"(^|[-:/;.])([a-z])(?!(?:an|un|han|ama)\b)",
+                              lambda m: m.group(1) + m.group(2).upper(), w))
+    return " ".join(out)
+
+
+def work_key(series: str) -> str:
+    """Two spellings of one work share this key ("Blue Archive" and "blue archive", "Naruto" and "naruto (series)")."""
+    return _norm(re.sub(r"\s*\(series\)$", "", series.strip().lower()))
+
+
+def name_works(labels: list[Label]) -> None:
+    """One spelling per work across the labels: the one written with capitals (a game's own name, MyAnimeList's top
+    list), the most common of them if several, else the lower-case tag title-cased (`_title`)."""
+    spellings: dict[str, Counter] = {}
+    for lab in labels:
+        if lab.series:
+            spellings.setdefault(work_key(lab.series), Counter())[lab.series] += 1
+    best = {}
+    for key, seen in spellings.items():
+        cased = [(n, s) for s, n in seen.items() if any(c.isupper() for c in s)]
+        best[key] = max(cased)[1] if cased else _title(seen.most_common(1)[0][0])
+    for lab in labels:
+        if lab.series:
+            lab.series = best[work_key(lab.series)]
 
 
 def _face_display(tag: str) -> str:
@@ -126,13 +166,14 @@ def build() -> tuple[list[Label], list[CharRow], list[str]]:
     mal_names = Counter(r["name"] for r in first.values() if r["source"] == "myanimelist")
     checked = json.loads(SERIES_CHECKED.read_text())
     not_same = json.loads(MERGE_CHECKED.read_text())
+    wrong_join = json.loads(JOINS_CHECKED.read_text())
     for tag, r in first.items():
         if r["source"] != "myanimelist":
             continue
-        ms = mal_series.get(tag, {})
+        ms = mal_series.get(tag, {}) if tag not in wrong_join else {}
         by_name = by_mal.get(r["name"]) if mal_names[r["name"]] == 1 else checked.get(tag, {}).get("series")
         series = ms.get("series") or by_name or None
-        if tag in not_same:  # series.csv joined it to the game character's work by name
+        if tag in not_same or tag in wrong_join:  # a work joined by name, the portrait's character's it is not
             series = None
         url = MAL_URL.format(tag.split("_", 1)[1])
         target = None
@@ -157,6 +198,7 @@ def build() -> tuple[list[Label], list[CharRow], list[str]]:
             notes.append(f"{tag} ({r['name']}, {series}) = {target} ({lab.series})")
         else:
             labels[tag] = Label(tag, r["name"], series, url, ["myanimelist"])
+    name_works(list(labels.values()))
     rows = [CharRow(r["path"], merged.get(r["character"], r["character"]), r["character"], r["source"], r["kind"],
                     r["variant"]) for r in index]
     rows.sort(key=lambda r: r.path)
