@@ -202,7 +202,9 @@ def install(built: Path, models: Path = ROOT / "models") -> None:
     manifest = json.loads((built / "manifest.json").read_text())
     if json.loads((built / "chara.json").read_text()) != json.loads((ROOT / "chara.json").read_text()):
         raise SystemExit("the built bundle's label list is not chara.json's")
-    for f in SHIPPED:
+    # the head verifier too, when it was refitted on the built bundle (training.detector.verifier --bundle BUILT)
+    verifier = [manifest["verifier"]["file"]] if manifest.get("verifier") else []
+    for f in (*SHIPPED, *verifier):
         shutil.copy2(built / f, models / f)
     manifest["labels"] = "../chara.json"
     (models / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
