@@ -55,6 +55,10 @@ class Config:
     supcon: float = 1.0
     p_line: float = 0.2
     faces_weight: float = 8.0
+    # sampling weight of the other identities with two or more training pictures (outfits, cards, portraits merged
+    # into a game character): the only ones whose two views are two different pictures, i.e. the only
+    # outfit-to-outfit positives; 1 = drawn like the one-picture identities
+    multi_weight: float = 1.0
     threads: int = 2
     eval_every: int = 1000
     seed: int = 0
@@ -93,10 +97,11 @@ def main() -> None:
     for i in tr:
         by_id[int(ident[i])].append(int(i))
     by_id = {c: np.array(v) for c, v in by_id.items()}
-    w = np.array([cfg.faces_weight if data.is_face_identity[c] else 1.0 for c in ids])
+    w = np.array([cfg.faces_weight if data.is_face_identity[c] else cfg.multi_weight if len(by_id[c]) >= 2 else 1.0
+                  for c in ids])
     id_p = w / w.sum()
     print(f"training on {len(ids)} identities, {len(tr)} pictures ({int(data.is_face_identity[ids].sum())} faces/ "
-          f"identities); val_variant {int(data.val_variant.sum())}, proxy {int(data.proxy_query.sum())}", flush=True)
+          f"identities, {int(sum(len(by_id[c]) >= 2 for c in ids))} with 2+ pictures); val_variant {int(data.val_variant.sum())}, proxy {int(data.proxy_query.sum())}", flush=True)
 
     unl = unl_lines = None
     if cfg.unlabeled:
