@@ -38,6 +38,8 @@ MERGE_CHECKED = Path(__file__).resolve().parent / "merge_checked.json"
 # One Punch Man's Boros to Hololive) or cannot be told from it ('unsure') get no work; their page still says it
 JOINS_CHECKED = Path(__file__).resolve().parent / "joins_checked.json"
 # words a romanised or English title keeps in lower case unless it starts the title ("Toaru Majutsu no Index")
+# Danbooru's disambiguation of a franchise's tag ("naruto (series)"), not part of the work's name
+SERIES_SUFFIX = re.compile(r"\s*\(series\)$")
 SMALL_WORDS = frozenset("no wo ni ga wa to de e mo na ka kara made yori o ya he und of and the a an in on at for".split())
 
 
@@ -96,7 +98,7 @@ def _title(series: str) -> str:
     """Danbooru's copyright tags are lower case ("toaru majutsu no index", "fate/grand order", "naruto (series)"):
     title-case them for display, small words lower case but the first, every part of "re:zero" or "yu-gi-oh!"
     capitalised, and Danbooru's " (series)" dropped. A title with a capital letter is kept as written."""
-    series = re.sub(r"\s*\(series\)$", "", series.strip())
+    series = SERIES_SUFFIX.sub("", series.strip())
     if any(c.isupper() for c in series):
         return series
     words = series.split()
@@ -112,7 +114,7 @@ def _title(series: str) -> str:
 
 def work_key(series: str) -> str:
     """Two spellings of one work share this key ("Blue Archive" and "blue archive", "Naruto" and "naruto (series)")."""
-    return _norm(re.sub(r"\s*\(series\)$", "", series.strip().lower()))
+    return _norm(SERIES_SUFFIX.sub("", series.strip().lower()))
 
 
 def name_works(labels: list[Label]) -> None:
