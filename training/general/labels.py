@@ -37,10 +37,10 @@ MERGE_CHECKED = Path(__file__).resolve().parent / "merge_checked.json"
 # portrait: the 47 whose work is not the portrait's character's ('wrong': Inuyasha's Kikyou joined to Blue Archive's,
 # One Punch Man's Boros to Hololive) or cannot be told from it ('unsure') get no work; their page still says it
 JOINS_CHECKED = Path(__file__).resolve().parent / "joins_checked.json"
-# words a romanised or English title keeps in lower case unless it starts the title ("Toaru Majutsu no Index")
 # Danbooru's disambiguation of a franchise's tag ("naruto (series)"), not part of the work's name
 SERIES_SUFFIX = re.compile(r"\s*\(series\)$")
-SMALL_WORDS = frozenset("no wo ni ga wa to de e mo na ka kara made yori o ya he und of and the a an in on at for".split())
+# words a romanised or English title keeps in lower case unless it starts the title ("Toaru Majutsu no Index")
+SMALL_WORDS = frozenset("no wo ni ga wa to de e mo na ka kara made yori o ya he und of and than the a an in on at for".split())
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def _title(series: str) -> str:
         if i and w.rstrip("?!.,") in SMALL_WORDS:
             out.append(w)
         else:  # each part of "yu-gi-oh!", "re:zero", "steins;gate", but not an honorific ("osomatsu-san")
-            out.append(re.sub(r"(^|[-:/;.])([a-z])(?!(?:an|un|han|ama)\b)",
+            out.append(re.sub(r"(^|[:/;.]|-(?!(?:san|kun|chan|sama)\b))([a-z])",
                               lambda m: m.group(1) + m.group(2).upper(), w))
     return " ".join(out)
 
