@@ -196,8 +196,10 @@ class Bundle:
             raise BundleError(f"Verifier file is unreadable: {e}") from None
         if w.ndim != 2 or w.shape[0] != 1 or b.shape != (1,):
             raise BundleError(f"Verifier arrays have wrong shapes: w {w.shape}, b {b.shape} (expected (1, D), (1,)).")
-        if dim is not None and w.shape[1] != dim:
-            raise BundleError(f"The verifier takes {w.shape[1]}-d embeddings but the encoder makes {dim}.")
+        want = self.spec.verifier.width or dim
+        if want is not None and w.shape[1] != want:
+            what = f"its block {self.spec.verifier.reads!r} is" if self.spec.verifier.reads else "the encoder makes"
+            raise BundleError(f"The verifier takes {w.shape[1]}-d embeddings but {what} {want}-d.")
         self.verifier_weights = (w[0], float(b[0]))
 
     # -- facts -----------------------------------------------------------------------------------

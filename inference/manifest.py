@@ -327,21 +327,37 @@ class KnownSpec:
 
 @dataclass(frozen=True)
 class VerifierSpec:
-    """The head verifier (inference/verify.py): a linear check on each box's embedding."""
+    """The head verifier (inference/verify.py): a linear check on each box's embedding, or on the run of it that
+    `reads` names (a block or part of encoder.blocks, e.g. `closed`), so that a check fitted on one block survives
+    a change of the others."""
 
     threshold: float = 0.5
     encoder_sha256: str = ""  # the encoder its weights were fitted on
     model: ModelFileRef | None = None
+    reads: str | None = None  # the block or part it reads; None: the whole embedding
+    span: tuple[int, int] | None = None  # where `reads` lies in the embedding
 
     @classmethod
-    def parse(cls, spec: dict) -> VerifierSpec:
+    def parse(cls, spec: dict, blocks: tuple[Block, ...] = ()) -> VerifierSpec:
+        """`blocks`: the encoder's, which `reads` names one of."""
         if spec.get("format", "linear_npz") != "linear_npz":
             raise BundleError(f"Unknown verifier format {spec.get('format')!r} (expected linear_npz).")
         t = _value(spec, "threshold", 0.5, float, "verifier")
         if not 0.0 <= t <= 1.0:
             raise BundleError("The verifier threshold must lie in [0, 1].")
-        return cls(t, str(spec.get("encoder_sha256", "")).lower(),
-                   _model(spec, "verifier"))
+        reads, span = spec.get("reads"), None
+        if reads is not None:
+            known = runs(blocks)
+            if not isinstance(reads, str) or reads not in known:
+                raise BundleError(f"verifier.reads must name a block or part of encoder.blocks "
+                                  f"({', '.join(known) or 'none declared'}), not {reads!r}.")
+            span = known[reads]
+        return cls(t, str(spec.get("encoder_sha256", "")).lower(), _model(spec, "verifier"), reads, span)
+
+    @property
+    def width(self) -> int | None:
+        """How many dimensions the weights take, when `reads` says (else the encoder's width)."""
+        return self.span[1] - self.span[0] if self.span else None
 
 
 @dataclass(frozen=True, eq=False)  # holds numpy arrays (InputSpec) or dicts: compared by identity
@@ -380,7 +396,7 @@ class Manifest:
                               f"block galleries compare, {encoder.blocks[0].name!r} ({encoder.blocks[0].dims}).")
         return cls(str(raw.get("name", default_name)), str(raw.get("version", "unversioned")),
                    str(raw.get("labels", "chara.json")), DetectorSpec.parse(raw["detector"]), encoder, classifier,
-                   VerifierSpec.parse(optional["verifier"]) if "verifier" in optional else None,
+                   VerifierSpec.parse(optional["verifier"], encoder.blocks) if "verifier" in optional else None,
                    KnownSpec.parse(optional["known"]) if "known" in optional else None,
                    ModelFileRef.parse(optional["characters"], "characters") if "characters" in optional else None,
                    Decision.from_manifest(raw.get("decision")), raw.get("metrics") or {})

@@ -16,12 +16,15 @@ from inference.settings import Settings
 from inference.verify import Verifier
 
 
-def add_verifier(bundle, w: np.ndarray, b: float, threshold: float = 0.5, encoder_sha: str | None = None) -> None:
+def add_verifier(bundle, w: np.ndarray, b: float, threshold: float = 0.5, encoder_sha: str | None = None,
+                 reads: str | None = None) -> None:
     np.savez(bundle / "verifier.npz", w=np.asarray(w, np.float32).reshape(1, -1), b=np.asarray([b], np.float32))
     m = json.loads((bundle / "manifest.json").read_text())
     m["verifier"] = {"file": "verifier.npz", "sha256": sha256_file(bundle / "verifier.npz"), "format": "linear_npz",
                      "threshold": threshold,
                      "encoder_sha256": encoder_sha or sha256_file(bundle / m["encoder"]["file"])}
+    if reads is not None:
+        m["verifier"]["reads"] = reads
     (bundle / "manifest.json").write_text(json.dumps(m))
 
 
@@ -89,6 +92,36 @@ def test_bundle_refuses_a_verifier_for_another_encoder_or_of_the_wrong_shape(two
     (b / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(BundleError, match="Unknown verifier format"):
         Bundle.load(b)
+
+
+def test_a_verifier_that_reads_one_block_looks_at_that_run_alone():
+    from inference.manifest import Block
+
+    blocks = (Block("general", 2), Block("closed", 3))
+    spec = VerifierSpec.parse({"threshold": 0.5, "reads": "closed"}, blocks)
+    assert spec.span == (2, 5) and spec.width == 3
+    v = Verifier(spec, (np.array([1.0, 0.0, 0.0], np.float32), 0.0))
+    e = np.array([[9.0, -9.0, 1.0, 5.0, 5.0], [-9.0, 9.0, -1.0, 5.0, 5.0]], np.float32)
+    assert np.allclose(v.probability(e), 1 / (1 + np.exp(-np.array([1.0, -1.0]))))  # the general block is ignored
+    with pytest.raises(BundleError, match="verifier.reads must name a block or part.*general, closed"):
+        VerifierSpec.parse({"reads": "colour"}, blocks)
+    with pytest.raises(BundleError, match="none declared"):
+        VerifierSpec.parse({"reads": "closed"}, ())
+
+
+def test_a_bundle_with_a_block_verifier_checks_the_block_width_and_drops_by_it(tmp_path, scene_bytes):
+    from bundles import make_tiny_bundle
+
+    b = make_tiny_bundle(tmp_path / "b", blocks=[{"name": "general", "dims": 6}, {"name": "closed", "dims": 10}])
+    pipe = Pipeline.from_bundle(b, Settings(ort_threads=1))
+    _, _, emb = pipe.find_heads(pipe.decode(scene_bytes).image)
+    closed = emb[:, 6:]
+    add_verifier(b, np.ones(16), 0.0, reads="closed")  # weights for the whole embedding, not the block
+    with pytest.raises(BundleError, match="takes 16-d embeddings but its block 'closed' is 10-d"):
+        Bundle.load(b)
+    add_verifier(b, closed[0] - closed[1], 0.0, reads="closed")
+    r = Pipeline.from_bundle(b, Settings(ort_threads=1)).recognize(scene_bytes)
+    assert [h.box for h in r.heads] == [(128, 96, 384, 384)]
 
 
 def test_verify_settings_from_the_environment(monkeypatch):

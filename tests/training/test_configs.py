@@ -52,7 +52,7 @@ def test_an_unknown_key_is_refused(tmp_path):
 def test_the_general_defaults_are_the_shipped_run():
     from training.general.train import Config
 
-    assert asdict(Config(run="g64")) == asdict(load_config(Config, ROOT / "training/general/configs/g64.toml"))
+    assert asdict(Config(run="g64m")) == asdict(load_config(Config, ROOT / "training/general/configs/g64m.toml"))
 
 
 def test_the_detector_defaults_are_the_shipped_picture_pass():

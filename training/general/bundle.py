@@ -37,7 +37,7 @@ from training.general import dataset
 from training.general.compose import compose_files
 from training.general.evaluate import prototypes
 
-VERSION = "2026.12.05"
+VERSION = "2026.12.07.2"
 # what galleries compare (classifier.gallery_compares): the mean of three cosines. Chosen on the 'calib' half of the
 # unseen outfits only (gallery alone, top-1): general .578, + colour .635, + closed embedding and colour .672
 COMPARES = "general,closed.embedding,closed.colour"

@@ -57,8 +57,8 @@ class Config:
     faces_weight: float = 8.0
     # sampling weight of the other identities with two or more training pictures (outfits, cards, portraits merged
     # into a game character): the only ones whose two views are two different pictures, i.e. the only
-    # outfit-to-outfit positives; 1 = drawn like the one-picture identities
-    multi_weight: float = 1.0
+    # outfit-to-outfit positives; 1 = drawn like the one-picture identities (g64); the shipped g64m draws them 4x
+    multi_weight: float = 4.0
     threads: int = 2
     eval_every: int = 1000
     seed: int = 0
