@@ -3,6 +3,11 @@ the int8 graph that is served (convolutions, ReLUs and adds int8 as for the base
 activation ranges from 512 training crops of faces/ and characters/).
 
     python -m training.general.export RUN      # -> runs/general/RUN/general_float.onnx, general.onnx (int8)
+    python -m training.general.export RUN --members A B   # an ensemble of finished runs A and B, named RUN
+
+An ensemble's graph runs every member (each with its mirror pass) and outputs their unit embeddings side by side,
+normalised together (`training.encoder.export.Ensemble`): its block is the members' widths added, and its cosine
+is the mean of the members' cosines. The members' spaces are trained apart, so they are never summed.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import onnxruntime as ort
 import torch
 
 from training.encoder.augment import eval_views
-from training.encoder.export import Exported
+from training.encoder.export import Ensemble, Exported
 from training.encoder.model import Encoder
 from training.general.dataset import OUT
 
@@ -44,13 +49,28 @@ def fold_bn(enc: Encoder) -> Encoder:
     return enc
 
 
-def export(run: str, out: Path | None = None) -> Path:
-    enc, ck = load_run(run)
-    ref_model = Exported(load_run(run)[0], True, ck["config"]["size"]).eval()
-    enc = fold_bn(enc)
-    size = ck["config"]["size"]
-    model = Exported(enc, True, size).eval()
+def served_module(names: list[str], ensemble: bool, fold: bool = True) -> tuple[torch.nn.Module, int]:
+    """The module that is exported (each run with its mirror pass; with `ensemble`, all of `names` side by side, see
+    the module docstring) and the input size; `fold`: the embedding's BatchNorm folded into its Linear."""
+    runs = [load_run(m) for m in names]
+    sizes = {ck["config"]["size"] for _, ck in runs}
+    if len(sizes) != 1:
+        raise SystemExit(f"the members take different input sizes: {sorted(sizes)}")
+    size = sizes.pop()
+    parts = [Exported(fold_bn(enc) if fold else enc, True, size) for enc, _ in runs]
+    if not ensemble and len(parts) != 1:
+        raise ValueError("one run, or an ensemble")
+    return (Ensemble(parts) if ensemble else parts[0]).eval(), size
+
+
+def export(run: str, out: Path | None = None, members: list[str] | None = None) -> Path:
+    """Export run `run`, or with `members` the ensemble of those runs under the name `run`."""
+    names = members or [run]
+    loaded = [load_run(m) for m in names]
+    ref_model, size = served_module(names, members is not None, fold=False)
+    model, _ = served_module(names, members is not None, fold=True)
     out = out or OUT / run / "general_float.onnx"
+    out.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(2, 3, size, size)
     torch.onnx.export(model, (dummy,), str(out), input_names=["input0"], output_names=["embedding"],
                       dynamic_axes={"input0": {0: "batch"}, "embedding": {0: "batch"}}, opset_version=17,
@@ -61,8 +81,12 @@ def export(run: str, out: Path | None = None) -> Path:
         ref = ref_model(x).numpy()
     got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input0": x.numpy()})[0]
     diff = float(np.abs(got - ref).max())
-    info = {"run": run, "steps": ck["steps_done"], "size": size, "dim": ck["config"]["dim"], "flip_tta": True,
-            "bytes": out.stat().st_size, "max_abs_diff": diff, "config": ck["config"]}
+    info = {"run": run, "steps": sum(ck["steps_done"] for _, ck in loaded), "size": size,
+            "dim": sum(ck["config"]["dim"] for _, ck in loaded), "flip_tta": True,
+            "bytes": out.stat().st_size, "max_abs_diff": diff, "config": loaded[0][1]["config"]}
+    if members is not None:
+        info["members"] = [{"run": m, "steps": ck["steps_done"], "dim": ck["config"]["dim"]}
+                           for m, (_, ck) in zip(names, loaded)]
     if diff > 1e-3:
         raise SystemExit(f"ONNX output differs from torch: max |diff| {diff:.2e}")
     served = out.parent / "general.onnx"
@@ -94,9 +118,10 @@ def quantize(src: Path, dst: Path, size: int, n: int = 512) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
+    ap.add_argument("--members", nargs="+", help="finished runs to export as one ensemble named RUN")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    export(args.run)
+    export(args.run, members=args.members)
 
 
 if __name__ == "__main__":
