@@ -75,3 +75,26 @@ def test_members_of_different_input_sizes_are_refused(runs):
     save_run(root, "c", 2, size=48)
     with pytest.raises(SystemExit, match="different input sizes"):
         export.served_module(["a", "c"], ensemble=True)
+
+
+def test_the_card_names_an_ensembles_members_with_their_configs_and_steps(runs, monkeypatch):
+    import json
+
+    from training.general import card
+
+    root, _, _ = runs
+    monkeypatch.setattr(card, "OUT", root)
+    for name, steps, minutes in (("a", 9547, 105.2), ("b", 8600, 95.0)):
+        (root / name / "history.json").write_text(json.dumps({"steps_done": steps, "minutes": minutes}))
+    (root / "e").mkdir()
+    info = {"run": "e", "dim": 12, "int8_bytes": 6_400_000, "int8_mean_cosine_to_float": 0.9994,
+            "members": [{"run": "a", "steps": 9547, "dim": 6}, {"run": "b", "steps": 8600, "dim": 6}]}
+    (root / "e" / "general_export.json").write_text(json.dumps(info))
+    assert card.members("e") == ["a", "b"]
+    text = card.general_text("e", info)
+    assert text.startswith("12-d, run `e`: an ensemble of `a` (6-d, config `training/general/configs/a.toml`: "
+                           "9,547 steps in 105 min on 2 CPU cores); `b` (6-d, config")
+    assert "int8 6.4 MB" in text
+    (root / "a" / "general_export.json").write_text(json.dumps({**info, "run": "a", "dim": 6, "members": []}))
+    assert card.members("a") == ["a"]
+    assert card.general_text("a", {k: v for k, v in info.items() if k != "members"}).startswith("12-d, run `a`, config")

@@ -23,20 +23,46 @@ def pct(v) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
+def members(run: str) -> list[str]:
+    """The trained runs behind `run`: its ensemble's members (`training.general.export --members`), else itself."""
+    info = json.loads((OUT / run / "general_export.json").read_text())
+    return [m["run"] for m in info.get("members", [])] or [run]
+
+
+def general_text(run: str, info: dict) -> str:
+    """What the general block is: one run, or an ensemble of runs, with their configs, steps and minutes."""
+    def one(name: str) -> str:
+        h = json.loads((OUT / name / "history.json").read_text())
+        return (f"config `training/general/configs/{name}.toml`: {h['steps_done']:,} steps in "
+                f"{h.get('minutes', 0):.0f} min on 2 CPU cores")
+
+    tail = f"int8 {info['int8_bytes'] / 1e6:.1f} MB, mean cosine to the float graph {info['int8_mean_cosine_to_float']}"
+    if "members" not in info:
+        return f"{info['dim']}-d, run `{run}`, {one(run)}, {tail}"
+    parts = "; ".join(f"`{m['run']}` ({m['dim']}-d, {one(m['run'])})" for m in info["members"])
+    return (f"{info['dim']}-d, run `{run}`: an ensemble of {parts}, side by side, so its cosine is the mean of the "
+            f"members'; {tail}")
+
+
 def plots(run: str, card: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    h = json.loads((OUT / run / "history.json").read_text())
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
-    ax[0].plot(h["step"], h["loss"], lw=0.6)
-    ax[0].set(title=f"{run}: training loss (CosFace + SupCon)", xlabel="step")
-    ev = h["eval"]
-    steps = [e["step"] for e in ev]
-    for key in ("unseen_outfit", "fanart_proxy", "faces_val"):
-        ax[1].plot(steps, [e[key][0] for e in ev], marker="o", label=f"{key} top-1")
+    names = members(run)
+    for name in names:
+        h = json.loads((OUT / name / "history.json").read_text())
+        ax[0].plot(h["step"], h["loss"], lw=0.6, label=name)
+        ev = h["eval"]
+        steps = [e["step"] for e in ev]
+        for key in ("unseen_outfit", "fanart_proxy", "faces_val"):
+            ax[1].plot(steps, [e[key][0] for e in ev], marker="o",
+                       label=f"{key} top-1" + (f" ({name})" if len(names) > 1 else ""))
+    ax[0].set(title=f"{' + '.join(names)}: training loss (CosFace + SupCon)", xlabel="step")
+    if len(names) > 1:
+        ax[0].legend(fontsize=8)
     ax[1].set(title="validation (prototypes of all identities)", xlabel="step", ylim=(0, 1))
     ax[1].legend(fontsize=8)
     fig.tight_layout()
@@ -73,7 +99,6 @@ def compares_text(manifest: dict) -> str:
 
 def section(run: str, manifest: dict, scenes: dict | None) -> str:
     m = manifest["metrics"]["coverage"]
-    h = json.loads((OUT / run / "history.json").read_text())
     info = json.loads((OUT / run / "general_export.json").read_text())
     cal = m["calibration"]
     d = m["decision"]
@@ -95,10 +120,7 @@ def section(run: str, manifest: dict, scenes: dict | None) -> str:
     lines = [
         f"## Bundle {manifest['version']}: {manifest['known']['characters']:,} characters known by picture",
         "",
-        f"The encoder graph is two blocks (`encoder.blocks`): **general** ({info['dim']}-d, run `{run}`, config "
-        f"`training/general/configs/{run}.toml`: {info['steps']:,} steps in {h.get('minutes', 0):.0f} min on 2 CPU "
-        f"cores, int8 {info['int8_bytes'] / 1e6:.1f} MB, mean cosine to the float graph "
-        f"{info['int8_mean_cosine_to_float']}) and **closed** (the encoder of 2026.11.30.2, unchanged, read by the "
+        f"The encoder graph is two blocks (`encoder.blocks`): **general** ({general_text(run, info)}) and **closed** (the encoder of 2026.11.30.2, unchanged, read by the "
         f"32-character linear classifier; {closed_parts_text(manifest)}). The known characters are prototypes of what galleries "
         f"compare ({compares_text(manifest)}) "
         f"(`known.npz`, {manifest['known']['characters']:,} characters, float16), combined with the classifier in "
@@ -109,8 +131,9 @@ def section(run: str, manifest: dict, scenes: dict | None) -> str:
         "```",
         "python -m training.encoder.data                 # faces/ crops (the 32 characters)",
         "python -m training.general.data                 # characters/ heads, cut by the serving detector",
-        f"python -m training.general.train training/general/configs/{run}.toml",
-        f"python -m training.general.export {run}",
+        *(f"python -m training.general.train training/general/configs/{name}.toml" for name in members(run)),
+        f"python -m training.general.export {run}" + (
+            f" --members {' '.join(members(run))}" if "members" in info else ""),
         f"python -m training.general.bundle {run}         # compose, calibrate, measure, decide -> runs/general/bundle",
         "python -m training.general.scenes --bundle runs/general/bundle --json > runs/general/scenes.json",
         "python -m training.general.bundle --install runs/general/bundle",
