@@ -198,7 +198,7 @@ class Bundle:
             raise BundleError(f"Verifier arrays have wrong shapes: w {w.shape}, b {b.shape} (expected (1, D), (1,)).")
         want = self.spec.verifier.width or dim
         if want is not None and w.shape[1] != want:
-            what = f"its block {self.spec.verifier.reads!r} is" if self.spec.verifier.reads else "the encoder makes"
+            what = f"the run it reads, {self.spec.verifier.reads!r}, is" if self.spec.verifier.reads else "the encoder makes"
             raise BundleError(f"The verifier takes {w.shape[1]}-d embeddings but {what} {want}-d.")
         self.verifier_weights = (w[0], float(b[0]))
 

@@ -328,8 +328,8 @@ class KnownSpec:
 @dataclass(frozen=True)
 class VerifierSpec:
     """The head verifier (inference/verify.py): a linear check on each box's embedding, or on the run of it that
-    `reads` names (a block or part of encoder.blocks, e.g. `closed`), so that a check fitted on one block survives
-    a change of the others."""
+    `reads` names (a block or part of encoder.blocks, e.g. `closed`). Fitted on one block, its refit after a change
+    of the other blocks gives the same check; it is still refitted (`encoder_sha256` names the whole graph)."""
 
     threshold: float = 0.5
     encoder_sha256: str = ""  # the encoder its weights were fitted on

@@ -26,7 +26,7 @@ class Verifier:
         """(N, D) embeddings -> (N,) probability that each shows a head."""
         x = np.asarray(emb, np.float32)
         if self.spec.span is not None:
-            x = x.reshape(len(x), -1)[:, self.spec.span[0]:self.spec.span[1]]
+            x = x.reshape(-1, x.shape[-1])[:, self.spec.span[0]:self.spec.span[1]]
         z = x.reshape(-1, len(self.w)) @ self.w + self.b
         return 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))
 

@@ -103,6 +103,12 @@ def test_a_verifier_that_reads_one_block_looks_at_that_run_alone():
     v = Verifier(spec, (np.array([1.0, 0.0, 0.0], np.float32), 0.0))
     e = np.array([[9.0, -9.0, 1.0, 5.0, 5.0], [-9.0, 9.0, -1.0, 5.0, 5.0]], np.float32)
     assert np.allclose(v.probability(e), 1 / (1 + np.exp(-np.array([1.0, -1.0]))))  # the general block is ignored
+    assert np.allclose(v.probability(e[0]), v.probability(e[:1]))  # one embedding alone
+    assert v(np.zeros((0, 5), np.float32)).shape == (0,)  # no boxes
+    part = VerifierSpec.parse({"reads": "closed.colour"}, (Block("general", 2), Block("closed", 3, (
+        Block("embedding", 1), Block("colour", 2)))))
+    assert part.span == (3, 5)
+    assert np.allclose(Verifier(part, (np.array([1.0, 0.0]), 0.0)).probability(e), 1 / (1 + np.exp(-5.0)))
     with pytest.raises(BundleError, match="verifier.reads must name a block or part.*general, closed"):
         VerifierSpec.parse({"reads": "colour"}, blocks)
     with pytest.raises(BundleError, match="none declared"):
@@ -117,7 +123,7 @@ def test_a_bundle_with_a_block_verifier_checks_the_block_width_and_drops_by_it(t
     _, _, emb = pipe.find_heads(pipe.decode(scene_bytes).image)
     closed = emb[:, 6:]
     add_verifier(b, np.ones(16), 0.0, reads="closed")  # weights for the whole embedding, not the block
-    with pytest.raises(BundleError, match="takes 16-d embeddings but its block 'closed' is 10-d"):
+    with pytest.raises(BundleError, match="takes 16-d embeddings but the run it reads, 'closed', is 10-d"):
         Bundle.load(b)
     add_verifier(b, closed[0] - closed[1], 0.0, reads="closed")
     r = Pipeline.from_bundle(b, Settings(ort_threads=1)).recognize(scene_bytes)

@@ -42,13 +42,14 @@ def unit_with_mirror(enc: Encoder, x: torch.Tensor) -> torch.Tensor:
 def test_an_ensemble_puts_the_members_unit_embeddings_side_by_side(runs):
     _, a, b = runs
     x = eval_views(np.random.default_rng(0).integers(0, 256, (5, 48, 48, 3), dtype=np.uint8), SIZE)
-    model, size = export.served_module(["a", "b"], ensemble=True)
+    trained, model, size, cks = export.served_modules(["a", "b"], ensemble=True)
     with torch.no_grad():
         got = model(x)
         want = torch.cat([unit_with_mirror(a, x), unit_with_mirror(b, x)], 1) / np.sqrt(2)
-        one, _ = export.served_module(["a"], ensemble=False)
+        _, one, _, _ = export.served_modules(["a"], ensemble=False)
         alone = one(x)
-    assert size == SIZE and got.shape == (5, 12)
+        assert torch.allclose(trained(x), want, atol=1e-5)
+    assert size == SIZE and got.shape == (5, 12) and [ck["steps_done"] for ck in cks] == [10, 11]
     assert torch.allclose(got, want, atol=1e-5)  # folded BatchNorm, same numbers
     # the cosine of two ensemble embeddings is the mean of the members' cosines (never a sum of their spaces)
     cos = (got[0] * got[1]).sum()
@@ -59,7 +60,7 @@ def test_an_ensemble_puts_the_members_unit_embeddings_side_by_side(runs):
 
 def test_the_exported_ensemble_graph_gives_the_torch_numbers(runs, tmp_path):
     root, _, _ = runs
-    model, _ = export.served_module(["a", "b"], ensemble=True)
+    _, model, _, _ = export.served_modules(["a", "b"], ensemble=True)
     path = tmp_path / "e.onnx"
     torch.onnx.export(model, (torch.zeros(2, 3, SIZE, SIZE),), str(path), input_names=["input0"],
                       output_names=["embedding"], dynamic_axes={"input0": {0: "batch"}, "embedding": {0: "batch"}},
@@ -74,7 +75,7 @@ def test_members_of_different_input_sizes_are_refused(runs):
     root, _, _ = runs
     save_run(root, "c", 2, size=48)
     with pytest.raises(SystemExit, match="different input sizes"):
-        export.served_module(["a", "c"], ensemble=True)
+        export.served_modules(["a", "c"], ensemble=True)
 
 
 def test_the_card_names_an_ensembles_members_with_their_configs_and_steps(runs, monkeypatch):
@@ -95,6 +96,9 @@ def test_the_card_names_an_ensembles_members_with_their_configs_and_steps(runs, 
     assert text.startswith("12-d, run `e`: an ensemble of `a` (6-d, config `training/general/configs/a.toml`: "
                            "9,547 steps in 105 min on 2 CPU cores); `b` (6-d, config")
     assert "int8 6.4 MB" in text
-    (root / "a" / "general_export.json").write_text(json.dumps({**info, "run": "a", "dim": 6, "members": []}))
+    single = {"run": "a", "dim": 6, "int8_bytes": 3_200_000, "int8_mean_cosine_to_float": 0.9995}
+    (root / "a" / "general_export.json").write_text(json.dumps(single))
     assert card.members("a") == ["a"]
-    assert card.general_text("a", {k: v for k, v in info.items() if k != "members"}).startswith("12-d, run `a`, config")
+    assert card.general_text("a", single) == ("6-d, run `a`, config `training/general/configs/a.toml`: 9,547 steps "
+                                             "in 105 min on 2 CPU cores, int8 3.2 MB, mean cosine to the float graph "
+                                             "0.9995")

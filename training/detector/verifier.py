@@ -195,6 +195,7 @@ def main() -> None:
     ap.add_argument("--reads", default="closed", help="the encoder block or part it reads ('all': everything)")
     ap.add_argument("--dry-run", action="store_true", help="print the numbers, write nothing")
     a = ap.parse_args()
+    from inference.errors import BundleError
     from inference.manifest import VerifierSpec
     from inference.pipeline import Pipeline
     from inference.settings import Settings
@@ -205,7 +206,10 @@ def main() -> None:
     bundle = Path(a.bundle)
     pipe = Pipeline.from_bundle(bundle, Settings(verify_heads=False))
     section = {} if a.reads == "all" else {"reads": a.reads}
-    spec = VerifierSpec.parse(section, pipe.bundle.spec.encoder.blocks)  # refuses a block the encoder lacks
+    try:
+        spec = VerifierSpec.parse(section, pipe.bundle.spec.encoder.blocks)  # refuses a block the encoder lacks
+    except BundleError as e:
+        raise SystemExit(f"{e} Name one with --reads, or fit on the whole embedding: --reads all.") from None
     lo, hi = spec.span or (0, None)
     rng = np.random.default_rng(0)
     paths = train_paths()

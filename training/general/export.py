@@ -13,6 +13,7 @@ is the mean of the members' cosines. The members' spaces are trained apart, so t
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
 
@@ -49,26 +50,30 @@ def fold_bn(enc: Encoder) -> Encoder:
     return enc
 
 
-def served_module(names: list[str], ensemble: bool, fold: bool = True) -> tuple[torch.nn.Module, int]:
-    """The module that is exported (each run with its mirror pass; with `ensemble`, all of `names` side by side, see
-    the module docstring) and the input size; `fold`: the embedding's BatchNorm folded into its Linear."""
+def served_modules(names: list[str], ensemble: bool) -> tuple[torch.nn.Module, torch.nn.Module, int, list[dict]]:
+    """(the module as trained, the same with the embedding's BatchNorm folded into its Linear, the input size, the
+    runs' checkpoints): each run with its mirror pass; with `ensemble`, all of `names` side by side (the module
+    docstring). Each run is read once."""
     runs = [load_run(m) for m in names]
     sizes = {ck["config"]["size"] for _, ck in runs}
     if len(sizes) != 1:
         raise SystemExit(f"the members take different input sizes: {sorted(sizes)}")
-    size = sizes.pop()
-    parts = [Exported(fold_bn(enc) if fold else enc, True, size) for enc, _ in runs]
-    if not ensemble and len(parts) != 1:
+    if not ensemble and len(runs) != 1:
         raise ValueError("one run, or an ensemble")
-    return (Ensemble(parts) if ensemble else parts[0]).eval(), size
+    size = sizes.pop()
+
+    def module(encs: list[Encoder]) -> torch.nn.Module:
+        parts = [Exported(e, True, size) for e in encs]
+        return (Ensemble(parts) if ensemble else parts[0]).eval()
+
+    folded = module([fold_bn(copy.deepcopy(enc)) for enc, _ in runs])
+    return module([enc for enc, _ in runs]), folded, size, [ck for _, ck in runs]
 
 
 def export(run: str, out: Path | None = None, members: list[str] | None = None) -> Path:
     """Export run `run`, or with `members` the ensemble of those runs under the name `run`."""
     names = members or [run]
-    loaded = [load_run(m) for m in names]
-    ref_model, size = served_module(names, members is not None, fold=False)
-    model, _ = served_module(names, members is not None, fold=True)
+    ref_model, model, size, cks = served_modules(names, members is not None)
     out = out or OUT / run / "general_float.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(2, 3, size, size)
@@ -81,12 +86,13 @@ def export(run: str, out: Path | None = None, members: list[str] | None = None) 
         ref = ref_model(x).numpy()
     got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input0": x.numpy()})[0]
     diff = float(np.abs(got - ref).max())
-    info = {"run": run, "steps": sum(ck["steps_done"] for _, ck in loaded), "size": size,
-            "dim": sum(ck["config"]["dim"] for _, ck in loaded), "flip_tta": True,
-            "bytes": out.stat().st_size, "max_abs_diff": diff, "config": loaded[0][1]["config"]}
+    # an ensemble's steps and config are its members' (`members`); its width is theirs added
+    info = {"run": run, "steps": [ck["steps_done"] for ck in cks] if members else cks[0]["steps_done"],
+            "size": size, "dim": sum(ck["config"]["dim"] for ck in cks), "flip_tta": True,
+            "bytes": out.stat().st_size, "max_abs_diff": diff, "config": None if members else cks[0]["config"]}
     if members is not None:
-        info["members"] = [{"run": m, "steps": ck["steps_done"], "dim": ck["config"]["dim"]}
-                           for m, (_, ck) in zip(names, loaded)]
+        info["members"] = [{"run": m, "steps": ck["steps_done"], "dim": ck["config"]["dim"], "config": ck["config"]}
+                           for m, ck in zip(names, cks)]
     if diff > 1e-3:
         raise SystemExit(f"ONNX output differs from torch: max |diff| {diff:.2e}")
     served = out.parent / "general.onnx"
