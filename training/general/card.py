@@ -100,6 +100,7 @@ def compares_text(manifest: dict) -> str:
 def section(run: str, manifest: dict, scenes: dict | None) -> str:
     m = manifest["metrics"]["coverage"]
     info = json.loads((OUT / run / "general_export.json").read_text())
+    names = members(run)
     cal = m["calibration"]
     d = m["decision"]
     rows = [
@@ -131,9 +132,8 @@ def section(run: str, manifest: dict, scenes: dict | None) -> str:
         "```",
         "python -m training.encoder.data                 # faces/ crops (the 32 characters)",
         "python -m training.general.data                 # characters/ heads, cut by the serving detector",
-        *(f"python -m training.general.train training/general/configs/{name}.toml" for name in members(run)),
-        f"python -m training.general.export {run}" + (
-            f" --members {' '.join(members(run))}" if "members" in info else ""),
+        *(f"python -m training.general.train training/general/configs/{name}.toml" for name in names),
+        f"python -m training.general.export {run}" + (f" --members {' '.join(names)}" if "members" in info else ""),
         f"python -m training.general.bundle {run}         # compose, calibrate, measure, decide -> runs/general/bundle",
         "python -m training.general.scenes --bundle runs/general/bundle --json > runs/general/scenes.json",
         "python -m training.general.bundle --install runs/general/bundle",
