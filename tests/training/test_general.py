@@ -219,3 +219,25 @@ def test_the_closed_blocks_parts_are_declared_from_its_steps():
     assert bundle.closed_parts(info) == [{"name": "embedding", "dims": 512}, {"name": "colour", "dims": 216},
                                          {"name": "pooled", "dims": 1024}, {"name": "hires", "dims": 1152}]
     assert bundle.closed_parts({"dim": 512}) == [{"name": "embedding", "dims": 512}]  # no appending step
+
+
+def test_a_warm_start_with_other_identities_starts_each_proxy_at_its_mean():
+    import torch  # the train extra (`make test` installs it)
+
+    from training.encoder.model import Encoder
+    from training.encoder.train import embed
+    from training.general.train import identity_means
+
+    torch.manual_seed(0)
+    model = Encoder(widths=(8, 8, 8, 8), depths=(1, 1, 1, 1), dim=16)
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (7, 96, 96, 3), dtype=np.uint8)
+    ident = np.array([5, 2, 5, 9, 2, 2, 9])
+    tr = np.array([0, 1, 2, 4, 5])  # identity 9's pictures are not training pictures
+    ids = [2, 5]
+    means = identity_means(model, imgs, ident, tr, ids, 32)
+    e = embed(model, imgs, 32, flip=False)
+    want = np.stack([e[[1, 4, 5]].mean(0), e[[0, 2]].mean(0)])
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    assert means.shape == (2, 16) and means.dtype == np.float32
+    np.testing.assert_allclose(means, want, atol=1e-5)

@@ -77,6 +77,19 @@ def lineart(imgs: np.ndarray, seed: int) -> np.ndarray:
     return np.stack([random_lineart(im, rng)[:, :, 0] for im in tqdm(imgs, desc="line art", mininterval=10)])[:, None]
 
 
+def identity_means(model: Encoder, imgs: np.ndarray, ident: np.ndarray, tr: np.ndarray, ids: list[int],
+                   size: int) -> np.ndarray:
+    """(len(ids), dim) unit mean embedding of each identity's training pictures: CosFace proxies for a warm start
+    whose identities differ from the run it starts from."""
+    from training.encoder.train import embed
+
+    e = embed(model, imgs[tr], size, flip=False)
+    pos = np.searchsorted(ids, ident[tr])
+    means = np.zeros((len(ids), e.shape[1]), np.float32)
+    np.add.at(means, pos, e)
+    return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config")
@@ -121,7 +134,10 @@ def main() -> None:
         ck = torch.load(OUT / cfg.init / "encoder.pt", weights_only=False)
         model.load_state_dict(ck["state_dict"])
         proj.load_state_dict(ck["proj"])
-        cosface.load_state_dict(ck["cosface"])
+        if ck["cosface"]["w"].shape == cosface.w.shape:
+            cosface.load_state_dict(ck["cosface"])
+        else:  # the identities changed since that run (labels.py): each proxy starts at its identity's mean
+            cosface.w.data = torch.from_numpy(identity_means(model, imgs, ident, tr, ids, cfg.size))
         print(f"started from run {cfg.init} ({ck['steps_done']} steps)", flush=True)
     if args.resume and ck_path.exists():
         ck = torch.load(ck_path, weights_only=False)
