@@ -225,15 +225,14 @@ def test_a_warm_start_with_other_identities_starts_each_proxy_at_its_mean():
     import torch  # the train extra (`make test` installs it)
 
     from training.encoder.model import Encoder
-    from training.encoder.train import embed
-    from training.general.train import identity_means
+    from training.encoder.train import embed, identity_means
 
     torch.manual_seed(0)
     model = Encoder(widths=(8, 8, 8, 8), depths=(1, 1, 1, 1), dim=16)
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (7, 96, 96, 3), dtype=np.uint8)
     ident = np.array([5, 2, 5, 9, 2, 2, 9])
-    tr = np.array([0, 1, 2, 4, 5])  # identity 9's pictures are not training pictures
+    tr = np.array([0, 1, 2, 3, 4, 5])  # picture 3 is of identity 9, not one of `ids`: left out
     ids = [2, 5]
     means = identity_means(model, imgs, ident, tr, ids, 32)
     e = embed(model, imgs, 32, flip=False)

@@ -108,6 +108,19 @@ def quick_eval(model, faces, meta, size, heldout_ids, rng) -> dict:
     return res
 
 
+def identity_means(model: Encoder, imgs: np.ndarray, ident: np.ndarray, tr: np.ndarray, ids: list[int],
+                   size: int) -> np.ndarray:
+    """(len(ids), dim) unit mean embedding of the pictures `tr` of each identity in `ids` (sorted; pictures of other
+    identities are left out): CosFace proxies for a warm start, so fine-tuning starts from a consistent head rather
+    than a random one."""
+    tr = tr[np.isin(ident[tr], ids)]
+    e = embed(model, imgs[tr], size, flip=False)
+    pos = np.searchsorted(ids, ident[tr])
+    means = np.zeros((len(ids), e.shape[1]), np.float32)
+    np.add.at(means, pos, e)
+    return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+
+
 def init_from(model: Encoder, cosface: CosFace, run: str, heldout: list[str], faces: np.ndarray, lab: np.ndarray,
               split: np.ndarray, train_ids: list[int], size: int) -> None:
     """Load run `run`'s encoder into `model` (same dim and held-out characters) and set the CosFace class
@@ -118,11 +131,9 @@ def init_from(model: Encoder, cosface: CosFace, run: str, heldout: list[str], fa
         raise SystemExit(f"--init {run}: dim {ck['dim']} / depths {base.depths} / held-out {ck['heldout']} differ "
                          "from this run's")
     model.load_state_dict(base.state_dict())
-    tr = np.where(split == "train")[0]
-    e = embed(model, faces[tr], size, flip=False)
-    protos = np.stack([e[lab[tr] == c].mean(0) for c in train_ids])
+    protos = identity_means(model, faces, lab, np.where(split == "train")[0], train_ids, size)
     with torch.no_grad():
-        cosface.w.copy_(F.normalize(torch.from_numpy(protos).float(), dim=1))
+        cosface.w.copy_(torch.from_numpy(protos))
     print(f"initialised from {run} ({ck['steps_done']} steps at {ck['size']} px); CosFace from prototypes", flush=True)
 
 

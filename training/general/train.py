@@ -29,7 +29,7 @@ from training.common import load_config, seeded
 from training.encoder.augment import make_views
 from training.encoder.lineart import random_lineart
 from training.encoder.model import Encoder, Projector
-from training.encoder.train import CosFace, supcon
+from training.encoder.train import CosFace, identity_means, supcon
 from training.general import dataset
 from training.general.evaluate import quick_numbers
 
@@ -75,19 +75,6 @@ class Config:
 def lineart(imgs: np.ndarray, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return np.stack([random_lineart(im, rng)[:, :, 0] for im in tqdm(imgs, desc="line art", mininterval=10)])[:, None]
-
-
-def identity_means(model: Encoder, imgs: np.ndarray, ident: np.ndarray, tr: np.ndarray, ids: list[int],
-                   size: int) -> np.ndarray:
-    """(len(ids), dim) unit mean embedding of each identity's training pictures: CosFace proxies for a warm start
-    whose identities differ from the run it starts from."""
-    from training.encoder.train import embed
-
-    e = embed(model, imgs[tr], size, flip=False)
-    pos = np.searchsorted(ids, ident[tr])
-    means = np.zeros((len(ids), e.shape[1]), np.float32)
-    np.add.at(means, pos, e)
-    return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
 
 
 def main() -> None:
