@@ -240,3 +240,33 @@ def test_a_warm_start_with_other_identities_starts_each_proxy_at_its_mean():
     want /= np.linalg.norm(want, axis=1, keepdims=True)
     assert means.shape == (2, 16) and means.dtype == np.float32
     np.testing.assert_allclose(means, want, atol=1e-5)
+
+
+def test_a_warm_start_keeps_the_proxies_only_for_the_same_identities():
+    import torch
+
+    from training.encoder.model import Encoder, Projector
+    from training.encoder.train import CosFace
+    from training.general.train import warm_start
+
+    torch.manual_seed(0)
+    old = Encoder(widths=(8, 8, 8, 8), depths=(1, 1, 1, 1), dim=16), Projector(16), CosFace(16, 3)
+    ck = {"state_dict": old[0].state_dict(), "proj": old[1].state_dict(), "cosface": old[2].state_dict(),
+          "identities": ["a", "b", "c"]}
+    means = np.full((3, 16), 0.25, np.float32)
+
+    def fresh():
+        torch.manual_seed(1)
+        return Encoder(widths=(8, 8, 8, 8), depths=(1, 1, 1, 1), dim=16), Projector(16), CosFace(16, 3)
+
+    new = fresh()
+    warm_start(ck, *new, ["a", "b", "c"], lambda: means)
+    assert torch.equal(new[2].w, old[2].w)
+    for k, v in old[0].state_dict().items():
+        assert torch.equal(new[0].state_dict()[k], v), k
+    new = fresh()  # as many identities, in another order: the rows would name the wrong ones
+    warm_start(ck, *new, ["a", "c", "b"], lambda: means)
+    assert np.array_equal(new[2].w.detach().numpy(), means)
+    new = fresh()  # a checkpoint from before the identities were saved: the count decides
+    warm_start({k: v for k, v in ck.items() if k != "identities"}, *new, ["a", "c", "b"], lambda: means)
+    assert torch.equal(new[2].w, old[2].w)

@@ -77,6 +77,19 @@ def lineart(imgs: np.ndarray, seed: int) -> np.ndarray:
     return np.stack([random_lineart(im, rng)[:, :, 0] for im in tqdm(imgs, desc="line art", mininterval=10)])[:, None]
 
 
+def warm_start(ck: dict, model: Encoder, proj: Projector, cosface: CosFace, tags: list[str], means) -> None:
+    """Load a finished run's checkpoint `ck` into the model and its heads. CosFace's rows are kept when they are
+    this run's identities (`tags`, in order; checkpoints before they were saved: the same count); otherwise the
+    identities changed since that run (labels.py) and each row starts at its identity's mean embedding, `means()`."""
+    model.load_state_dict(ck["state_dict"])
+    proj.load_state_dict(ck["proj"])
+    same = ck["identities"] == tags if "identities" in ck else ck["cosface"]["w"].shape == cosface.w.shape
+    if same:
+        cosface.load_state_dict(ck["cosface"])
+    else:
+        cosface.w.data = torch.from_numpy(means())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config")
@@ -93,6 +106,7 @@ def main() -> None:
     lines = lineart(imgs, cfg.seed)
     ids = sorted(set(ident[tr].tolist()))
     remap = {c: i for i, c in enumerate(ids)}
+    tags = [data.labels[c].tag for c in ids]  # CosFace's rows, saved with each checkpoint
     by_id = {c: [] for c in ids}
     for i in tr:
         by_id[int(ident[i])].append(int(i))
@@ -119,12 +133,7 @@ def main() -> None:
     ck_path = run_dir / "encoder.pt"
     if cfg.init and not (args.resume and ck_path.exists()):
         ck = torch.load(OUT / cfg.init / "encoder.pt", weights_only=False)
-        model.load_state_dict(ck["state_dict"])
-        proj.load_state_dict(ck["proj"])
-        if ck["cosface"]["w"].shape == cosface.w.shape:
-            cosface.load_state_dict(ck["cosface"])
-        else:  # the identities changed since that run (labels.py): each proxy starts at its identity's mean
-            cosface.w.data = torch.from_numpy(identity_means(model, imgs, ident, tr, ids, cfg.size))
+        warm_start(ck, model, proj, cosface, tags, lambda: identity_means(model, imgs, ident, tr, ids, cfg.size))
         print(f"started from run {cfg.init} ({ck['steps_done']} steps)", flush=True)
     if args.resume and ck_path.exists():
         ck = torch.load(ck_path, weights_only=False)
@@ -149,7 +158,8 @@ def main() -> None:
 
     def save(done: int) -> None:
         torch.save({"state_dict": model.state_dict(), "proj": proj.state_dict(), "cosface": cosface.state_dict(),
-                    "opt": opt.state_dict(), "steps_done": done, "config": history["config"]}, ck_path)
+                    "opt": opt.state_dict(), "steps_done": done, "config": history["config"], "identities": tags},
+                   ck_path)
         history["minutes"] = round((time.time() - t0) / 60, 2)
         history["steps_done"] = done
         (run_dir / "history.json").write_text(json.dumps(history))
