@@ -87,7 +87,8 @@ def warm_start(ck: dict, model: Encoder, proj: Projector, cosface: CosFace, tags
     if same:
         cosface.load_state_dict(ck["cosface"])
     else:
-        cosface.w.data = torch.from_numpy(means())
+        with torch.no_grad():
+            cosface.w.copy_(torch.from_numpy(means()))
 
 
 def main() -> None:
