@@ -6,7 +6,8 @@ A bundle may ship, besides the classifier's label list:
   "url": "https://myanimelist.net/character/118763"}``; tags not in it are described from the tag itself;
 - `known` (manifest section): an `.npz` of prototypes (`names`, `vectors` (G, dims) float16), one per character
   the bundle knows by its picture(s) rather than by the classifier. They are compared like an enrolled gallery
-  (cosine on the gallery part of the embedding), with their own `scale` and `bias` calibrated in training.
+  (cosine on the gallery part of the embedding), with their own `scale` and `bias` calibrated in training; with a
+  hubness correction (`known.hub`) each prototype's cosines are lowered by its `offsets` (`hub_offsets`).
 
 `search` is what the CLI's `characters` command and the bot's `/characters` use.
 """
@@ -22,8 +23,29 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BundleError
-from .manifest import KnownSpec
+from .manifest import HubSpec, KnownSpec
 from .result import Character
+
+
+def hub_offsets(protos: np.ndarray, vectors: np.ndarray, hub: HubSpec, exclude_self: bool = False,
+                chunk: int = 1024) -> np.ndarray:
+    """(P,) how much each of `protos` (P, W unit rows) is a hub among the known prototypes `vectors` (G, W):
+    `hub.weight` x (the mean of its `hub.k` largest cosines to them - `hub.centre`). `exclude_self`: `protos` are
+    `vectors` themselves, and each row's cosine to itself is left out. What the bundle ships for its known
+    characters (`known.npz` `offsets`) and what an enrolled character gets (`KnownGallery.offsets_for`)."""
+    protos = np.asarray(protos, np.float32)
+    out = np.zeros(len(protos), np.float32)
+    if not len(protos) or not len(vectors):
+        return out
+    k = min(hub.k, len(vectors) - (1 if exclude_self else 0))
+    if k < 1:
+        return out
+    for i in range(0, len(protos), chunk):
+        s = protos[i:i + chunk] @ vectors.T
+        if exclude_self:
+            s[np.arange(len(s)), np.arange(i, i + len(s))] = -np.inf
+        out[i:i + chunk] = -np.partition(-s, k - 1, axis=1)[:, :k].mean(1)
+    return (hub.weight * (out - hub.centre)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -33,6 +55,12 @@ class KnownGallery:
     scale: float
     bias: float
     mode: str = "joint"  # how they combine with the classifier: "joint" softmax or "gate" (inference/classify.py)
+    hub: HubSpec | None = None  # the hubness correction (manifest.HubSpec), if the bundle has one
+    offsets: np.ndarray | None = None  # (G,) what the correction takes off each prototype's cosines (with `hub`)
+
+    def offsets_for(self, protos: np.ndarray) -> np.ndarray | None:
+        """(P,) the correction of other prototypes (enrolled characters) against these, or None without one."""
+        return None if self.hub is None else hub_offsets(protos, self.vectors, self.hub)
 
     @classmethod
     def load(cls, path: Path, spec: KnownSpec, dims: int) -> KnownGallery:
@@ -40,15 +68,19 @@ class KnownGallery:
             with np.load(path, allow_pickle=False) as z:
                 names = [str(n) for n in z["names"]]
                 vectors = np.asarray(z["vectors"], np.float32)
+                offsets = np.asarray(z["offsets"], np.float32) if spec.hub is not None else None
         except Exception as e:
             raise BundleError(f"Known-character gallery {path.name} is unreadable: {e}") from None
         if vectors.ndim != 2 or len(names) != len(vectors) or vectors.shape[1] != dims:
             raise BundleError(f"Known-character gallery {path.name} has wrong shapes: {vectors.shape} for "
                               f"{len(names)} names, expected (G, {dims}).")
+        if offsets is not None and (offsets.shape != (len(names),) or not np.isfinite(offsets).all()):
+            raise BundleError(f"Known-character gallery {path.name}: its offsets have shape {offsets.shape}, expected "
+                              f"one finite number per name ({len(names)},).")
         if len(set(names)) != len(names):
             raise BundleError(f"Known-character gallery {path.name} has duplicate names.")
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return cls(names, vectors, spec.scale, spec.bias, spec.mode)
+        return cls(names, vectors, spec.scale, spec.bias, spec.mode, spec.hub, offsets)
 
 
 def _fold(text: str) -> str:

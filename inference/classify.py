@@ -9,7 +9,8 @@ Two sources are merged into one softmax:
   their cosines (the general embedding, the closed encoder's embedding, the colour histogram); older bundles
   compare the first `gallery_dims` dimensions, renormalised.
 - the bundle's known characters (`known`, inference/characters.py): prototypes compared the same way, with their
-  own calibrated scale and bias. They are how a bundle knows thousands of characters from a few pictures each.
+  own calibrated scale and bias; with a hubness correction (`known.hub`) every prototype's cosine, known or
+  enrolled, is lowered by how close it is to the known prototypes (a "hub" is close to most heads). They are how a bundle knows thousands of characters from a few pictures each.
 If a name is in more than one, their probabilities are added. The calibration constants come from training.
 Each candidate carries who it is (display name, work, page) from the bundle's character index.
 """
@@ -51,6 +52,7 @@ class Classifier:
         self.session = session
         self.known = known  # characters.KnownGallery or None
         self.characters = characters  # characters.CharacterIndex or None
+        self._hub_cache = None  # (enrolled prototypes, their hubness offsets): see _enrolled_offsets
         # the names every call starts from (labels, then the known characters) and which known ones are labels:
         # built once, not per head (7,229 known characters)
         known_names = list(known.names) if known is not None else []
@@ -89,12 +91,30 @@ class Classifier:
         if self.known is not None and len(self.known.names):
             # prototypes @ heads.T: 2.3x faster than heads @ prototypes.T here (4 heads x 7,229: 0.43 vs 1.0 ms);
             # one product per block, not one over their concatenation (that copied the 7,229 prototypes)
-            blocks.append((self.known.vectors @ part.T).T)
+            c = (self.known.vectors @ part.T).T
+            if self.known.offsets is not None:  # the hubness correction (manifest.HubSpec)
+                c -= self.known.offsets
+            blocks.append(c)
         if gallery is not None and len(gallery):
-            blocks.append((gallery.prototypes()[1] @ part.T).T)  # prototypes of views (gallery.py)
+            protos = gallery.prototypes()[1]  # prototypes of views (gallery.py)
+            c = (protos @ part.T).T
+            off = self._enrolled_offsets(protos)
+            if off is not None:
+                c -= off
+            blocks.append(c)
         if not blocks:
             return None
         return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
+
+    def _enrolled_offsets(self, protos: np.ndarray) -> np.ndarray | None:
+        """The hubness correction of the enrolled prototypes (as the known ones'), computed once per version of
+        the gallery (its prototypes array is rebuilt whenever a character is taught or removed)."""
+        if self.known is None or self.known.hub is None:
+            return None
+        cached = self._hub_cache
+        if cached is None or cached[0] is not protos:
+            cached = self._hub_cache = (protos, self.known.offsets_for(protos))
+        return cached[1]
 
     def probabilities(self, emb: np.ndarray, gallery: Gallery | None = None,
                       cos: np.ndarray | None = None) -> tuple[np.ndarray, list, list]:

@@ -308,6 +308,30 @@ class ClassifierSpec:
 
 
 @dataclass(frozen=True)
+class HubSpec:
+    """The hubness correction of the known characters' cosines (inference/characters.py, `hub_offsets`): a
+    prototype close to many others (a "hub") is near most heads too, so each prototype's cosine is lowered by
+    `weight` x (the mean of its `k` largest cosines to the known prototypes - `centre`). `known.npz` ships the
+    known prototypes' offsets (`offsets`); an enrolled character's is computed the same way when it is taught."""
+
+    k: int
+    weight: float
+    centre: float
+
+    @classmethod
+    def parse(cls, spec) -> HubSpec | None:
+        if spec is None:
+            return None
+        if not isinstance(spec, dict):
+            raise BundleError(f"known.hub must be an object {{k, weight, centre}}, not {spec!r}.")
+        hub = cls(_whole(spec.get("k"), "known.hub.k"), _value(spec, "weight", None, float, "known.hub"),
+                  _value(spec, "centre", None, float, "known.hub"))
+        if not (math.isfinite(hub.weight) and math.isfinite(hub.centre)) or hub.weight < 0:
+            raise BundleError(f"known.hub needs a finite weight >= 0 and a finite centre, not {spec!r}.")
+        return hub
+
+
+@dataclass(frozen=True)
 class KnownSpec:
     """Characters known by their prototypes (inference/characters.py), compared like an enrolled gallery."""
 
@@ -315,6 +339,7 @@ class KnownSpec:
     bias: float = 0.0
     mode: str = "joint"  # joint | gate: how they combine with the classifier (inference/classify.py)
     model: ModelFileRef | None = None
+    hub: HubSpec | None = None  # the hubness correction, if the bundle has one
 
     @classmethod
     def parse(cls, spec: dict) -> KnownSpec:
@@ -322,7 +347,7 @@ class KnownSpec:
         if mode not in KNOWN_MODES:
             raise BundleError(f"known.mode must be 'joint' or 'gate', not {mode!r}.")
         return cls(_value(spec, "scale", 16.0, float, "known"), _value(spec, "bias", 0.0, float, "known"), mode,
-                   _model(spec, "known"))
+                   _model(spec, "known"), HubSpec.parse(spec.get("hub")))
 
 
 @dataclass(frozen=True)

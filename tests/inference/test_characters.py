@@ -181,3 +181,79 @@ def test_gate_mode_shares_the_classifiers_mass_by_the_prototypes(tmp_path):
     np.savez(tmp_path / "known.npz", names=np.array(["a"]), vectors=np.ones((1, 4)))
     with pytest.raises(BundleError, match="known.mode"):
         KnownSpec.parse({"mode": "both"})
+
+
+def test_hub_offsets_are_the_mean_of_the_nearest_cosines_less_the_centre():
+    """A prototype's offset: weight x (the mean of its k largest cosines to the known prototypes - centre), its
+    cosine to itself left out when the prototypes are the known ones."""
+    from inference.characters import hub_offsets
+    from inference.manifest import HubSpec
+
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(7, 5)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    hub = HubSpec(k=3, weight=0.5, centre=0.1)
+    s = v @ v.T
+    np.fill_diagonal(s, -np.inf)
+    want = 0.5 * (np.sort(s, axis=1)[:, -3:].mean(1) - 0.1)
+    assert np.allclose(hub_offsets(v, v, hub, exclude_self=True, chunk=2), want, atol=1e-6)
+    q = rng.normal(size=(2, 5)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    assert np.allclose(hub_offsets(q, v, hub), 0.5 * (np.sort(q @ v.T, axis=1)[:, -3:].mean(1) - 0.1), atol=1e-6)
+    assert hub_offsets(q, v, HubSpec(k=50, weight=1.0, centre=0.0)).shape == (2,)  # k larger than the gallery
+
+
+def test_a_hub_loses_its_hold_on_heads_and_enrolled_characters_are_corrected_alike(tmp_path):
+    """With `known.hub` the known prototypes' cosines are lowered by their shipped offsets and an enrolled
+    character's by the offset its prototype gets against the known ones: the ranking and the decision's cosines
+    both read the corrected values. A bundle that declares a correction must ship one offset per character."""
+    from inference.characters import KnownGallery, hub_offsets
+    from inference.classify import Classifier
+    from inference.gallery import Gallery
+    from inference.manifest import HubSpec
+
+    # 'hub' sits between a crowd of characters; 'lone' is far from them. A head nearly as close to both.
+    crowd = np.array([[1, .3, 0, 0], [1, -.3, 0, 0], [1, 0, .3, 0], [1, 0, -.3, 0]], np.float32)
+    hub_v = np.array([[1, 0, 0, .35]], np.float32)
+    lone = np.array([[0, 0, 0, 1]], np.float32)
+    vectors = np.concatenate([crowd, hub_v, lone])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    names = ["c0", "c1", "c2", "c3", "hub", "lone"]
+    head = np.array([[.62, 0, 0, .78]], np.float32)
+    head /= np.linalg.norm(head)
+    spec = ClassifierSpec.parse({"format": "linear_npz"})
+    no_linear = (np.zeros((1, 4), np.float32), np.zeros(1, np.float32))
+    plain = Classifier(spec, ["c0"], weights=no_linear, known=KnownGallery(names, vectors, 20.0, 0.0))
+    assert plain(head, top_k=1)[0][0].name == "hub"
+    hub = HubSpec(k=2, weight=1.0, centre=0.5)
+    off = hub_offsets(vectors, vectors, hub, exclude_self=True)
+    assert off[4] > off[5]
+    known = KnownGallery(names, vectors, 20.0, 0.0, hub=hub, offsets=off)
+    corrected = Classifier(spec, ["c0"], weights=no_linear, known=known)
+    assert corrected(head, top_k=1)[0][0].name == "lone"
+    assert np.allclose(corrected.cosines(head), head @ vectors.T - off, atol=1e-6)
+    gallery = Gallery("enc", 4)
+    gallery.add("taught", np.array([[1, 0, .1, .1]], np.float32))
+    protos = gallery.prototypes()[1]
+    cos = corrected.cosines(head, gallery)
+    assert cos.shape == (1, 7)
+    assert np.isclose(cos[0, 6], float(head[0] @ protos[0]) - hub_offsets(protos, vectors, hub)[0], atol=1e-6)
+    assert corrected.cosines(head, gallery)[0, 6] == cos[0, 6]  # the enrolled offset is kept until the gallery changes
+    gallery.add("other", np.array([[0, 1, 0, 0]], np.float32))
+    assert corrected.cosines(head, gallery).shape == (1, 8)
+
+    np.savez(tmp_path / "known.npz", names=np.array(names), vectors=vectors)
+    spec_hub = KnownSpec.parse({"hub": {"k": 2, "weight": 1.0, "centre": 0.5}})
+    with pytest.raises(BundleError, match="unreadable"):  # declared but not shipped
+        KnownGallery.load(tmp_path / "known.npz", spec_hub, 4)
+    np.savez(tmp_path / "known.npz", names=np.array(names), vectors=vectors, offsets=off[:3])
+    with pytest.raises(BundleError, match="offsets"):
+        KnownGallery.load(tmp_path / "known.npz", spec_hub, 4)
+    np.savez(tmp_path / "known.npz", names=np.array(names), vectors=vectors, offsets=off)
+    loaded = KnownGallery.load(tmp_path / "known.npz", spec_hub, 4)
+    assert loaded.hub == hub and np.allclose(loaded.offsets, off)
+    assert KnownGallery.load(tmp_path / "known.npz", KnownSpec.parse({}), 4).offsets is None  # none declared
+    for bad in ({"k": 0, "weight": 1.0, "centre": 0.0}, {"k": 5, "weight": -1.0, "centre": 0.0},
+                {"k": 5, "weight": 1.0}, [5, 1.0, 0.0]):
+        with pytest.raises(BundleError, match="known.hub"):
+            KnownSpec.parse({"hub": bad})

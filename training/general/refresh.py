@@ -11,6 +11,7 @@ character (merges). When those facts are corrected, e.g. a work or a merge found
    `training.general.bundle` makes it: the serving detector cuts each picture's head as `training.general.data`
    does, the bundle's encoder embeds it (`embed_crops`), the gallery view's normalised sum is pooled per part. A
    character is new (a merge undone), gone (a merge made), or one a merge was undone from (`merge_checked.json`);
+   with a hubness correction (`known.hub`) every prototype's offset is recomputed, with the manifest's centre;
 3. before writing, `--check` characters it did not change are recomputed the same way and must match what the
    bundle holds (cosine >= 0.999 in the float16 it stores), so the prototypes written are what a rebuild would give.
 
@@ -56,9 +57,10 @@ def recompute(pipe, rows_by_tag: dict[str, list], tags: list[str]) -> np.ndarray
 
 
 def refresh(bundle: Path, check: int = 50, seed: int = 0) -> dict:
+    from inference.manifest import KnownSpec
     from inference.pipeline import Pipeline
     from inference.settings import Settings
-    from training.general.bundle import write_characters
+    from training.general.bundle import write_characters, write_known
     from training.manifest import update_section
 
     manifest = json.loads((bundle / "manifest.json").read_text())
@@ -91,7 +93,8 @@ def refresh(bundle: Path, check: int = 50, seed: int = 0) -> dict:
     new = dict(zip(changed, recompute(pipe, rows_by_tag, changed)))
     vectors = np.stack([new[t] if t in new else old[t] for t in names])
     path = bundle / manifest["known"]["file"]
-    np.savez_compressed(path, names=np.array(names, dtype=np.str_), vectors=vectors.astype(np.float16))
+    # every offset of a hubness correction is recomputed: a changed prototype moves its neighbours' too
+    write_known(path, names, vectors, KnownSpec.parse(manifest["known"]).hub)
     known_and_32 = set(names) | set(json.loads((bundle / manifest["labels"]).resolve().read_text()))
     write_characters(bundle / manifest["characters"]["file"], labels, known_and_32 & set(by_tag))
     update_section("known", {**manifest["known"], "characters": len(names)}, bundle=bundle)
