@@ -270,3 +270,30 @@ def test_a_warm_start_keeps_the_proxies_only_for_the_same_identities():
     new = fresh()  # a checkpoint from before the identities were saved: the count decides
     warm_start({k: v for k, v in ck.items() if k != "identities"}, *new, ["a", "c", "b"], lambda: means)
     assert torch.equal(new[2].w, old[2].w)
+
+
+def test_a_step_draws_its_same_work_share_from_one_work_and_no_identity_twice():
+    """`same_work`: round(share x P) of a step's identities come from one work (all of it when it is smaller), the
+    rest from everyone by weight; works are the labels' series with enough identities, and no label without a
+    series is in one."""
+    from training.general.train import draw, works
+
+    series = ["A"] * 10 + ["B"] * 3 + [None] * 20 + ["C"] * 40
+    labs = [labels.Label(f"t{i}", f"t{i}", s, None, ["x"]) for i, s in enumerate(series)]
+    ids = list(range(len(labs)))
+    groups = works(labs, ids, min_identities=8)
+    assert set(groups) == {"A", "C"} and len(groups["C"]) == 40
+    id_p = np.full(len(ids), 1.0 / len(ids))
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(50):
+        got = draw(rng, ids, id_p, 20, groups, 0.5)
+        assert len(got) == 20 and len(set(got.tolist())) == 20
+        first = got[:10]
+        work = {series[c] for c in first}
+        assert len(work) == 1 and work <= {"A", "C"}
+        seen |= work
+    assert seen == {"A", "C"}
+    assert len(draw(rng, ids, id_p, 20, {}, 0.5)) == 20  # no works: every identity drawn alone
+    small = draw(rng, ids, id_p, 30, {"B": np.array([10, 11, 12])}, 0.5)
+    assert sorted(small[:3].tolist()) == [10, 11, 12] and len(set(small.tolist())) == 30

@@ -66,10 +66,44 @@ class Config:
     # unlabeled/ face crops per step (runs/encoder/unlabeled_96.npy), two views each, each its own instance in the
     # SupCon term only (SimCLR): more identities to tell apart than the labeled ones; 0 = none
     unlabeled: int = 0
+    # share of a step's identities drawn from one work (a game, or an anime where the label says which), the work
+    # drawn with probability growing as the square root of its identities: characters of one work share one art
+    # style, so these are the negatives that only the character tells apart; 0 = every identity drawn alone
+    same_work: float = 0.0
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
         return load_config(cls, path)
+
+
+def works(labels: list, ids: list[int], min_identities: int = 8) -> dict[str, np.ndarray]:
+    """The works (a label's `series`) with at least `min_identities` of the training identities `ids`: the groups
+    `draw` takes its same-work share from. Labels with no work (most MyAnimeList portraits) are in none."""
+    out: dict[str, list[int]] = {}
+    for c in ids:
+        if labels[c].series:
+            out.setdefault(labels[c].series, []).append(c)
+    return {w: np.array(v) for w, v in sorted(out.items()) if len(v) >= min_identities}
+
+
+def draw(rng: np.random.Generator, ids: list[int], id_p: np.ndarray, p: int, groups: dict[str, np.ndarray],
+         share: float) -> np.ndarray:
+    """`p` distinct identities for one step: round(`share` x p) of them (at most the work's size) from one work of
+    `groups`, chosen with probability ~ sqrt(its size), by their weights in `id_p`; the rest from all identities
+    by `id_p`."""
+    n = int(round(share * p)) if groups else 0
+    if n <= 0:
+        return rng.choice(ids, size=p, replace=False, p=id_p)
+    names = list(groups)
+    size = np.array([len(groups[w]) for w in names], float)
+    members = groups[names[rng.choice(len(names), p=np.sqrt(size) / np.sqrt(size).sum())]]
+    pos = np.searchsorted(ids, members)
+    wm = id_p[pos] / id_p[pos].sum()
+    first = rng.choice(members, size=min(n, len(members)), replace=False, p=wm)
+    rest_p = id_p.copy()
+    rest_p[np.searchsorted(ids, first)] = 0.0
+    rest = rng.choice(ids, size=p - len(first), replace=False, p=rest_p / rest_p.sum())
+    return np.concatenate([first, rest])
 
 
 def lineart(imgs: np.ndarray, seed: int) -> np.ndarray:
@@ -115,6 +149,10 @@ def main() -> None:
     w = np.array([cfg.faces_weight if data.is_face_identity[c] else cfg.multi_weight if len(by_id[c]) >= 2 else 1.0
                   for c in ids])
     id_p = w / w.sum()
+    groups = works(data.labels, ids) if cfg.same_work > 0 else {}
+    if groups:
+        print(f"{cfg.same_work:.0%} of each step's identities from one of {len(groups)} works "
+              f"({sum(len(v) for v in groups.values())} identities)", flush=True)
     print(f"training on {len(ids)} identities, {len(tr)} pictures ({int(data.is_face_identity[ids].sum())} faces/ "
           f"identities, {int(sum(len(by_id[c]) >= 2 for c in ids))} with 2+ pictures); val_variant {int(data.val_variant.sum())}, proxy {int(data.proxy_query.sum())}", flush=True)
 
@@ -168,7 +206,7 @@ def main() -> None:
     bar = tqdm(range(start, cfg.steps), desc=cfg.run, mininterval=15, initial=start, total=cfg.steps)
     done = start
     for step in bar:
-        cls = rng.choice(ids, size=cfg.p, replace=False, p=id_p)
+        cls = draw(rng, ids, id_p, cfg.p, groups, cfg.same_work)
         pick = []
         for c in cls:
             pool = by_id[int(c)]
