@@ -9,8 +9,9 @@ Two sources are merged into one softmax:
   their cosines (the general embedding, the closed encoder's embedding, the colour histogram); older bundles
   compare the first `gallery_dims` dimensions, renormalised.
 - the bundle's known characters (`known`, inference/characters.py): prototypes compared the same way, with their
-  own calibrated scale and bias; with a hubness correction (`known.hub`) every prototype's cosine, known or
-  enrolled, is lowered by how close it is to the known prototypes (a "hub" is close to most heads). They are how a bundle knows thousands of characters from a few pictures each.
+  own calibrated scale and bias. They are how a bundle knows thousands of characters from a few pictures each.
+  With a hubness correction (`known.hub`) every prototype's cosine, known or enrolled, is lowered by how close it
+  is to the known prototypes (a "hub" is close to most heads).
 If a name is in more than one, their probabilities are added. The calibration constants come from training.
 Each candidate carries who it is (display name, work, page) from the bundle's character index.
 """

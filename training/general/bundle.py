@@ -298,9 +298,9 @@ def main() -> None:
     # offsets use it too, so that the calibration below holds for them
     hub, off = None, np.zeros(len(protos), np.float32)
     if args.hub_weight > 0:
-        raw = hub_offsets(protos, protos, HubSpec(args.hub_k, 1.0, 0.0), exclude_self=True)
+        raw = hub_offsets(protos, protos, HubSpec(args.hub_k, 1.0, 0.0), exclude_self=True)  # the k-mean cosines
         hub = HubSpec(args.hub_k, args.hub_weight, round(float(raw.mean()), 6))
-        off = hub_offsets(protos, protos, hub, exclude_self=True)
+        off = (hub.weight * (raw - hub.centre)).astype(np.float32)  # = hub_offsets(protos, protos, hub, True)
         print(f"hubness correction: k {hub.k}, weight {hub.weight}, centre {hub.centre}; offsets "
               f"{off.min():.4f} .. {off.max():.4f}", flush=True)
     cos = eg @ protos.T - off
@@ -340,11 +340,12 @@ def main() -> None:
                 continue
             shots = rng.choice(pool, 10, replace=False)
             v = eg[shots].mean(0)
-            p10[np.searchsorted(ids, c)] = view.pool(v[None])[0]
+            j = np.searchsorted(ids, c)
+            p10[j] = view.pool(v[None])[0]
             if hub is not None:  # taught: corrected against the known prototypes, as classify.py does
-                o10[np.searchsorted(ids, c)] = hub_offsets(p10[np.searchsorted(ids, c)][None], protos, hub)[0]
+                o10[j] = hub_offsets(p10[j][None], protos, hub)[0]
             q.append(val)
-            qy.append(np.full(len(val), np.searchsorted(ids, c)))
+            qy.append(np.full(len(val), j))
         q, qy = np.concatenate(q), np.concatenate(qy)
         accs.append(top(eg[q] @ p10.T - o10, qy))
     metrics["enrolled_10_shots"] = {"top1": round(float(np.mean([a["top1"] for a in accs])), 4),
