@@ -16,14 +16,16 @@ ROOT = Path(__file__).resolve().parents[2]
 def trainers():
     from training.detector.train import Config as DetectorConfig
     from training.encoder.train import Config as EncoderConfig
+    from training.general.head import Config as HeadConfig
     from training.general.train import Config as GeneralConfig
 
     return {"encoder": (EncoderConfig, ROOT / "training/encoder/configs"),
             "general": (GeneralConfig, ROOT / "training/general/configs"),
+            "head": (HeadConfig, ROOT / "training/general/configs/head"),
             "detector": (DetectorConfig, ROOT / "training/detector/configs")}
 
 
-@pytest.mark.parametrize("model", ["encoder", "general", "detector"])
+@pytest.mark.parametrize("model", ["encoder", "general", "head", "detector"])
 def test_every_committed_config_loads(model):
     cls, folder = trainers()[model]
     paths = sorted(folder.glob("*.toml"))

@@ -83,6 +83,8 @@ def main() -> None:
         "split": [split_of(r.post) for r in rows],
     }
     np.save(OUT / "faces_96.npy", faces)
+    # the pretrained encoder's input size (training/general/backbone.py)
+    np.save(OUT / "faces_128.npy", np.stack([squash(imread_rgb(DATA / r.path), 128) for r in rows]))
     np.save(OUT / "faces_lineart_96.npy", lineart_stack(faces, args.seed))
 
     unl = []

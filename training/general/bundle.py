@@ -247,8 +247,10 @@ def main() -> None:
         return
     if not args.run:
         ap.error("RUN is required (or --install BUILT)")
-    t0 = time.time()
     run_dir = dataset.OUT / args.run
+    if (run_dir / "head.pt").exists():  # a pretrained encoder (training/general/head.py): one block, no closed one
+        build_pretrained(args, run_dir)
+        return
     base = json.loads((args.base / "manifest.json").read_text())
     out = args.out
     if out.exists():
@@ -266,23 +268,98 @@ def main() -> None:
     enc = EncoderSpec.parse(enc_spec)
     emb = Embedder(enc, make_session(out / "encoder.onnx", 2))
     compares = [{"part": p, "weight": 1.0} for p in args.compares.split(",")]
-    view = ClassifierSpec.parse({"format": "linear_npz", "gallery_compares": compares}, enc.blocks).view
 
     data = dataset.load()
-    cache = run_dir / f"embeddings_{sha256_file(out / 'encoder.onnx')[:12]}.npy"
-    if cache.exists():
-        e = np.load(cache)
-    else:
-        print(f"embedding {len(data.images)} crops ...", flush=True)
-        e = embed_crops(emb, data.images)
-        np.save(cache, e)
-    ec = e[:, g_dims:]
-    eg = view.apply(e)  # what galleries compare
+    e = embedded(emb, data.images, run_dir / f"embeddings_{sha256_file(out / 'encoder.onnx')[:12]}.npy")
     with np.load(args.base / base["classifier"]["file"]) as z:
         W, b = np.asarray(z["W"], np.float32), np.asarray(z["b"], np.float32)
+    Wp = np.concatenate([np.zeros((len(W), g_dims), np.float32), W], axis=1)  # the classifier reads `closed`
+    (out / "encoder_export.json").write_text(json.dumps(export_record(out, blocks, info, base_info), indent=1) + "\n")
+    base_clf = {k: v for k, v in base["classifier"].items() if k not in ("gallery_dims", "gallery_compatible")}
+    measure_and_write(args, base, enc_spec, enc, emb, compares, data, e, Wp, b, base_clf, run_dir,
+                      {k: info[k] for k in ("run", "steps", "size", "dim", "bytes")})
+
+
+# the pretrained encoder's input: RGB in [-1, 1] (training/general/features.py `to_input`), 128 px, squashed
+PRETRAINED_INPUT = {"name": "input0", "color": "RGB", "scale": 1 / 255, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+                    "resize": "squash"}
+
+
+def fit_linear(x: np.ndarray, y: np.ndarray, classes: int, wd: float = 1e-4, iters: int = 200) -> tuple:
+    """Multinomial logistic regression (L-BFGS, a small ridge) of `classes` labels `y` on unit embeddings `x`:
+    (W (classes, D), b) as `classifier.npz` holds them."""
+    import torch
+
+    xt, yt = torch.from_numpy(np.asarray(x, np.float32)), torch.from_numpy(np.asarray(y, np.int64))
+    lin = torch.nn.Linear(x.shape[1], classes)
+    opt = torch.optim.LBFGS(lin.parameters(), max_iter=iters, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(lin(xt), yt) + wd * lin.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return lin.weight.detach().numpy().astype(np.float32), lin.bias.detach().numpy().astype(np.float32)
+
+
+def build_pretrained(args, run_dir: Path) -> None:
+    """The bundle of a pretrained encoder's run: its graph (runs/general/RUN/encoder.onnx, from
+    `training.general.export RUN`) is the whole encoder, one block; the linear classifier over the 32 faces/
+    characters is refitted on its embeddings of the training pictures (the pictures `data.train` marks, so the
+    fan-art proxy's characters are known from their portrait only, as for the gallery)."""
+    base = json.loads((args.base / "manifest.json").read_text())
+    info = json.loads((run_dir / "encoder_export.json").read_text())
+    out = args.out
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    shutil.copy2(args.base / "detector.onnx", out / "detector.onnx")
+    shutil.copy2(run_dir / "encoder.onnx", out / "encoder.onnx")
+    (out / "encoder_export.json").write_text(json.dumps(info, indent=1) + "\n")
+    size = int(info["size"])
+    enc_spec = {"crop": base["encoder"]["crop"], "file": "encoder.onnx",
+                "input": {**PRETRAINED_INPUT, "size": [size, size]}, "output": "embedding", "dim": int(info["dim"]),
+                "batch": "dynamic", "blocks": info["blocks"]}
+    enc = EncoderSpec.parse(enc_spec)
+    emb = Embedder(enc, make_session(out / "encoder.onnx", 2))
+    compares = [{"part": info["blocks"][0]["name"], "weight": 1.0}]
+    data = dataset.load(size=size)
+    e = embedded(emb, data.images, run_dir / f"embeddings_{sha256_file(out / 'encoder.onnx')[:12]}.npy")
     labels32 = json.loads((args.base / base["labels"]).resolve().read_text())
-    temperature = float(base["classifier"].get("temperature", 1.0)) or 1.0
-    lin = (ec @ W.T + b) / temperature  # the linear logits as inference/classify.py computes them
+    col = {lab.tag: i for i, lab in enumerate(data.labels)}
+    ids32 = np.array([col[t] for t in labels32])
+    m = data.train & np.isin(data.identity, ids32)
+    W, b = fit_linear(e[m], np.searchsorted(ids32, data.identity[m]) if np.all(np.diff(ids32) > 0)
+                      else np.array([list(ids32).index(i) for i in data.identity[m]]), len(ids32))
+    base_clf = {"format": "linear_npz", "temperature": 1.0}
+    measure_and_write(args, base, enc_spec, enc, emb, compares, data, e, W, b, base_clf, run_dir,
+                      {k: info[k] for k in ("run", "steps", "size", "dim", "bytes", "encoder")})
+
+
+def embedded(emb: Embedder, images: np.ndarray, cache: Path) -> np.ndarray:
+    """`images` through the bundle's encoder (the serving Embedder), cached by the graph's checksum."""
+    if cache.exists():
+        return np.load(cache)
+    print(f"embedding {len(images)} crops ...", flush=True)
+    e = embed_crops(emb, images)
+    np.save(cache, e)
+    return e
+
+
+def measure_and_write(args, base: dict, enc_spec: dict, enc: EncoderSpec, emb: Embedder, compares: list[dict],
+                      data, e: np.ndarray, Wp: np.ndarray, b: np.ndarray, base_clf: dict, run_dir: Path,
+                      made_by: dict) -> None:
+    """Calibrate, measure and write the bundle in `args.out` (its encoder.onnx and encoder_export.json already
+    there): `e` every cached crop's embedding, `Wp`/`b` the linear classifier over the whole embedding."""
+    t0 = time.time()
+    out = args.out
+    view = ClassifierSpec.parse({"format": "linear_npz", "gallery_compares": compares}, enc.blocks).view
+    eg = view.apply(e)  # what galleries compare
+    labels32 = json.loads((args.base / base["labels"]).resolve().read_text())
+    temperature = float(base_clf.get("temperature", 1.0)) or 1.0
+    lin = (e @ Wp.T + b) / temperature  # the linear logits as inference/classify.py computes them
 
     tags = [lab.tag for lab in data.labels]
     col = {t: i for i, t in enumerate(tags)}
@@ -358,7 +435,6 @@ def main() -> None:
     from inference.decide import features as decision_features
     from inference.decide import known_scores
 
-    Wp = np.concatenate([np.zeros((len(W), g_dims), np.float32), W], axis=1)  # the classifier reads `closed`
     probe_spec = ClassifierSpec.parse({"format": "linear_npz", "gallery_compares": compares,
                                        "temperature": temperature}, enc.blocks)
     probe = Classifier(probe_spec, labels32,
@@ -408,14 +484,9 @@ def main() -> None:
         "unknown_heads": int(sum(len(u) for _, u in named)), "known_heads": int(len(right))}
     # unlabeled/: 12,000 face crops of game art, no identities (some may be characters the bundle knows): how many
     # are named at the threshold, an upper bound on what the decision names of heads it should not know
-    ucache = run_dir / f"unlabeled_{sha256_file(out / 'encoder.onnx')[:12]}.npy"
-    if ucache.exists():
-        eu = np.load(ucache)
-    else:
-        print("embedding the 12,000 unlabeled/ crops ...", flush=True)
-        eu = embed_crops(emb, np.load(dataset.FACES_CACHE / "unlabeled_96.npy"))
-        np.save(ucache, eu)
-    pu = scores((eu[:, g_dims:] @ W.T + b) / temperature, view.apply(eu) @ protos.T - off, lin_cols_m, cal["scale"],
+    eu = embedded(emb, np.load(dataset.FACES_CACHE / "unlabeled_96.npy"),
+                  run_dir / f"unlabeled_{sha256_file(out / 'encoder.onnx')[:12]}.npy")
+    pu = scores((eu @ Wp.T + b) / temperature, view.apply(eu) @ protos.T - off, lin_cols_m, cal["scale"],
                 cal["bias"], cal["mode"])
     su = known_scores(dec, decision_features(eu, pu.max(1), probe, None, DECISION_FEATURES))
     metrics["decision"]["unlabeled_named"] = {"named": round(float((su >= dec.threshold).mean()), 4),
@@ -442,14 +513,12 @@ def main() -> None:
     write_known(out / "known.npz", names, sprotos, hub)
     write_characters(out / "characters.json", data.labels, set(names) | set(labels32))
     np.savez(out / "classifier.npz", W=Wp, b=b)
-    (out / "encoder_export.json").write_text(json.dumps(export_record(out, blocks, info, base_info), indent=1) + "\n")
     shutil.copy2((args.base / base["labels"]).resolve(), out / "chara.json")
 
     manifest = dict(base)
     manifest["labels"] = "chara.json"
     manifest["version"] = args.version
     manifest["encoder"] = {**enc_spec, "sha256": sha256_file(out / "encoder.onnx")}
-    base_clf = {k: v for k, v in base["classifier"].items() if k not in ("gallery_dims", "gallery_compatible")}
     manifest["classifier"] = {**base_clf, "sha256": sha256_file(out / "classifier.npz"),
                               "gallery_scale": cal["scale"], "gallery_bias": cal["bias"], "gallery_compares": compares}
     manifest["known"] = {"file": "known.npz", "sha256": sha256_file(out / "known.npz"), "characters": len(names),
@@ -459,13 +528,13 @@ def main() -> None:
     manifest["characters"] = {"file": "characters.json", "sha256": sha256_file(out / "characters.json")}
     manifest["decision"] = decision
     manifest["metrics"] = {**base.get("metrics", {}), "coverage": metrics,
-                           "general_encoder": {k: info[k] for k in ("run", "steps", "size", "dim", "bytes")}}
+                           "general_encoder": made_by}
     if manifest.pop("verifier", None) is not None:  # fitted on the base encoder's embeddings: it must be refitted
         print(f"the base bundle's head verifier is dropped (another encoder); refit it on this one: "
               f"python -m training.detector.verifier --bundle {out}")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    print(f"bundle {out} ({len(names)} known characters + {len(labels32)} classifier classes) "
-          f"in {time.time() - t0:.0f}s")
+    print(f"bundle {out} in {time.time() - t0:.0f}s ({len(names)} known characters + {len(labels32)} "
+          f"classifier classes)")
 
 
 if __name__ == "__main__":

@@ -33,18 +33,27 @@ from training.general.labels import build
 
 OUT = RUNS / "general"
 SIZE = 96
+# the pretrained encoder's input (training/general/backbone.py) is cut in the same pass, from the same box
+SIZES = (96, 128)
 
 
 def head_crop(det: Detector, crop: Crop, rgb: np.ndarray, size: int = SIZE) -> tuple[np.ndarray, str, float]:
     """The largest detected head, cut as serving cuts it -> (crop, 'head' | 'whole', score)."""
+    crops, how, score = head_crops(det, crop, rgb, (size,))
+    return crops[0], how, score
+
+
+def head_crops(det: Detector, crop: Crop, rgb: np.ndarray,
+               sizes: tuple[int, ...]) -> tuple[list[np.ndarray], str, float]:
+    """`head_crop` at several sizes from one detection -> ([crop per size], 'head' | 'whole', score)."""
     boxes, scores = det(rgb)
     if len(boxes):
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         i = int(np.argmax(areas * np.sqrt(scores)))
-        return crop_heads(rgb, boxes[i:i + 1], crop, size, size)[0], "head", float(scores[i])
+        return [crop_heads(rgb, boxes[i:i + 1], crop, s, s)[0] for s in sizes], "head", float(scores[i])
     h, w = rgb.shape[:2]
-    interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_CUBIC
-    return cv2.resize(rgb, (size, size), interpolation=interp), "whole", 0.0
+    return [cv2.resize(rgb, (s, s), interpolation=cv2.INTER_AREA if min(h, w) > s else cv2.INTER_CUBIC)
+            for s in sizes], "whole", 0.0
 
 
 def main() -> None:
@@ -58,11 +67,12 @@ def main() -> None:
     crop = bundle.spec.encoder.crop
     labels, rows, _ = build()
     splits = assign_splits(labels, rows)
-    crops = np.empty((len(rows), SIZE, SIZE, 3), np.uint8)
+    crops = {s: np.empty((len(rows), s, s, 3), np.uint8) for s in SIZES}
     how, score = [], []
     for i, r in enumerate(tqdm(rows, desc="heads", mininterval=10)):
-        c, h, s = head_crop(det, crop, imread_rgb(DATA / "characters" / r.path))
-        crops[i] = c
+        cs, h, s = head_crops(det, crop, imread_rgb(DATA / "characters" / r.path), SIZES)
+        for size, c in zip(SIZES, cs):
+            crops[size][i] = c
         how.append(h)
         score.append(round(s, 3))
     meta = {
@@ -76,7 +86,8 @@ def main() -> None:
         "how": how,
         "score": score,
     }
-    np.save(OUT / "chars_96.npy", crops)
+    for size, c in crops.items():
+        np.save(OUT / f"chars_{size}.npy", c)
     (OUT / "chars_meta.json").write_text(json.dumps(meta))
     found = {k: sum(1 for h, kk in zip(how, meta["kind"]) if kk == k and h == "head") for k in set(meta["kind"])}
     total = {k: meta["kind"].count(k) for k in found}

@@ -19,7 +19,7 @@ FACES_CACHE = RUNS / "encoder"
 
 @dataclass
 class Data:
-    images: np.ndarray  # (N, 96, 96, 3) uint8: faces/ crops, then characters/ head crops
+    images: np.ndarray  # (N, S, S, 3) uint8: faces/ crops, then characters/ head crops
     identity: np.ndarray  # (N,) index into labels
     labels: list[Label]
     origin: np.ndarray  # (N,) 'faces' | 'chars'
@@ -41,14 +41,15 @@ def splits(labels: list[Label], rows) -> list[str]:
     return assign_splits(rows, keep=frozenset(lab.tag for lab in labels if "faces" in lab.sources))
 
 
-def load() -> Data:
+def load(size: int = 96) -> Data:
+    """The cached crops at `size` (96: the from-scratch encoder's caches; 128: the pretrained encoder's)."""
     labels, rows, _ = build()
     index = {lab.tag: i for i, lab in enumerate(labels)}
     proxy = proxy_tags(labels)
     fm = json.loads((FACES_CACHE / "faces_meta.json").read_text())
     cm = json.loads((OUT / "chars_meta.json").read_text())
-    faces = np.load(FACES_CACHE / "faces_96.npy")
-    chars = np.load(OUT / "chars_96.npy")
+    faces = np.load(FACES_CACHE / f"faces_{size}.npy")
+    chars = np.load(OUT / f"chars_{size}.npy")
     f_tag = [fm["characters"][c] for c in fm["label"]]
     f_split = np.array(fm["split"])
     f_proxy = np.array([t in proxy for t in f_tag])

@@ -4,6 +4,7 @@ activation ranges from 512 training crops of faces/ and characters/).
 
     python -m training.general.export RUN      # -> runs/general/RUN/general_float.onnx, general.onnx (int8)
     python -m training.general.export RUN --members A B   # an ensemble of finished runs A and B, named RUN
+    python -m training.general.export RUN      # a pretrained encoder's run (head.pt) -> runs/general/RUN/encoder.onnx
 
 An ensemble's graph runs every member (each with its mirror pass) and outputs their unit embeddings side by side,
 normalised together (`training.encoder.export.Ensemble`): its block is the members' widths added, and its cosine
@@ -121,12 +122,58 @@ def quantize(src: Path, dst: Path, size: int, n: int = 512) -> dict:
             "int8_mean_cosine_to_float": round(float(cos.mean()), 5)}
 
 
+def pretrained_encoder(run: str, fetched: Path | None = None):
+    """The pretrained encoder of a head run (`training/general/head.py`): the package's backbone with the run's
+    trained head, and the run's checkpoint."""
+    from training.common import RUNS
+    from training.general.backbone import Encoder, load_pretrained, unpack
+
+    ck = torch.load(OUT / run / "head.pt", map_location="cpu", weights_only=False)
+    cfg = ck["config"]
+    enc = Encoder(tuple(cfg["taps"]), cfg["dim"])
+    load_pretrained(enc.backbone, unpack(fetched or RUNS / "third_party"))
+    enc.proj.load_state_dict(ck["proj"])
+    return enc.eval(), ck
+
+
+def export_pretrained(run: str, fetched: Path | None = None) -> Path:
+    """`runs/general/RUN/encoder.onnx`: the pretrained encoder with its mirror pass (`backbone.Served`), checked
+    against torch on random crops; and `encoder_export.json` (what made it: package, taps, config, steps)."""
+    from training.general.backbone import Served
+
+    enc, ck = pretrained_encoder(run, fetched)
+    size = ck["config"]["size"]
+    model = Served(enc, size).eval()
+    out = OUT / run / "encoder.onnx"
+    torch.onnx.export(model, (torch.zeros(2, 3, size, size),), str(out), input_names=["input0"],
+                      output_names=["embedding"], dynamic_axes={"input0": {0: "batch"}, "embedding": {0: "batch"}},
+                      opset_version=17, dynamo=False)
+    model.eval()
+    onnx.checker.check_model(onnx.load(str(out)))
+    x = torch.rand(8, 3, size, size) * 2 - 1
+    with torch.no_grad():
+        ref = model(x).numpy()
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input0": x.numpy()})[0]
+    diff = float(np.abs(got - ref).max())
+    if diff > 1e-3:
+        raise SystemExit(f"ONNX output differs from torch: max |diff| {diff:.2e}")
+    info = {"file": "encoder.onnx", "bytes": out.stat().st_size, "dim": enc.dim, "blocks": enc.blocks(),
+            "encoder": enc.describe(), "run": run, "steps": ck["steps"], "size": size, "flip_tta": True,
+            "max_abs_diff": diff, "config": ck["config"]}
+    (OUT / run / "encoder_export.json").write_text(json.dumps(info, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in info.items() if k != "config"}))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
     ap.add_argument("--members", nargs="+", help="finished runs to export as one ensemble named RUN")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if (OUT / args.run / "head.pt").exists():  # a pretrained encoder's run (training/general/head.py)
+        export_pretrained(args.run)
+        return
     export(args.run, members=args.members)
 
 

