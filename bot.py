@@ -67,7 +67,7 @@ class CrystalEyes(commands.Bot):
             intents=intents,
             tree_cls=Tree,
             help_command=None,
-            owner_ids=set(settings.owner_ids) or None,
+            owner_ids=set(config.owner_ids) or None,
             allowed_mentions=discord.AllowedMentions.none(),
             max_messages=200,
         )
@@ -86,15 +86,15 @@ class CrystalEyes(commands.Bot):
             from service.postgres import Database, PostgresGalleryFiles, PostgresLimiter, PostgresSettings
 
             self.database = Database(config.database_url)
-            self.storage = Storage(settings.data_dir, defaults, backend=PostgresSettings(self.database))
+            self.storage = Storage(config.data_dir, defaults, backend=PostgresSettings(self.database))
             self.galleries = Galleries(None, pipeline, files=PostgresGalleryFiles(self.database))
             self.limiter = PostgresLimiter(self.database, config.user_cooldown, config.guild_cooldown)
         else:
             self.database = None
-            self.storage = Storage(settings.data_dir, defaults)
-            self.galleries = Galleries(settings.data_dir / "galleries", pipeline)
+            self.storage = Storage(config.data_dir, defaults)
+            self.galleries = Galleries(config.data_dir / "galleries", pipeline)
             self.limiter = Limiter(config.user_cooldown, config.guild_cooldown)
-        self.fetcher = SafeFetcher(settings.url_max_bytes)
+        self.fetcher = SafeFetcher(config.url_max_bytes)
         self.failed_extensions: dict[str, str] = {}
 
     async def setup_hook(self) -> None:
@@ -224,10 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"crystal-eyes: configuration error: {exc}", file=sys.stderr)
         return 2
     discord.utils.setup_logging(level=getattr(logging, settings.log_level, logging.INFO), root=True)
-    redact = RedactToken(settings.discord_token)
+    redact = RedactToken(config.discord_token)
     for handler in logging.getLogger().handlers:
         handler.addFilter(redact)
-    if not settings.discord_token:
+    if not config.discord_token:
         print(
             "crystal-eyes: DISCORD_TOKEN is not set (put it in the environment or in .env; see .env.example)",
             file=sys.stderr,
@@ -238,9 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     except BundleError as exc:
         print(f"crystal-eyes: model bundle at {settings.bundle_dir} is unusable: {exc}", file=sys.stderr)
         return 3
-    log.info("settings: %s", {k: str(v) for k, v in settings.public().items()})
+    log.info("settings: %s", {k: str(v) for k, v in {**settings.public(), **config.public()}.items()})
     try:
-        bot.run(settings.discord_token, log_handler=None)
+        bot.run(config.discord_token, log_handler=None)
     except discord.LoginFailure:
         print("crystal-eyes: Discord rejected DISCORD_TOKEN (reset it in the developer portal)", file=sys.stderr)
         return 4

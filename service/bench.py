@@ -109,8 +109,8 @@ async def acks(bundle: Path, url: str, data: bytes, n: int = 200) -> dict:
         return wrapper
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(bundle_dir=bundle, data_dir=Path(tmp), ort_threads=1, top_k=3)
-        config = BotConfig(user_cooldown=(0, 0.0), guild_cooldown=(0, 0.0), inference_url=url)
+        settings = Settings(bundle_dir=bundle, ort_threads=1, top_k=3)
+        config = BotConfig(data_dir=Path(tmp), user_cooldown=(0, 0.0), guild_cooldown=(0, 0.0), inference_url=url)
         bot = create_bot(settings, config=config)
         env = simcord.Env(bot)
         await env.start()
