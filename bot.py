@@ -24,7 +24,15 @@ from inference.memory import freeze_startup_heap, unfreeze_heap
 from inference.settings import Settings
 from service.config import BotConfig
 from service.cooldown import Limiter
-from service.errors import log_error
+from service.errors import (
+    STARTUP_ERRORS,
+    ConfigError,
+    DiscordUnreachable,
+    MissingToken,
+    UnusableBundle,
+    log_error,
+    startup_failure,
+)
 from service.fetch import SafeFetcher
 from service.recognizer import Recognizer
 from service.storage import Galleries, GuildSettings, Storage
@@ -214,49 +222,43 @@ def create_bot(settings: Settings | None = None, *, pipeline: Any = None, config
     return cls(settings, pipeline, config)
 
 
-def main(argv: list[str] | None = None) -> int:
+def start() -> int:
+    """Read the configuration, load the bundle and run until the bot is closed. What stops it before that is one
+    of `service.errors.STARTUP`'s kinds."""
     from inference.errors import BundleError
 
     try:
         settings = Settings.from_env()
         config = BotConfig.from_env()
     except ValueError as exc:
-        print(f"crystal-eyes: configuration error: {exc}", file=sys.stderr)
-        return 2
+        raise ConfigError(str(exc)) from None
     discord.utils.setup_logging(level=getattr(logging, settings.log_level, logging.INFO), root=True)
     redact = RedactToken(config.discord_token)
     for handler in logging.getLogger().handlers:
         handler.addFilter(redact)
     if not config.discord_token:
-        print(
-            "crystal-eyes: DISCORD_TOKEN is not set (put it in the environment or in .env; see .env.example)",
-            file=sys.stderr,
-        )
-        return 2
+        raise MissingToken()
     try:
         bot = create_bot(settings, config=config)
     except BundleError as exc:
-        print(f"crystal-eyes: model bundle at {settings.bundle_dir} is unusable: {exc}", file=sys.stderr)
-        return 3
+        raise UnusableBundle(settings.bundle_dir, exc) from None
     log.info("settings: %s", {k: str(v) for k, v in {**settings.public(), **config.public()}.items()})
     try:
         bot.run(config.discord_token, log_handler=None)
-    except discord.LoginFailure:
-        print("crystal-eyes: Discord rejected DISCORD_TOKEN (reset it in the developer portal)", file=sys.stderr)
-        return 4
-    except discord.PrivilegedIntentsRequired:
-        print(
-            "crystal-eyes: MESSAGE_CONTENT_INTENT=true but the Message Content intent is not enabled for this bot "
-            "in the developer portal (Bot -> Privileged Gateway Intents)",
-            file=sys.stderr,
-        )
-        return 5
     except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"crystal-eyes: cannot reach Discord ({reason}); check the network and DNS, then start again",
-              file=sys.stderr)
-        return 6
+        raise DiscordUnreachable(exc) from None
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python bot.py`: 0 after a clean stop; otherwise one line on stderr and the exit code of the error table's
+    `STARTUP` (service/errors.py)."""
+    try:
+        return start()
+    except STARTUP_ERRORS as exc:
+        line, code = startup_failure(exc)
+        print(f"crystal-eyes: {line}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":
