@@ -52,7 +52,7 @@ class Owner(commands.Cog):
     async def sync_error(self, ctx: commands.Context, error: commands.CommandError) -> None:
         """The error table's words and log level (service/errors.py): not the owner, a bad scope, Discord's
         refusal, or a bug (logged with its traceback)."""
-        if isinstance(error, commands.BadArgument):
+        if isinstance(error, commands.UserInputError):  # a scope it does not take, or too many
             error = Usage(SYNC_USAGE)
         text = log_error(error, f"@bot sync by user {ctx.author.id}")
         await ctx.reply(text, mention_author=False)

@@ -82,6 +82,9 @@ async def test_owner_only_sync(world):
     assert world.channel.last_message.content == f"Synced {len(world.commands)} command(s) to this server."
     await world.admin.send(world.channel, f"<@{bot.user.id}> sync clear")
     assert world.channel.last_message.content == "Synced 0 command(s) to this server (cleared)."
+    await world.admin.send(world.channel, f"<@{bot.user.id}> sync everywhere")  # the table's usage line
+    assert world.channel.last_message.content == "Usage: `@bot sync [global|guild|clear]`."
+    assert [type(e).__name__ for e in world.env.errors][-1] == "BadLiteralArgument"
 
 
 async def test_an_attachment_that_is_gone(world, scene_bytes, caplog):
