@@ -55,6 +55,9 @@ def test_the_shipped_manifest_parses_with_its_blocks_and_parts():
         ("general", 0, 256), ("closed.embedding", 256, 768), ("closed.colour", 768, 984)]
     assert m.classifier.gallery_dims is None and m.known.mode in ("joint", "gate")
     assert m.decision.features == tuple(raw["decision"]["features"])
+    d = raw["decision"]  # the same numbers the decision scored with when decide.py parsed them
+    assert m.decision.weights.tolist() == d["weights"] and (m.decision.bias, m.decision.threshold) == (
+        d["bias"], d["threshold"])
     assert list(m.files()) == ["detector", "encoder", "classifier", "verifier", "known", "characters"]
     assert m.verifier.encoder_sha256 == raw["encoder"]["sha256"] and 0 < m.verifier.threshold < 1
 
