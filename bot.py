@@ -24,7 +24,15 @@ from inference.memory import freeze_startup_heap, unfreeze_heap
 from inference.settings import Settings
 from service.config import BotConfig
 from service.cooldown import Limiter
-from service.errors import log_error
+from service.errors import (
+    STARTUP_ERRORS,
+    ConfigError,
+    DiscordUnreachable,
+    MissingToken,
+    UnusableBundle,
+    log_error,
+    startup_failure,
+)
 from service.fetch import SafeFetcher
 from service.recognizer import Recognizer
 from service.storage import Galleries, GuildSettings, Storage
@@ -67,7 +75,7 @@ class CrystalEyes(commands.Bot):
             intents=intents,
             tree_cls=Tree,
             help_command=None,
-            owner_ids=set(settings.owner_ids) or None,
+            owner_ids=set(config.owner_ids) or None,
             allowed_mentions=discord.AllowedMentions.none(),
             max_messages=200,
         )
@@ -86,15 +94,15 @@ class CrystalEyes(commands.Bot):
             from service.postgres import Database, PostgresGalleryFiles, PostgresLimiter, PostgresSettings
 
             self.database = Database(config.database_url)
-            self.storage = Storage(settings.data_dir, defaults, backend=PostgresSettings(self.database))
+            self.storage = Storage(config.data_dir, defaults, backend=PostgresSettings(self.database))
             self.galleries = Galleries(None, pipeline, files=PostgresGalleryFiles(self.database))
             self.limiter = PostgresLimiter(self.database, config.user_cooldown, config.guild_cooldown)
         else:
             self.database = None
-            self.storage = Storage(settings.data_dir, defaults)
-            self.galleries = Galleries(settings.data_dir / "galleries", pipeline)
+            self.storage = Storage(config.data_dir, defaults)
+            self.galleries = Galleries(config.data_dir / "galleries", pipeline)
             self.limiter = Limiter(config.user_cooldown, config.guild_cooldown)
-        self.fetcher = SafeFetcher(settings.url_max_bytes)
+        self.fetcher = SafeFetcher(config.url_max_bytes)
         self.failed_extensions: dict[str, str] = {}
 
     async def setup_hook(self) -> None:
@@ -214,49 +222,43 @@ def create_bot(settings: Settings | None = None, *, pipeline: Any = None, config
     return cls(settings, pipeline, config)
 
 
-def main(argv: list[str] | None = None) -> int:
+def start() -> int:
+    """Read the configuration, load the bundle and run until the bot is closed. What stops it before that is one
+    of `service.errors.STARTUP`'s kinds."""
     from inference.errors import BundleError
 
     try:
         settings = Settings.from_env()
         config = BotConfig.from_env()
     except ValueError as exc:
-        print(f"crystal-eyes: configuration error: {exc}", file=sys.stderr)
-        return 2
+        raise ConfigError(str(exc)) from None
     discord.utils.setup_logging(level=getattr(logging, settings.log_level, logging.INFO), root=True)
-    redact = RedactToken(settings.discord_token)
+    redact = RedactToken(config.discord_token)
     for handler in logging.getLogger().handlers:
         handler.addFilter(redact)
-    if not settings.discord_token:
-        print(
-            "crystal-eyes: DISCORD_TOKEN is not set (put it in the environment or in .env; see .env.example)",
-            file=sys.stderr,
-        )
-        return 2
+    if not config.discord_token:
+        raise MissingToken()
     try:
         bot = create_bot(settings, config=config)
     except BundleError as exc:
-        print(f"crystal-eyes: model bundle at {settings.bundle_dir} is unusable: {exc}", file=sys.stderr)
-        return 3
-    log.info("settings: %s", {k: str(v) for k, v in settings.public().items()})
+        raise UnusableBundle(settings.bundle_dir, exc) from None
+    log.info("settings: %s", {k: str(v) for k, v in {**settings.public(), **config.public()}.items()})
     try:
-        bot.run(settings.discord_token, log_handler=None)
-    except discord.LoginFailure:
-        print("crystal-eyes: Discord rejected DISCORD_TOKEN (reset it in the developer portal)", file=sys.stderr)
-        return 4
-    except discord.PrivilegedIntentsRequired:
-        print(
-            "crystal-eyes: MESSAGE_CONTENT_INTENT=true but the Message Content intent is not enabled for this bot "
-            "in the developer portal (Bot -> Privileged Gateway Intents)",
-            file=sys.stderr,
-        )
-        return 5
+        bot.run(config.discord_token, log_handler=None)
     except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"crystal-eyes: cannot reach Discord ({reason}); check the network and DNS, then start again",
-              file=sys.stderr)
-        return 6
+        raise DiscordUnreachable(exc) from None
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python bot.py`: 0 after a clean stop; otherwise one line on stderr and the exit code of the error table's
+    `STARTUP` (service/errors.py)."""
+    try:
+        return start()
+    except STARTUP_ERRORS as exc:
+        line, code = startup_failure(exc)
+        print(f"crystal-eyes: {line}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

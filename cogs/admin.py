@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from service.errors import log_error
+from service.errors import NotAnEmoji, explain, log_error
 from service.storage import GuildSettings, StorageError
 
 if TYPE_CHECKING:
@@ -108,9 +108,7 @@ class Admin(commands.Cog):
         if emoji is not None:
             parsed = parse_emoji(emoji)
             if parsed is None:
-                await interaction.response.send_message(
-                    f"`{discord.utils.escape_markdown(emoji)[:50]}` is not an emoji I can watch for.", ephemeral=True
-                )
+                await interaction.response.send_message(explain(NotAnEmoji(emoji)), ephemeral=True)
                 return
             changes["emoji"] = parsed
         def save() -> GuildSettings:  # SQLite may wait on a lock: off the event loop

@@ -9,10 +9,19 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from inference.decode import check_size
 from inference.errors import GalleryError, ImageError
 from inference.gallery import to_tag
 from inference.result import Character, display_name
-from service.errors import log_error
+from service.errors import (
+    NameWithoutLetters,
+    NotAPicture,
+    NotTaught,
+    NotYourPages,
+    TeachNeedsAHead,
+    explain,
+    log_error,
+)
 from service.recognizer import Busy
 from service.storage import StorageError
 
@@ -71,7 +80,7 @@ class CharacterPages(discord.ui.View):
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         if interaction.user.id != self.owner_id:
-            await interaction.response.send_message("Run `/characters` yourself to browse.", ephemeral=True)
+            await interaction.response.send_message(explain(NotYourPages()), ephemeral=True)
             return False
         return True
 
@@ -112,24 +121,25 @@ class GalleryCog(commands.Cog, name="Gallery"):
     ) -> None:
         assert interaction.guild_id is not None
         name = to_tag(character)
+        where = f"/teach in guild {interaction.guild_id}"
         if not name:
-            await interaction.response.send_message("That name has no letters I can use.", ephemeral=True)
+            await interaction.response.send_message(explain(NameWithoutLetters()), ephemeral=True)
             return
         if not is_image_attachment(image):
-            await interaction.response.send_message(f"`{image.filename}` is not a picture.", ephemeral=True)
+            await interaction.response.send_message(explain(NotAPicture(image.filename)), ephemeral=True)
             return
-        if image.size > self.bot.settings.max_image_bytes:
-            await interaction.response.send_message("That picture is too big.", ephemeral=True)
+        try:
+            check_size(image.size, self.bot.settings.max_image_bytes)  # before downloading it
+        except ImageError as exc:
+            await interaction.response.send_message(log_error(exc, where), ephemeral=True)
             return
         await interaction.response.defer(thinking=True, ephemeral=True)
         data = await image.read()
         try:
             count = await self.bot.recognizer.run(self._enroll, interaction.guild_id, character, data, whole)
         except (Busy, ImageError, GalleryError, StorageError) as exc:
-            text = log_error(exc, f"/teach in guild {interaction.guild_id}")
-            if isinstance(exc, ImageError) and not whole:
-                text += " Try again with `whole:True` if the picture is a head crop."
-            await interaction.followup.send(text, ephemeral=True)
+            error = TeachNeedsAHead(exc) if isinstance(exc, ImageError) and not whole else exc
+            await interaction.followup.send(log_error(error, where), ephemeral=True)
             return
         log.info("guild %s: user %s taught %r", interaction.guild_id, interaction.user.id, name)
         examples = f" ({count} pictures of them now)" if count > 1 else ""
@@ -154,10 +164,7 @@ class GalleryCog(commands.Cog, name="Gallery"):
             await interaction.followup.send(log_error(exc, f"/forget in guild {interaction.guild_id}"), ephemeral=True)
             return
         if not removed:
-            await interaction.followup.send(
-                f"This server never taught me **{display_name(name)}**. `/characters` lists what it taught.",
-                ephemeral=True,
-            )
+            await interaction.followup.send(explain(NotTaught(display_name(name))), ephemeral=True)
             return
         log.info("guild %s: user %s forgot %r", interaction.guild_id, interaction.user.id, name)
         await interaction.followup.send(f"Forgot **{display_name(name)}**.", ephemeral=True)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Literal
 
-import discord
 from discord.ext import commands
+
+from service.errors import OnlyInAServer, Usage, explain, log_error
 
 if TYPE_CHECKING:
     from bot import CrystalEyes
 
 log = logging.getLogger(__name__)
+
+SYNC_USAGE = "@bot sync [global|guild|clear]"
 
 
 class Owner(commands.Cog):
@@ -20,7 +23,7 @@ class Owner(commands.Cog):
 
     async def cog_check(self, ctx: commands.Context) -> bool:
         if not await self.bot.is_owner(ctx.author):
-            raise commands.NotOwner("Only the bot's owner can do this.")
+            raise commands.NotOwner()  # its words are the error table's
         return True
 
     @commands.command(name="sync")
@@ -32,7 +35,7 @@ class Owner(commands.Cog):
             synced = await tree.sync()
             where = "globally"
         elif ctx.guild is None:
-            await ctx.reply("`guild` and `clear` only work in a server.")
+            await ctx.reply(explain(OnlyInAServer(f"@bot sync {scope}")))
             return
         elif scope == "guild":
             tree.copy_global_to(guild=ctx.guild)
@@ -47,18 +50,12 @@ class Owner(commands.Cog):
 
     @sync.error
     async def sync_error(self, ctx: commands.Context, error: commands.CommandError) -> None:
-        original = getattr(error, "original", error)
-        if isinstance(error, (commands.NotOwner, commands.CheckFailure)):
-            log.info("user %s tried the owner-only sync command", ctx.author.id)
-            await ctx.reply("Only the bot's owner can do this.", mention_author=False)
-        elif isinstance(error, commands.BadArgument):
-            await ctx.reply("Usage: `@bot sync [global|guild|clear]`.", mention_author=False)
-        elif isinstance(original, discord.HTTPException):
-            log.warning("command sync failed: %s %s", original.status, original.text)
-            await ctx.reply(f"Discord refused the sync ({original.status}); try again later.", mention_author=False)
-        else:
-            log.error("sync failed", exc_info=original)
-            await ctx.reply("Sync failed; see the log.", mention_author=False)
+        """The error table's words and log level (service/errors.py): not the owner, a bad scope, Discord's
+        refusal, or a bug (logged with its traceback)."""
+        if isinstance(error, commands.UserInputError):  # a scope it does not take, or too many
+            error = Usage(SYNC_USAGE)
+        text = log_error(error, f"@bot sync by user {ctx.author.id}")
+        await ctx.reply(text, mention_author=False)
 
 
 async def setup(bot: CrystalEyes) -> None:

@@ -16,10 +16,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from inference.errors import ImageError
+from inference.decode import check_size
 from service import render
 from service.bounded import LiveViews, RecentIds
-from service.errors import log_error
+from service.errors import NoPicture, NoPicturesInMessage, NotAPicture, cooldown, explain, log_error
 from service.fetch import FetchError
 from service.recognizer import Busy
 from service.render import Picture
@@ -79,8 +79,7 @@ async def cooldown_check(interaction: discord.Interaction) -> bool:
     bot: CrystalEyes = interaction.client  # type: ignore[assignment]
     wait = await bot.limiter.acquire(interaction.user.id, interaction.guild_id)
     if wait > 0:
-        uses, per = bot.limiter.user
-        raise app_commands.CommandOnCooldown(app_commands.Cooldown(max(uses, 1), per or 1.0), wait)
+        raise cooldown(*bot.limiter.user, wait)
     return True
 
 
@@ -140,9 +139,7 @@ class Recognition(commands.Cog):
     async def read(self, source: Source) -> bytes:
         limit = self.bot.settings.max_image_bytes
         if source.attachment is not None:
-            if source.attachment.size > limit:
-                raise ImageError(f"the picture is too big ({source.attachment.size // 1_000_000} MB; the limit is "
-                                 f"{limit // 1_000_000} MB)")
+            check_size(source.attachment.size, limit)  # before downloading it
             return await source.attachment.read()
         assert source.url is not None
         data, _ctype = await self.bot.fetcher.fetch(source.url)
@@ -234,7 +231,7 @@ class Recognition(commands.Cog):
                           private: bool) -> None:
         wait = await self.bot.limiter.acquire(interaction.user.id, interaction.guild_id)
         if wait > 0:
-            await interaction.response.send_message(f"Slow down a little: try again in {wait:.0f} s.", ephemeral=True)
+            await interaction.response.send_message(explain(cooldown(*self.bot.limiter.user, wait)), ephemeral=True)
             return
         await interaction.response.defer(thinking=True, ephemeral=private)
         request = Request.followup(interaction, top_n=top_n, whole_image=True, private=private)
@@ -260,23 +257,20 @@ class Recognition(commands.Cog):
         whole: bool = False,
     ) -> None:
         if image is None and not url:
-            await interaction.response.send_message(
-                "Attach a picture with `image:` or give a link with `url:`.", ephemeral=True
-            )
+            await interaction.response.send_message(explain(NoPicture()), ephemeral=True)
             return
         sources = []
         if image is not None:
             if not is_image_attachment(image):
-                await interaction.response.send_message(
-                    f"`{image.filename}` is not a picture (PNG, JPEG, WebP, GIF or BMP).", ephemeral=True
-                )
+                await interaction.response.send_message(explain(NotAPicture(image.filename)), ephemeral=True)
                 return
             sources.append(Source(label=image.filename, attachment=image, spoiler=image.is_spoiler()))
         if url:
             try:
                 self.bot.fetcher.check_url(url.strip())
             except FetchError as exc:
-                await interaction.response.send_message(str(exc), ephemeral=True)
+                await interaction.response.send_message(
+                    log_error(exc, f"/whois url by user {interaction.user.id}"), ephemeral=True)
                 return
             sources.append(Source(label=url.strip(), url=url.strip()))
         await interaction.response.defer(thinking=True, ephemeral=private)
@@ -286,9 +280,7 @@ class Recognition(commands.Cog):
     async def who_is_this_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
         sources = message_sources(message)
         if not sources:
-            await interaction.response.send_message(
-                "That message has no pictures (attachments or image links) for me to look at.", ephemeral=True
-            )
+            await interaction.response.send_message(explain(NoPicturesInMessage()), ephemeral=True)
             return
         await interaction.response.defer(thinking=True)
         await self.answer(Request.followup(interaction), sources)

@@ -15,23 +15,24 @@ training on characters the encoder never saw (leave-characters-out) against know
 - `gallery_top1_probability@S`, `gallery_energy@S`: over the cosines to every prototype, the top probability of
   softmax(S * cos) and the energy logsumexp(S * cos) / S, for a sharpness S (a number in the name).
 
-Without a `decision` section (older bundles) the score is the top candidate's probability, as before.
+Without a `decision` section (older bundles) the score is the top candidate's probability, as before. The section
+is parsed and checked with the rest of the manifest (`inference/manifest.py`, `DecisionSpec`: the feature names
+are data there); this module computes the features and the score.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from .classify import Classifier, softmax
 from .gallery import Gallery
+from .manifest import DecisionSpec, sharpened
 
+Decision = DecisionSpec  # the manifest's decision section, parsed (`Decision.from_manifest`)
 FEATURES = ("top1_probability", "top1_cosine", "cosine_margin")  # the first decision's; still read
 LEGACY_THRESHOLD = 0.30  # top-1 probability, for bundles without a decision section
-_SHARP = re.compile(r"^(gallery_top1_probability|gallery_energy)@(\d+(?:\.\d+)?)$")
 
 
 class Inputs:
@@ -98,35 +99,12 @@ _FIXED: dict[str, Callable[[Inputs], np.ndarray]] = {
 
 
 def feature(name: str) -> Callable[[Inputs], np.ndarray] | None:
-    """The function of a feature name, or None when the name is not one of the features above."""
+    """The function of a feature name, or None when the name is not one of the manifest's
+    (`inference.manifest.DECISION_FEATURES`, and the sharpened gallery's)."""
     if name in _FIXED:
         return _FIXED[name]
-    m = _SHARP.match(name)
-    return _sharp(m.group(1), float(m.group(2))) if m and float(m.group(2)) > 0 else None
-
-
-@dataclass(frozen=True)
-class Decision:
-    features: tuple[str, ...]
-    weights: np.ndarray  # (F,) over features
-    bias: float
-    threshold: float
-
-    @classmethod
-    def from_manifest(cls, spec: dict | None) -> Decision | None:
-        from .errors import BundleError
-
-        if not spec:
-            return None
-        names = tuple(spec.get("features", ()))
-        w = np.asarray(spec.get("weights", []), np.float64)
-        t = float(spec.get("threshold", 0.5))
-        unknown = [n for n in names if feature(n) is None]
-        if not names or unknown or w.shape != (len(names),) or not 0 <= t <= 1:
-            raise BundleError(f"decision needs known features (not {unknown}), one weight each and a threshold in "
-                              f"[0, 1]; features are {list(_FIXED)} and gallery_top1_probability@S, "
-                              "gallery_energy@S.")
-        return cls(names, w, float(spec.get("bias", 0.0)), t)
+    sharp = sharpened(name)
+    return _sharp(*sharp) if sharp else None
 
 
 def features(emb: np.ndarray, top1: np.ndarray, classifier: Classifier, gallery: Gallery | None,

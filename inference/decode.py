@@ -171,6 +171,12 @@ def _png_by_opencv(data: bytes, im: Image.Image, max_side: int) -> np.ndarray | 
         raise ImageTooLargeError("The picture is too large to decode.") from None
 
 
+def check_size(size: int, max_bytes: int) -> None:
+    """Refuse a file over `max_bytes` (ImageTooLargeError), before it is read or downloaded when its size is known."""
+    if size > max_bytes:
+        raise ImageTooLargeError(f"The file is too large ({_human(size)}; the limit is {_human(max_bytes)}).")
+
+
 def decode(
     data: bytes,
     *,
@@ -180,8 +186,7 @@ def decode(
 ) -> Decoded:
     if data is None or len(data) == 0:
         raise EmptyImageError("The file is empty (0 bytes).")
-    if len(data) > max_bytes:
-        raise ImageTooLargeError(f"The file is too large ({_human(len(data))}; the limit is {_human(max_bytes)}).")
+    check_size(len(data), max_bytes)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -307,6 +307,58 @@ class ClassifierSpec:
                    _model(spec, "classifier"), view)
 
 
+# The decision's features by name (inference/decide.py computes each): the fixed ones, and the sharpened gallery's
+# `gallery_top1_probability@S` and `gallery_energy@S` for a sharpness S > 0.
+DECISION_FEATURES = ("top1_probability", "top1_cosine", "cosine_margin", "linear_max_logit",
+                     "linear_top1_probability")
+SHARPENED = re.compile(r"^(gallery_top1_probability|gallery_energy)@(\d+(?:\.\d+)?)$")
+
+
+def sharpened(name: str) -> tuple[str, float] | None:
+    """(kind, S) of a sharpened gallery feature's name (`gallery_energy@30` -> ("gallery_energy", 30.0)), or None
+    when the name is not one."""
+    m = SHARPENED.match(name)
+    return (m.group(1), float(m.group(2))) if m and float(m.group(2)) > 0 else None
+
+
+def is_decision_feature(name) -> bool:
+    return isinstance(name, str) and (name in DECISION_FEATURES or sharpened(name) is not None)
+
+
+@dataclass(frozen=True, eq=False)  # holds a numpy array: compared by identity
+class DecisionSpec:
+    """The known-or-not decision (inference/decide.py): a logistic model of the named features, one weight each,
+    and the calibrated threshold a head's score must reach to be named."""
+
+    features: tuple[str, ...]
+    weights: np.ndarray  # (F,) over features
+    bias: float
+    threshold: float
+
+    @classmethod
+    def parse(cls, spec: dict | None) -> DecisionSpec | None:
+        """The manifest's `decision` section; None without one (older bundles: the top-1 probability decides)."""
+        if not spec:
+            return None
+        if not isinstance(spec, dict):
+            raise BundleError(f"decision must be an object {{features, weights, bias, threshold}}, not {spec!r}.")
+        names = tuple(spec.get("features", ()))
+        try:
+            w = np.asarray(spec.get("weights", []), np.float64)
+            t = float(spec.get("threshold", 0.5))
+            bias = float(spec.get("bias", 0.0))
+        except (TypeError, ValueError):
+            raise BundleError("decision.weights, bias and threshold must be numbers.") from None
+        unknown = [n for n in names if not is_decision_feature(n)]
+        if not names or unknown or w.shape != (len(names),) or not 0 <= t <= 1:
+            raise BundleError(f"decision needs known features (not {unknown}), one weight each and a threshold in "
+                              f"[0, 1]; features are {list(DECISION_FEATURES)} and gallery_top1_probability@S, "
+                              "gallery_energy@S.")
+        return cls(names, w, bias, t)
+
+    from_manifest = parse  # the name training scripts know it by
+
+
 @dataclass(frozen=True)
 class HubSpec:
     """The hubness correction of the known characters' cosines (inference/characters.py, `hub_offsets`): a
@@ -396,13 +448,11 @@ class Manifest:
     verifier: VerifierSpec | None = None
     known: KnownSpec | None = None
     characters: ModelFileRef | None = None  # the JSON index of who each character is
-    decision: object | None = None  # decide.Decision
+    decision: DecisionSpec | None = None
     metrics: dict = field(default_factory=dict)  # free-form: what training measured
 
     @classmethod
     def parse(cls, raw: dict, default_name: str = "bundle") -> Manifest:
-        from .decide import Decision
-
         if not isinstance(raw, dict):
             raise BundleError("manifest.json must hold a JSON object.")
         for section in ("detector", "encoder", "classifier"):
@@ -424,7 +474,7 @@ class Manifest:
                    VerifierSpec.parse(optional["verifier"], encoder.blocks) if "verifier" in optional else None,
                    KnownSpec.parse(optional["known"]) if "known" in optional else None,
                    ModelFileRef.parse(optional["characters"], "characters") if "characters" in optional else None,
-                   Decision.from_manifest(raw.get("decision")), raw.get("metrics") or {})
+                   DecisionSpec.parse(raw.get("decision")), raw.get("metrics") or {})
 
     def files(self) -> dict[str, ModelFileRef]:
         """Every section's model file by section name, in loading order."""

@@ -1,7 +1,8 @@
 """One settings object, read from the environment (and `.env`) once and passed down.
 
 Every variable is documented in `.env.example`. Nothing here imports discord: the CLI, the HTTP API,
-the bot and the tests all build the same object.
+the bot and the tests all build the same object. The bot's own options (its token, owners, state directory,
+downloads, cooldowns...) are in `service/config.py`.
 """
 
 from __future__ import annotations
@@ -53,18 +54,6 @@ def env_bool(name: str, default: bool) -> bool:
     raise ValueError(f"{name} must be true or false, got {raw!r}")
 
 
-def _ids(name: str) -> frozenset[int]:
-    raw = os.environ.get(name, "")
-    out = set()
-    for part in raw.replace(";", ",").split(","):
-        part = part.strip()
-        if part:
-            if not part.isdigit():
-                raise ValueError(f"{name} must be a comma-separated list of Discord user ids, got {part!r}")
-            out.add(int(part))
-    return frozenset(out)
-
-
 @dataclass(frozen=True)
 class Settings:
     # --- models ---
@@ -91,11 +80,7 @@ class Settings:
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     http_max_request_bytes: int = 12 * 1024 * 1024
-    # --- bot ---
-    discord_token: str = field(default="", repr=False)  # never printed
-    data_dir: Path = ROOT / "data"
-    owner_ids: frozenset[int] = frozenset()
-    url_max_bytes: int = 10 * 1024 * 1024
+    # --- logging ---
     log_level: str = "INFO"
 
     @classmethod
@@ -124,10 +109,6 @@ class Settings:
             http_host=os.environ.get("HTTP_HOST", cls.http_host),
             http_port=env_int("HTTP_PORT", cls.http_port),
             http_max_request_bytes=env_int("HTTP_MAX_REQUEST_BYTES", cls.http_max_request_bytes),
-            discord_token=os.environ.get("DISCORD_TOKEN", "").strip(),
-            data_dir=Path(os.environ.get("DATA_DIR") or (ROOT / "data")),
-            owner_ids=_ids("OWNER_IDS"),
-            url_max_bytes=env_int("URL_MAX_BYTES", cls.url_max_bytes),
             log_level=os.environ.get("LOG_LEVEL", cls.log_level).upper(),
         )
         return replace(s, **overrides) if overrides else s
@@ -136,5 +117,5 @@ class Settings:
         return replace(self, **changes)
 
     def public(self) -> dict:
-        """Settings safe to print or log (no token)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "discord_token"}
+        """Every setting, to print or log (none is secret: the bot's token is in `service.config.BotConfig`)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}

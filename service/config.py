@@ -6,9 +6,12 @@ Every variable is documented in `.env.example`.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 
-from inference.settings import env_bool, env_float, env_int
+from inference.settings import ROOT, env_bool, env_float, env_int
+
+DEFAULT_DATA_DIR = ROOT / "data"
 
 
 def _rate(name: str, default: tuple[int, float]) -> tuple[int, float]:
@@ -28,6 +31,18 @@ def _rate(name: str, default: tuple[int, float]) -> tuple[int, float]:
     return out
 
 
+def _ids(name: str) -> frozenset[int]:
+    raw = os.environ.get(name, "")
+    out = set()
+    for part in raw.replace(";", ",").split(","):
+        part = part.strip()
+        if part:
+            if not part.isdigit():
+                raise ValueError(f"{name} must be a comma-separated list of Discord user ids, got {part!r}")
+            out.add(int(part))
+    return frozenset(out)
+
+
 def _int_list(name: str) -> tuple[int, ...] | None:
     """``"0,1"`` -> (0, 1)."""
     raw = os.environ.get(name, "").strip()
@@ -41,6 +56,14 @@ def _int_list(name: str) -> tuple[int, ...] | None:
 
 @dataclass(frozen=True)
 class BotConfig:
+    # The bot token (DISCORD_TOKEN): never printed, logged (`public`) or shown in a repr.
+    discord_token: str = field(default="", repr=False)
+    # Where the SQLite settings database and the server galleries live (DATA_DIR).
+    data_dir: Path = DEFAULT_DATA_DIR
+    # Discord user ids allowed to run the owner-only `@bot sync`; empty: the application's owner (OWNER_IDS).
+    owner_ids: frozenset[int] = frozenset()
+    # Largest download for `/whois url:` (URL_MAX_BYTES).
+    url_max_bytes: int = 10 * 1024 * 1024
     # Request the privileged message-content intent (enable it in the developer portal too). Needed for the
     # reaction trigger and watch channels; slash commands and the context menu work without it.
     message_content: bool = False
@@ -87,6 +110,10 @@ class BotConfig:
     def from_env(cls, **overrides) -> BotConfig:
         """Read after `Settings.from_env()` (which loads `.env`)."""
         values = dict(
+            discord_token=os.environ.get("DISCORD_TOKEN", "").strip(),
+            data_dir=Path(os.environ.get("DATA_DIR") or DEFAULT_DATA_DIR),
+            owner_ids=_ids("OWNER_IDS"),
+            url_max_bytes=env_int("URL_MAX_BYTES", cls.url_max_bytes),
             message_content=env_bool("MESSAGE_CONTENT_INTENT", cls.message_content),
             user_cooldown=_rate("COOLDOWN_USER", cls.user_cooldown),
             guild_cooldown=_rate("COOLDOWN_GUILD", cls.guild_cooldown),
@@ -102,3 +129,7 @@ class BotConfig:
         )
         values.update(overrides)
         return cls(**values)
+
+    def public(self) -> dict:
+        """The options safe to print or log (no token)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "discord_token"}

@@ -12,7 +12,7 @@ import discord
 
 from inference.result import UNKNOWN_TEXT, Candidate, Head
 
-from .errors import log_error
+from .errors import NotYourButtons, explain, log_error
 
 log = logging.getLogger(__name__)
 
@@ -155,10 +155,7 @@ class ResultView(discord.ui.View):
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         if interaction.user.id != self.owner_id:
-            await interaction.response.send_message(
-                "Only the person who asked can use these buttons. Use `/whois` or the **Who is this?** menu yourself.",
-                ephemeral=True,
-            )
+            await interaction.response.send_message(explain(NotYourButtons()), ephemeral=True)
             return False
         return True
 

@@ -20,14 +20,15 @@ from service.config import BotConfig
 @pytest.fixture
 def bot_settings(tiny_bundle, tmp_path) -> Settings:
     return Settings(
-        bundle_dir=tiny_bundle, data_dir=tmp_path / "data", ort_threads=1, workers=1, queue_size=2, top_k=3,
+        bundle_dir=tiny_bundle, ort_threads=1, workers=1, queue_size=2, top_k=3,
         unsure_threshold=0.30,
     )
 
 
 @pytest.fixture
-def bot_config() -> BotConfig:
-    return BotConfig(message_content=True, user_cooldown=(50, 60.0), guild_cooldown=(500, 60.0))
+def bot_config(tmp_path) -> BotConfig:
+    return BotConfig(data_dir=tmp_path / "data", message_content=True, user_cooldown=(50, 60.0),
+                     guild_cooldown=(500, 60.0))
 
 
 @pytest.fixture

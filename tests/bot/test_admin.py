@@ -8,12 +8,12 @@ import simcord
 from service.storage import DB_NAME
 
 
-async def test_settings_persist_across_a_restart(world, make_bot, bot_settings, scene_bytes):
+async def test_settings_persist_across_a_restart(world, make_bot, bot_config, scene_bytes):
     res = await world.admin.slash(
         world.channel, "settings", threshold=0.99, top=2, reactions=True, emoji="\N{EYES}", watch=world.channel
     )
     assert res.ephemeral and res.response.content == "Saved."
-    assert (bot_settings.data_dir / DB_NAME).is_file()
+    assert (bot_config.data_dir / DB_NAME).is_file()
 
     await world.env.restart_bot(make_bot())
 

@@ -82,6 +82,9 @@ async def test_owner_only_sync(world):
     assert world.channel.last_message.content == f"Synced {len(world.commands)} command(s) to this server."
     await world.admin.send(world.channel, f"<@{bot.user.id}> sync clear")
     assert world.channel.last_message.content == "Synced 0 command(s) to this server (cleared)."
+    await world.admin.send(world.channel, f"<@{bot.user.id}> sync everywhere")  # the table's usage line
+    assert world.channel.last_message.content == "Usage: `@bot sync [global|guild|clear]`."
+    assert [type(e).__name__ for e in world.env.errors][-1] == "BadLiteralArgument"
 
 
 async def test_an_attachment_that_is_gone(world, scene_bytes, caplog):
@@ -96,3 +99,53 @@ async def test_an_attachment_that_is_gone(world, scene_bytes, caplog):
     assert any(r.getMessage().startswith(f"/Who is this? by user {world.member.id}: NotFound: 404")
                and r.levelno == logging.WARNING for r in caplog.records)
     assert type(world.env.errors[0].original).__name__ == "NotFound"
+
+
+async def test_every_refusal_reads_as_the_error_table_says(world, scene_bytes):
+    """Each request the bot turns down gets the table's words (service/errors.py), privately, and nothing else."""
+    from dataclasses import replace
+
+    from inference.decode import check_size
+    from inference.errors import ImageError
+    from service.errors import (
+        NameWithoutLetters,
+        NoPicture,
+        NoPicturesInMessage,
+        NotAnEmoji,
+        NotAPicture,
+        NotTaught,
+        TeachNeedsAHead,
+        explain,
+    )
+
+    def said(res) -> str:
+        assert res.ephemeral and not res.followups
+        return res.response.content
+
+    member, admin, channel = world.member, world.admin, world.channel
+    assert said(await member.slash(channel, "whois")) == explain(NoPicture())
+    assert said(await member.slash(channel, "whois", image=("notes.txt", b"hello"))) == explain(
+        NotAPicture("notes.txt"))
+    plain = await member.send(channel, "no pictures here")
+    assert said(await member.context_menu(channel, "Who is this?", plain)) == explain(NoPicturesInMessage())
+    assert said(await admin.slash(channel, "teach", character="___", image=("a.jpg", scene_bytes))) == explain(
+        NameWithoutLetters())
+    assert said(await admin.slash(channel, "teach", character="Kiyo", image=("notes.txt", b"hello"))) == explain(
+        NotAPicture("notes.txt"))
+    assert said(await admin.slash(channel, "forget", character="Nobody")) == explain(NotTaught("Nobody"))
+    assert said(await admin.slash(channel, "settings", emoji="hello")) == explain(NotAnEmoji("hello"))
+    headless = await admin.slash(channel, "teach", character="Kiyo", image=("noise.png", b"\x89PNG\r\n\x1a\n broken"))
+    hint = explain(TeachNeedsAHead(ImageError("the file is cut short")))
+    assert hint == "I couldn't read that picture: the file is cut short Try again with `whole:True` if the picture is a head crop."
+    assert said(headless).startswith("I couldn't read that picture:")
+    assert said(headless).endswith(" Try again with `whole:True` if the picture is a head crop.")
+
+    # /teach refuses a picture over MAX_IMAGE_BYTES before reading it, in the same words as /whois and the decoder
+    bot = world.env.bot
+    bot.settings = replace(bot.settings, max_image_bytes=1000)
+    too_big = said(await admin.slash(channel, "teach", character="Kiyo", image=("big.jpg", scene_bytes)))
+    with pytest.raises(ImageError) as caught:
+        check_size(len(scene_bytes), 1000)
+    assert too_big == explain(caught.value) and "too large" in too_big
+    whois = await member.slash(channel, "whois", image=("big.jpg", scene_bytes))
+    assert notice(whois) == too_big

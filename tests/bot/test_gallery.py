@@ -9,7 +9,7 @@ def names_of(message) -> str:
     return "\n".join(f.value for f in message.embeds[0].fields)
 
 
-async def test_teach_then_whois_then_forget(world, scene_bytes, bot_settings):
+async def test_teach_then_whois_then_forget(world, scene_bytes, bot_config):
     before = await world.member.slash(world.channel, "whois", image=("art.jpg", scene_bytes))
     assert "Kiyo Girl" not in names_of(before.response)
 
@@ -17,7 +17,7 @@ async def test_teach_then_whois_then_forget(world, scene_bytes, bot_settings):
     assert taught.ephemeral
     # the name is kept as typed; the tag is derived from it and shown
     assert taught.followups == [] and "Learned **Kiyo Girl (Test)** (tag `kiyo_girl_(test)`)" in taught.response.content
-    assert (bot_settings.data_dir / "galleries" / f"{world.guild.id}.npz").is_file()
+    assert (bot_config.data_dir / "galleries" / f"{world.guild.id}.npz").is_file()
 
     after = await world.member.slash(world.channel, "whois", image=("art.jpg", scene_bytes))
     embed = after.response.embeds[0]

@@ -44,13 +44,13 @@ BUSY = "I'm busy with other pictures right now, try again in a moment."
 @pytest.fixture
 def bot_settings(tiny_bundle, tmp_path) -> Settings:
     # the shipped defaults: one worker, a queue of 8
-    return Settings(bundle_dir=tiny_bundle, data_dir=tmp_path / "data", ort_threads=1, workers=1, queue_size=8,
-                    discord_token=TOKEN)
+    return Settings(bundle_dir=tiny_bundle, ort_threads=1, workers=1, queue_size=8)
 
 
 @pytest.fixture
-def bot_config() -> BotConfig:
-    return BotConfig(message_content=True, user_cooldown=(0, 0.0), guild_cooldown=(0, 0.0))
+def bot_config(tmp_path) -> BotConfig:
+    return BotConfig(discord_token=TOKEN, data_dir=tmp_path / "data", message_content=True, user_cooldown=(0, 0.0),
+                     guild_cooldown=(0, 0.0))
 
 
 def replies(res):
@@ -328,7 +328,7 @@ async def test_an_exception_inside_one_inference(world, scene_bytes, caplog, mon
     assert ok.response.embeds[0].fields
 
 
-async def test_a_locked_database_loses_no_guilds_data(world, make_bot, bot_settings, simcord_env, caplog):
+async def test_a_locked_database_loses_no_guilds_data(world, make_bot, bot_config, simcord_env, caplog):
     other_guild = simcord_env.create_guild(name="Other Club")
     other_channel = other_guild.create_text_channel("art")
     mods = other_guild.create_role("Mods", permissions=discord.Permissions(manage_guild=True))
@@ -338,7 +338,7 @@ async def test_a_locked_database_loses_no_guilds_data(world, make_bot, bot_setti
     await other_admin.slash(other_channel, "settings", threshold=0.55, watch=other_channel)
 
     world.env.bot.storage.backend._db.execute("PRAGMA busy_timeout=50")
-    blocker = sqlite3.connect(bot_settings.data_dir / DB_NAME, isolation_level=None)
+    blocker = sqlite3.connect(bot_config.data_dir / DB_NAME, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
         with caplog.at_level(logging.ERROR):
@@ -356,13 +356,13 @@ async def test_a_locked_database_loses_no_guilds_data(world, make_bot, bot_setti
     assert shown.fields[0].value == "0.55" and other_channel.mention in shown.fields[3].value
 
 
-async def test_a_corrupt_database_means_defaults_and_keeps_the_file(make_bot, bot_settings, simcord_env, scene_bytes,
+async def test_a_corrupt_database_means_defaults_and_keeps_the_file(make_bot, bot_config, simcord_env, scene_bytes,
                                                                     caplog):
     simcord_env.bot.storage.close()  # the running bot's database gets damaged on disk
-    for leftover in bot_settings.data_dir.glob(DB_NAME + "-*"):
+    for leftover in bot_config.data_dir.glob(DB_NAME + "-*"):
         leftover.unlink()
     damaged = b"SQLite format 3\0" + b"\xde\xad" * 4000  # a damaged file: the operator may still recover it
-    (bot_settings.data_dir / DB_NAME).write_bytes(damaged)
+    (bot_config.data_dir / DB_NAME).write_bytes(damaged)
     with caplog.at_level(logging.ERROR):
         await simcord_env.restart_bot(make_bot())
     assert any("unusable" in r.getMessage() for r in caplog.records)
@@ -377,7 +377,7 @@ async def test_a_corrupt_database_means_defaults_and_keeps_the_file(make_bot, bo
     assert "database is unavailable" in shown.response.embeds[0].description
     refused = await admin.slash(channel, "settings", top=7)
     assert "nothing was saved" in refused.response.content
-    assert (bot_settings.data_dir / DB_NAME).read_bytes() == damaged  # never overwritten
+    assert (bot_config.data_dir / DB_NAME).read_bytes() == damaged  # never overwritten
 
 
 # -- security --------------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ async def images(world, scene_bytes):
     bot = world.env.bot
     real = bot.fetcher
     bot.fetcher = SafeFetcher(
-        bot.settings.url_max_bytes,
+        bot.config.url_max_bytes,
         resolver=FakeResolver({"art.test": "127.0.0.1", "intranet.test": "192.168.1.10"}),
         is_public=lambda ip: ip == "127.0.0.1" or is_public_address(ip),
         schemes=frozenset({"http", "https"}),

@@ -11,8 +11,9 @@ from service.config import BotConfig
 
 
 @pytest.fixture
-def bot_config() -> BotConfig:
-    return BotConfig(message_content=True, user_cooldown=(2, 60.0), guild_cooldown=(3, 60.0))
+def bot_config(tmp_path) -> BotConfig:
+    return BotConfig(data_dir=tmp_path / "data", message_content=True, user_cooldown=(2, 60.0),
+                     guild_cooldown=(3, 60.0))
 
 
 def is_result(res) -> bool:

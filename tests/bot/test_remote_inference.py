@@ -20,8 +20,8 @@ def service_url(ray_serve, tiny_bundle):
 
 
 @pytest.fixture
-def bot_config(service_url) -> BotConfig:
-    return BotConfig(message_content=True, user_cooldown=(50, 60.0), guild_cooldown=(500, 60.0),
+def bot_config(service_url, tmp_path) -> BotConfig:
+    return BotConfig(data_dir=tmp_path / "data", message_content=True, user_cooldown=(50, 60.0), guild_cooldown=(500, 60.0),
                      inference_url=service_url, inference_timeout=10.0, inference_retries=1)
 
 

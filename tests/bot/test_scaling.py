@@ -112,7 +112,7 @@ async def start_two(make_process, **changes):
     return env, other, world_a, world_b
 
 
-async def test_two_processes_share_galleries_and_settings(make_process, bot_settings, scene_bytes):
+async def test_two_processes_share_galleries_and_settings(make_process, bot_config, scene_bytes):
     env, other, (ch_a, admin_a, _), (ch_b, admin_b, member_b) = await start_two(make_process)
     bots = [env.bot, other.bot]
     try:
@@ -121,7 +121,7 @@ async def test_two_processes_share_galleries_and_settings(make_process, bot_sett
 
         taught = await admin_a.slash(ch_a, "teach", character="Kiyo Girl (Test)", image=("kiyo.jpg", scene_bytes))
         assert "Learned **Kiyo Girl (Test)**" in taught.response.content
-        assert not (bot_settings.data_dir / "galleries").exists()  # stored in PostgreSQL, not in DATA_DIR
+        assert not (bot_config.data_dir / "galleries").exists()  # stored in PostgreSQL, not in DATA_DIR
         assert await wait_until(lambda: bots[1].galleries.names(GUILD_ID) == ["kiyo_girl_(test)"])
         after = await other.run(lambda: member_b.slash(ch_b, "whois", image=("art.jpg", scene_bytes)))
         assert "Kiyo Girl" in names_of(after.response).splitlines()[0]

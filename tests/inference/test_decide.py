@@ -59,6 +59,15 @@ def test_score_is_logistic_and_the_manifest_is_checked():
         Decision.from_manifest({"features": ["gallery_energy@0"], "weights": [1.0], "threshold": 0.5})
 
 
+def test_every_feature_the_manifest_accepts_is_computed():
+    from inference.decide import feature
+    from inference.manifest import DECISION_FEATURES, DecisionSpec
+
+    assert Decision is DecisionSpec  # one parsed section, read by the manifest and the decision alike
+    assert all(feature(n) is not None for n in (*DECISION_FEATURES, "gallery_energy@30", "gallery_top1_probability@4"))
+    assert feature("nearest_moon") is None and feature("gallery_energy@0") is None
+
+
 def test_an_unknown_head_has_no_answer_everywhere():
     cands = (Candidate("rem_(re:zero)", 0.41), Candidate("c.c.", 0.2))
     unknown, named = Head((0, 0, 10, 10), 0.9, cands, False, 0.12), Head((0, 0, 10, 10), 0.9, cands, True, 0.97)

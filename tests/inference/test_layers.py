@@ -1,31 +1,18 @@
 """The rooms of inference/: the data path imports neither Discord, nor the bot's service, nor its own adapters;
-the adapters (inference/adapters/) import the data path, never Discord or the bot."""
+the adapters (inference/adapters/) import the data path, never Discord or the bot; no module imports itself back
+through others."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
+from layers import circles, graph, imported
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA_PATH = sorted(p for p in (ROOT / "inference").glob("*.py") if p.name != "__main__.py")
 ADAPTERS = sorted((ROOT / "inference" / "adapters").glob("*.py"))
-
-
-def imported(path: Path) -> set[str]:
-    """Every module a file imports, relative imports resolved against its package."""
-    package = path.relative_to(ROOT).with_suffix("").parts[:-1]
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = list(package[: len(package) - node.level + 1]) if node.level else []
-            mod = ".".join(base + ([node.module] if node.module else []))
-            out.add(mod)
-            out |= {f"{mod}.{a.name}" for a in node.names}
-    return out
 
 
 def test_the_rooms_are_found():
@@ -46,3 +33,18 @@ def test_the_data_path_imports_no_adapter_and_no_discord(path):
 def test_the_adapters_import_no_discord(path):
     bad = {m for m in imported(path) if m.split(".")[0] in {"discord", "cogs", "service", "bot"}}
     assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+def test_the_core_imports_form_a_tree():
+    """No circle among inference/'s modules, lazy imports inside functions included (the manifest parses the
+    decision's section as data; the decision does not reach back into the manifest's parser)."""
+    core = {name: {m for m in deps if m.startswith("inference")} for name, deps in graph().items()
+            if name.startswith("inference")}
+    assert "inference.decide" in core["inference.pipeline"] and "inference.manifest" in core["inference.decide"]
+    assert "inference.decide" not in core["inference.manifest"]
+    assert circles(core) == []
+
+
+def test_a_circle_is_seen():
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert circles({"a": {"b"}, "b": set()}) == []

@@ -9,7 +9,18 @@ import numpy as np
 import pytest
 
 from inference.errors import BundleError
-from inference.manifest import Block, ClassifierSpec, Crop, DetectorSpec, EncoderSpec, KnownSpec, Manifest
+from inference.manifest import (
+    DECISION_FEATURES,
+    Block,
+    ClassifierSpec,
+    Crop,
+    DecisionSpec,
+    DetectorSpec,
+    EncoderSpec,
+    KnownSpec,
+    Manifest,
+    sharpened,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SHA = "0" * 64
@@ -44,6 +55,9 @@ def test_the_shipped_manifest_parses_with_its_blocks_and_parts():
         ("general", 0, 256), ("closed.embedding", 256, 768), ("closed.colour", 768, 984)]
     assert m.classifier.gallery_dims is None and m.known.mode in ("joint", "gate")
     assert m.decision.features == tuple(raw["decision"]["features"])
+    d = raw["decision"]  # the same numbers the decision scored with when decide.py parsed them
+    assert m.decision.weights.tolist() == d["weights"] and (m.decision.bias, m.decision.threshold) == (
+        d["bias"], d["threshold"])
     assert list(m.files()) == ["detector", "encoder", "classifier", "verifier", "known", "characters"]
     assert m.verifier.encoder_sha256 == raw["encoder"]["sha256"] and 0 < m.verifier.threshold < 1
 
@@ -85,6 +99,23 @@ def test_what_no_step_could_use_is_refused_by_name(change, message):
     change(raw)
     with pytest.raises(BundleError, match=message):
         Manifest.parse(raw)
+
+
+def test_the_decision_is_parsed_as_data_with_the_manifest():
+    d = Manifest.parse(minimal(decision={"features": ["top1_cosine", "gallery_energy@30"], "weights": [2, -1],
+                                         "bias": 0.5, "threshold": 0.4})).decision
+    assert isinstance(d, DecisionSpec) and d.features == ("top1_cosine", "gallery_energy@30")
+    assert d.weights.dtype == np.float64 and d.weights.tolist() == [2.0, -1.0] and (d.bias, d.threshold) == (0.5, 0.4)
+    assert DecisionSpec.parse(None) is None and DecisionSpec.parse({}) is None  # older bundles: no decision
+    assert sharpened("gallery_top1_probability@2.5") == ("gallery_top1_probability", 2.5)
+    assert sharpened("gallery_energy@0") is None and sharpened("top1_cosine") is None
+    assert "linear_max_logit" in DECISION_FEATURES
+    for bad, message in (({"features": ["top1_cosine"], "weights": [1.0], "threshold": 1.5}, "threshold"),
+                         ({"features": [], "weights": [], "threshold": 0.5}, "known features"),
+                         ({"features": ["top1_cosine"], "weights": ["heavy"], "threshold": 0.5}, "numbers"),
+                         ([1, 2], "must be an object")):
+        with pytest.raises(BundleError, match=message):
+            Manifest.parse(minimal(decision=bad))
 
 
 def test_a_section_parses_alone_for_tests_and_training():

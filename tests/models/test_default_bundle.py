@@ -59,7 +59,7 @@ def test_names_validation_faces(pipe, shared):
         names = [c.name for c in result.heads[0].candidates]
         top1 += names[0] == r.character
         top3 += r.character in names
-    # Measured 0.964 / 0.991 on the whole validation split (models/MODEL_CARD.md); a floor well below that
+    # Measured 0.964 / 0.991 on the whole validation split (docs/experiments/closed-encoder.md); a floor well below that
     # catches a broken bundle, crop or pre-processing without flaking on this small sample.
     assert top1 / len(faces) >= 0.75, (top1, len(faces))
     assert top3 / len(faces) >= 0.90, (top3, len(faces))

@@ -45,7 +45,7 @@ def test_a_copy_of_the_example_is_valid(monkeypatch):
         monkeypatch.setenv(key, value)
     settings = Settings.from_env(env_file=None)
     config = BotConfig.from_env()
-    assert settings.discord_token == "" and settings.data_dir.name == "data"
+    assert config.discord_token == "" and config.data_dir.name == "data" and config.owner_ids == frozenset()
     assert settings.workers == 1 and settings.queue_size == 8 and settings.unsure_threshold is None
     assert config == BotConfig()  # the example shows the defaults
 
@@ -66,6 +66,27 @@ def test_cooldown_syntax(monkeypatch, value, parsed):
 def test_bad_values_name_the_variable(monkeypatch, var, value):
     monkeypatch.setenv(var, value)
     with pytest.raises(ValueError, match=var):
+        BotConfig.from_env()
+
+
+def test_the_bot_only_options_live_in_the_bot_config(monkeypatch):
+    """The token, the owners, the state directory and the download limit are the bot's: the core settings (read
+    by the CLI and the HTTP API too) hold none of them, and the token is never printed."""
+    from dataclasses import fields
+
+    core = {f.name for f in fields(Settings)}
+    assert not core & {"discord_token", "owner_ids", "data_dir", "url_max_bytes"}
+    monkeypatch.setenv("DISCORD_TOKEN", " abc.def.ghi ")
+    monkeypatch.setenv("OWNER_IDS", "12, 34;56")
+    monkeypatch.setenv("DATA_DIR", "/srv/state")
+    monkeypatch.setenv("URL_MAX_BYTES", "2048")
+    config = BotConfig.from_env()
+    assert config.discord_token == "abc.def.ghi" and config.owner_ids == frozenset({12, 34, 56})
+    assert str(config.data_dir) == "/srv/state" and config.url_max_bytes == 2048
+    assert "abc.def.ghi" not in repr(config) and "discord_token" not in config.public()
+    assert config.public()["owner_ids"] == frozenset({12, 34, 56})
+    monkeypatch.setenv("OWNER_IDS", "me")
+    with pytest.raises(ValueError, match="OWNER_IDS"):
         BotConfig.from_env()
 
 

@@ -8,10 +8,12 @@ import logging
 import discord
 import pytest
 from discord import app_commands
+from discord.ext import commands
 
 from inference import errors as core
 from inference.pipeline import NoHeadError
-from service.errors import TABLE, explain, log_error
+from service import errors as bot_errors
+from service.errors import STARTUP, TABLE, explain, log_error, startup_failure
 from service.fetch import FetchError
 from service.remote import Unavailable
 from service.storage import StorageError
@@ -58,3 +60,54 @@ def test_the_table_reaches_every_surface():
     assert core.describe(core.NotAnImageError("text")).status == 415
     assert core.describe(Unavailable("down")).status == 503
     assert core.describe(core.BundleError("gone")).exit_code == 2 and core.describe(core.Busy()).exit_code == 1
+
+
+@pytest.mark.parametrize(("error", "words"), [
+    (bot_errors.NotAPicture("notes.txt"), "`notes.txt` is not a picture (PNG, JPEG, WebP, GIF or BMP)."),
+    (bot_errors.NotTaught("Kiyo Girl"), "This server never taught me **Kiyo Girl**. `/characters` lists what it taught."),
+    (bot_errors.NotAnEmoji("not*an*emoji"), "`not\\*an\\*emoji` is not an emoji I can watch for."),
+    (bot_errors.OnlyInAServer("@bot sync guild"), "`@bot sync guild` only works in a server."),
+    (bot_errors.Usage("@bot sync [global|guild|clear]"), "Usage: `@bot sync [global|guild|clear]`."),
+    (bot_errors.TeachNeedsAHead(NoHeadError("No head found")),
+     "I couldn't read that picture: No head found Try again with `whole:True` if the picture is a head crop."),
+    (bot_errors.cooldown(4, 30.0, 12.4), "Slow down a little: try again in 12 s."),
+    (commands.NotOwner(), "Only the bot's owner can do this."),
+])
+def test_the_bots_refusals_have_their_words(error, words):
+    assert explain(error) == words
+
+
+def test_every_refusal_has_an_entry_of_its_own():
+    kinds = [k for k in vars(bot_errors).values() if isinstance(k, type) and issubclass(k, bot_errors.Refused)
+             and k is not bot_errors.Refused]
+    assert len(kinds) >= 10
+    described = [core.describe(k.__new__(k), TABLE) for k in kinds]
+    assert core.UNEXPECTED not in described
+    assert all(d is dict(TABLE)[k] for d, k in zip(described, kinds, strict=True))  # not a parent's words
+
+
+def test_a_prefix_commands_error_is_unwrapped():
+    wrapped = commands.CommandInvokeError(discord.HTTPException(FakeResponse(), "slow down"))
+    assert explain(wrapped) == "Discord is rate-limiting me; try again in a moment."
+
+
+def test_startup_failures_have_one_line_and_an_exit_code_each(tmp_path):
+    class Response:
+        status, reason = 401, "Unauthorized"
+
+    cases = [
+        (bot_errors.MissingToken(), 2, "DISCORD_TOKEN is not set"),
+        (bot_errors.ConfigError("WORKERS must be a whole number, got 'many'"), 2,
+         "configuration error: WORKERS must be a whole number"),
+        (bot_errors.UnusableBundle(tmp_path, core.BundleError("no manifest.json")), 3,
+         f"model bundle at {tmp_path} is unusable: no manifest.json"),
+        (discord.LoginFailure("Improper token has been passed."), 4, "Discord rejected DISCORD_TOKEN"),
+        (discord.PrivilegedIntentsRequired(None), 5, "MESSAGE_CONTENT_INTENT=true but"),
+        (bot_errors.DiscordUnreachable(OSError("Connect call failed\nmore")), 6,
+         "cannot reach Discord (Connect call failed); check the network"),
+        (bot_errors.DiscordUnreachable(TimeoutError()), 6, "cannot reach Discord (TimeoutError)"),
+    ]
+    for error, code, start in cases:
+        line, exit_code = startup_failure(error)
+        assert (exit_code, "\n" in line) == (code, False) and line.startswith(start), (error, line)
+    assert sorted({d.exit_code for _, d in STARTUP}) == [2, 3, 4, 5, 6]

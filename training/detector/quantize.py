@@ -18,7 +18,7 @@ letterboxed to one of the sizes it may be served at.
 
 On 2 cores the quantized graph runs 2.4-3x faster than the float one at the same size. The shipped detector
 spends that on the mirror pass at 448 px, not on a larger input: larger inputs won on the training-picture
-calibration but lost on the checked held-out set (model card, "Detector").
+calibration but lost on the checked held-out set (docs/experiments/detector.md).
 """
 
 from __future__ import annotations

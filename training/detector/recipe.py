@@ -5,7 +5,7 @@
     python -m training.detector.recipe --from v12b        # make that stage and the later ones again
 
 The detector was not trained in one go: each version continued the one before with a new idea (larger inputs,
-motif negatives, checked boxes, decoys, labels fixed by eye; model card "Detector"), and each was shipped by a rule
+motif negatives, checked boxes, decoys, labels fixed by eye; docs/experiments/detector.md), and each was shipped by a rule
 set before evaluating it. This runs the same chain from the same configs (training/detector/configs/), the two v13 runs side by side (one core
 each), then makes the shipped graph (v13a on the picture and v13b on its mirror), calibrates it into `models/`
 and evaluates it on the held-out set.

@@ -166,7 +166,7 @@ class Config:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description="train the head detector (see the model card, 'Detector')")
+    ap = argparse.ArgumentParser(description="train the head detector (see docs/experiments/detector.md)")
     ap.add_argument("config", help="a run's TOML file, e.g. training/detector/configs/v13a.toml")
     return ap
 

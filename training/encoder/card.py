@@ -1,5 +1,6 @@
-"""Write models/MODEL_CARD.md (all sections except "## Detector" and "## Performance", which are kept verbatim) and the plots
-in models/card/ (loss curve, per-character accuracy, confusion matrix).
+"""Write docs/experiments/closed-encoder.md, the record of the closed encoder and its classifier (recipe, commands,
+metrics, sizes, experiments), and the plots in models/card/ (loss curve, per-character accuracy, confusion matrix).
+The model card (models/MODEL_CARD.md) is short and written by hand; it links here.
 
     python -m training.encoder.card [--run heldout]
 """
@@ -20,9 +21,10 @@ import numpy as np  # noqa: E402
 from training.encoder.classifier import gallery_dims, member_saw_heldout, step_widths  # noqa: E402
 from training.encoder.data import OUT  # noqa: E402
 from training.encoder.model import DEPTHS  # noqa: E402
-from training.manifest import MODELS  # noqa: E402
+from training.manifest import MODELS, ROOT  # noqa: E402
 
-DETECTOR_PLACEHOLDER = "## Detector\n\n(to be written by the detector engineer: data, commands, metrics.)\n"
+RECORD = ROOT / "docs" / "experiments" / "closed-encoder.md"
+PLOTS = "../../models/card"  # the plots, as the record links them
 
 
 def plots(history: dict, ev: dict, card_dir: Path) -> None:
@@ -83,21 +85,6 @@ def eval_plots(ev: dict, card_dir: Path) -> None:
     fig.tight_layout()
     fig.savefig(card_dir / "confusion.png")
     plt.close(fig)
-
-
-KEPT_SECTIONS = ("Detector", "Performance")  # written by other commands (detector trainer, bench): kept verbatim
-
-
-def kept_sections(old: str | None) -> str:
-    """The sections this card does not own, copied from the existing card (placeholder for a missing Detector)."""
-    parts = []
-    for name in KEPT_SECTIONS:
-        m = re.search(rf"^## {name}\b.*?(?=^## |\Z)", old or "", flags=re.S | re.M)
-        if m:
-            parts.append(m.group(0).rstrip() + "\n")
-        elif name == "Detector":
-            parts.append(DETECTOR_PLACEHOLDER)
-    return "\n".join(parts)
 
 
 def whiten_text(w: dict | list | None) -> str:
@@ -290,9 +277,10 @@ def main() -> None:
     ap.add_argument("--notes", type=Path, default=Path(__file__).with_name("card_notes.md"),
                     help="markdown appended under 'Experiments and misses' (the record of what was tried)")
     ap.add_argument("--bundle", type=Path, default=MODELS)
+    ap.add_argument("--out", type=Path, default=RECORD, help="the record to write")
     args = ap.parse_args()
     bundle = args.bundle
-    card_path = bundle / "MODEL_CARD.md"
+    card_path = args.out
     old = card_path.read_text() if card_path.exists() else None
     history = json.loads((OUT / args.run / "history.json").read_text())
     ev = json.loads((OUT / "eval.json").read_text())
@@ -321,13 +309,14 @@ def main() -> None:
     train_cmd = train_commands(histories)
     blocks = " or ".join(str(n) for n in sorted({member_blocks(histories[r]["args"]) for r in runs}))
     trained = ", ".join(f"{r}: {h.get('steps_done')} steps in {h.get('minutes')} min" for r, h in histories.items())
-    text = f"""# Crystal Eyes default bundle: model card
+    text = f"""# The closed encoder: recipe, metrics and experiments
 
-Bundle `models/` version {manifest.get('version')}: head detector, then encoder (metric-learned embedding,
-ONNX), then classifier (linear softmax over {len(ev['characters'])} known characters, plus a gallery of
-characters that users enrol). Labels: top-level `chara.json` (Danbooru tags; index = class id).
-Every number below was printed by the commands in "Commands", and the same numbers are in
-`manifest.json` under `metrics`.
+The **closed** block of `models/encoder.onnx` (`encoder.blocks`; the linear classifier reads it): encoder
+(metric-learned embedding, ONNX), then classifier (linear softmax over {len(ev['characters'])} known characters,
+plus a gallery of characters that users enrol). Labels: top-level `chara.json` (Danbooru tags; index = class id).
+Every number below was printed by the commands in "Commands", and the same numbers are in `models/manifest.json`
+under `metrics`. `python -m training.encoder.card` writes this file ("Experiments and misses" is
+`training/encoder/card_notes.md`). What ships today is in [models/MODEL_CARD.md](../../models/MODEL_CARD.md).
 
 ## Data sources
 
@@ -351,7 +340,7 @@ python -m training.encoder.data                             # 1. decode + cache 
 python -m training.encoder.export --run {','.join(runs)} --out models/encoder.onnx{' --flip-tta' if m['encoder_training']['flip_tta_in_graph'] else ''}{' --whiten' if m['encoder_training'].get('whitening') else ''}   # 3. ONNX + torch check
 {'python -m training.encoder.quantize models/encoder.onnx        # 3b. int8 (the whitening stays float)' + chr(10) if int8 else ''}{colour_cmd(appended['colour'])}{pooled_cmd(appended['pooled'])}{hires_cmd(appended['hires'], saw)}python -m training.encoder.classifier                       # 4+5. classifier, calibration, chara.json, manifest
 python -m training.encoder.evaluate                         # metrics -> manifest + runs/encoder/eval.json
-python -m training.encoder.card --run {args_['run']}                  # this card + plots
+python -m training.encoder.card --run {args_['run']}                  # this record + plots
 ```
 
 Training ran on 2 shared CPU cores (one torch thread, bf16 autocast): {trained}.
@@ -421,7 +410,7 @@ queries as above.''' if os_.get('serving') else ''}
 
 Line art per rendering (top-1 / top-3): {', '.join(f"{k} {v['top1']:.2f} / {v['top3']:.2f}" for k, v in la.items() if k != 'all')}.
 
-![loss](card/loss.png) ![per-character accuracy](card/per_character.png) ![confusion](card/confusion.png)
+![loss]({PLOTS}/loss.png) ![per-character accuracy]({PLOTS}/per_character.png) ![confusion]({PLOTS}/confusion.png)
 
 ## Sizes and latency
 
@@ -434,13 +423,12 @@ Line art per rendering (top-1 / top-3): {', '.join(f"{k} {v['top1']:.2f} / {v['t
 | encoder, per head in a batch of 16 | {lat['ms_per_head_batch16']:.2f} ms |
 | pre-processing (resize + normalise), per head | {lat['ms_preprocess_per_head']:.2f} ms |
 
-The latency was measured on the training machine (2 CPU cores) by `python -m training.encoder.evaluate`; it depends on what else runs there (see "Performance" for the whole pipeline on a quiet machine).
+The latency was measured on the training machine (2 CPU cores) by `python -m training.encoder.evaluate`; it depends on what else runs there (see the README's "Performance" and [performance.md](performance.md) for the whole pipeline on a quiet machine).
 
 ## Experiments and misses
 
 {notes}
-
-{kept_sections(old)}"""
+"""
     card_path.write_text(text)
     print(f"wrote {card_path} and {bundle / 'card'}/*.png")
 

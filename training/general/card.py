@@ -1,10 +1,11 @@
-"""Stage 5: the model card's section for the many-character bundle, from the numbers the stages recorded.
+"""Stage 5: the record's section for the many-character bundle (docs/experiments/general-encoder.md), from the numbers the stages recorded.
 
     python -m training.general.card RUN [--bundle models] [--scenes runs/general/scenes.json]
 
 Writes models/card/general_loss.png (training loss and validation curves) and models/card/known_unknown.png (the
-known/unknown score of known and never-seen characters, 'report' half), and prints the markdown section that
-models/MODEL_CARD.md carries (every number read from the manifest, history.json and the scenes run).
+known/unknown score of known and never-seen characters, 'report' half), and prints the markdown section that opens
+docs/experiments/general-encoder.md, the record of the general encoder (every number read from the manifest,
+history.json and the scenes run). The model card (models/MODEL_CARD.md) is short and written by hand.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 
 from training.common import ROOT
 from training.general.dataset import OUT
+
+PLOTS = "../../models/card"  # the plots, as docs/experiments/general-encoder.md links them
 
 
 def pct(v) -> str:
@@ -200,7 +203,8 @@ def section(run: str, manifest: dict, scenes: dict | None) -> str:
         u = d["unlabeled_named"]
         lines += ["", f"Of the {u['crops']:,} unlabeled/ face crops (game art, no identities; some may be characters "
                   f"the bundle knows, so this is an upper bound) {u['named']:.3f} are named at the threshold."]
-    lines += ["", "![known score](card/known_unknown.png)", "", "![general encoder training](card/general_loss.png)", ""]
+    lines += ["", f"![known score]({PLOTS}/known_unknown.png)", "",
+              f"![general encoder training]({PLOTS}/general_loss.png)", ""]
     notes = Path(__file__).with_name("card_notes.md")
     if notes.exists():
         lines += ["### Tried, not shipped", "", notes.read_text().strip(), ""]

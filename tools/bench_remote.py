@@ -1,6 +1,6 @@
 """Benchmark of remote inference (docs/scaling.md): a local Ray cluster serving the bundle, measured three ways.
 
-    python -m service.bench [--bundle models] [--seconds 15] [--concurrency 8] [--json]
+    python -m tools.bench_remote [--bundle models] [--seconds 15] [--concurrency 8] [--json]
 
 1. added latency: one picture after another, the in-process pipeline (recognize + annotate) against the same
    through the recognition service over loopback (INFERENCE_URL); p50 of each and of the difference;
@@ -8,7 +8,8 @@
 3. the bot's acknowledgement under 200 concurrent /whois (SimCord, the real bot with INFERENCE_URL): the time
    from each interaction being sent to its first response (defer, or the busy answer), p50 and p99.
 
-Needs the dev and serve extras (simcord, Ray). Use an otherwise idle machine: the numbers are wall-clock.
+Needs the dev and serve extras (simcord, Ray). Use an otherwise idle machine: the numbers are wall-clock. It sits in
+tools/, above the bot it drives (bot.py), so that nothing in service/ or inference/ imports the bot.
 """
 
 from __future__ import annotations
@@ -109,8 +110,8 @@ async def acks(bundle: Path, url: str, data: bytes, n: int = 200) -> dict:
         return wrapper
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(bundle_dir=bundle, data_dir=Path(tmp), ort_threads=1, top_k=3)
-        config = BotConfig(user_cooldown=(0, 0.0), guild_cooldown=(0, 0.0), inference_url=url)
+        settings = Settings(bundle_dir=bundle, ort_threads=1, top_k=3)
+        config = BotConfig(data_dir=Path(tmp), user_cooldown=(0, 0.0), guild_cooldown=(0, 0.0), inference_url=url)
         bot = create_bot(settings, config=config)
         env = simcord.Env(bot)
         await env.start()
@@ -152,7 +153,7 @@ async def acks(bundle: Path, url: str, data: bytes, n: int = 200) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m service.bench", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m tools.bench_remote", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bundle", type=Path, default=ROOT / "models")
     ap.add_argument("--picture", type=Path, default=PICTURE)
