@@ -326,7 +326,13 @@ def build_pretrained(args, run_dir: Path) -> None:
     emb = Embedder(enc, make_session(out / "encoder.onnx", 2))
     compares = [{"part": info["blocks"][0]["name"], "weight": 1.0}]
     data = dataset.load(size=size)
-    e = embedded(emb, data.images, run_dir / f"embeddings_{sha256_file(out / 'encoder.onnx')[:12]}.npy")
+    e = np.load(run_dir / "embeddings.npy")  # the head's, from the cached taps: checked through the served graph
+    pick = np.random.default_rng(0).choice(len(e), 256, replace=False)
+    served = embed_crops(emb, data.images[pick])
+    agree = float((served * e[pick]).sum(1).min())
+    print(f"served graph vs the head's embeddings, 256 crops: min cosine {agree:.5f}", flush=True)
+    if agree < 0.999:
+        raise SystemExit("the exported encoder does not give the head's embeddings: export the run again")
     labels32 = json.loads((args.base / base["labels"]).resolve().read_text())
     col = {lab.tag: i for i, lab in enumerate(data.labels)}
     ids32 = np.array([col[t] for t in labels32])

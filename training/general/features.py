@@ -74,6 +74,7 @@ def pooled_taps(sess, imgs: np.ndarray, bs: int = 64, flip: bool = False) -> np.
 def whitening(x: np.ndarray, ident: np.ndarray, dims: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(mean, projection) of PCA to `dims`, then whitening by the within-identity covariance (identities with two or
     more rows)."""
+    dims = min(dims, x.shape[1])
     mu = x.mean(0)
     xc = x - mu
     _, _, vt = np.linalg.svd(xc[np.random.default_rng(0).permutation(len(xc))[:20000]], full_matrices=False)

@@ -7,7 +7,8 @@ linear map to `dim`) with CosFace over the training identities and a supervised 
 pictures of one character where it has two or more (a cross-outfit or cross-artist positive), else a picture and its
 mirror. The head starts from the whitened projection (PCA, then the within-character spread), so step 0 is the
 frozen number. Writes `runs/general/<run>/head.pt` (resumable: steps done, optimiser state) and `history.json`
-(the numbers every `eval_every` steps: unseen outfits, the fan-art proxy, faces/ 'val').
+(the numbers every `eval_every` steps: unseen outfits, the fan-art proxy, faces/ 'val'), and at the end
+`embeddings.npy`, every cached crop's embedding.
 """
 
 from __future__ import annotations
@@ -154,6 +155,8 @@ def main() -> None:
             evaluate(done)
             save(done)
     save(cfg.steps)
+    # every crop's embedding as the served graph gives it (the bundle builder checks a sample through ONNX)
+    np.save(out / "embeddings.npy", embed(proj, both).astype(np.float32))
 
 
 if __name__ == "__main__":
