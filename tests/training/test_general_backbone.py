@@ -101,3 +101,18 @@ def test_the_linear_classifier_fit_separates_what_is_separable():
     W, b = bundle.fit_linear(x, y, 3)
     assert W.shape == (3, 8) and b.shape == (3,)
     assert ((x @ W.T + b).argmax(1) == y).mean() > 0.98
+
+
+def test_frozen_stages_keep_their_weights_and_statistics_while_training():
+    enc = backbone.Encoder(("s5", "s6"), dim=8)
+    enc.freeze("s4")
+    enc.train()
+    assert not enc.backbone.stages["s4"].training and enc.backbone.stages["s5"].training
+    assert not any(p.requires_grad for p in enc.backbone.stages["s3"].parameters())
+    assert all(p.requires_grad for p in enc.backbone.stages["s6"].parameters())
+    before = enc.backbone.stages["s4"][0].expand[1].running_mean.clone()
+    moving = enc.backbone.stages["s5"][0].expand[1].running_mean.clone()
+    enc(torch.rand(4, 3, 64, 64) * 2 - 1).sum().backward()
+    assert torch.equal(enc.backbone.stages["s4"][0].expand[1].running_mean, before)
+    assert not torch.equal(enc.backbone.stages["s5"][0].expand[1].running_mean, moving)
+    assert enc.backbone.stem[0].weight.grad is None and enc.proj.weight.grad is not None

@@ -199,6 +199,27 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.proj(self.pooled(x)), dim=1)
 
+    def freeze(self, last: str) -> None:
+        """Keep the stem and the stages up to `last` as pretrained: no gradient, batch-norm statistics fixed (they
+        stay in eval mode whatever `train()` says). "" freezes nothing."""
+        names = ["stem", *(s.name for s in STAGES), "head"]
+        self.frozen = names[: names.index(last) + 1] if last else []
+        for name in self.frozen:
+            module = self.backbone.stem if name == "stem" else (
+                self.backbone.head if name == "head" else self.backbone.stages[name])
+            if module is not None:
+                for p in module.parameters():
+                    p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> Encoder:
+        super().train(mode)
+        for name in getattr(self, "frozen", []):
+            module = self.backbone.stem if name == "stem" else (
+                self.backbone.head if name == "head" else self.backbone.stages[name])
+            if module is not None:
+                module.eval()
+        return self
+
     def blocks(self) -> list[dict]:
         """What the exported graph outputs, for `encoder.blocks` in the manifest."""
         return [{"name": "embedding", "dims": self.dim}]

@@ -128,12 +128,28 @@ def pretrained_encoder(run: str, fetched: Path | None = None):
     from training.common import RUNS
     from training.general.backbone import Encoder, load_pretrained, unpack
 
-    ck = torch.load(OUT / run / "head.pt", map_location="cpu", weights_only=False)
+    if (OUT / run / "head.pt").exists():  # the head alone, on the package's backbone
+        ck = torch.load(OUT / run / "head.pt", map_location="cpu", weights_only=False)
+        cfg = ck["config"]
+        enc = Encoder(tuple(cfg["taps"]), cfg["dim"])
+        load_pretrained(enc.backbone, unpack(fetched or RUNS / "third_party"))
+        enc.proj.load_state_dict(ck["proj"])
+        return enc.eval(), ck
+    # a run of training.general.train with `backbone` set: the whole encoder tuned
+    ck = torch.load(OUT / run / "encoder.pt", map_location="cpu", weights_only=False)
     cfg = ck["config"]
     enc = Encoder(tuple(cfg["taps"]), cfg["dim"])
-    load_pretrained(enc.backbone, unpack(fetched or RUNS / "third_party"))
-    enc.proj.load_state_dict(ck["proj"])
+    enc.load_state_dict(ck["state_dict"])
+    ck = {**ck, "steps": ck["steps_done"], "config": {**cfg, "size": cfg["size"]}}
     return enc.eval(), ck
+
+
+def is_pretrained(run: str) -> bool:
+    """A run of the pretrained encoder: a head run, or a general run with `backbone` set."""
+    if (OUT / run / "head.pt").exists():
+        return True
+    path = OUT / run / "encoder.pt"
+    return path.exists() and bool(torch.load(path, map_location="cpu", weights_only=False)["config"].get("backbone"))
 
 
 def export_pretrained(run: str, fetched: Path | None = None) -> Path:
@@ -171,7 +187,7 @@ def main() -> None:
     ap.add_argument("--members", nargs="+", help="finished runs to export as one ensemble named RUN")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    if (OUT / args.run / "head.pt").exists():  # a pretrained encoder's run (training/general/head.py)
+    if is_pretrained(args.run):  # a pretrained encoder's run (training/general/head.py or train.py `backbone`)
         export_pretrained(args.run)
         return
     export(args.run, members=args.members)

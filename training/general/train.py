@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from training.common import load_config, seeded
+from training.common import RUNS, load_config, seeded
 from training.encoder.augment import make_views
 from training.encoder.lineart import random_lineart
 from training.encoder.model import Encoder, Projector
@@ -70,6 +70,14 @@ class Config:
     # drawn with probability growing as the square root of its identities: characters of one work share one art
     # style, so these are the negatives that only the character tells apart; 0 = every identity drawn alone
     same_work: float = 0.0
+    # the pretrained encoder (training/general/backbone.py): "" = the from-scratch one above (depths, widths);
+    # "lite0" = EfficientNet-Lite0 with ImageNet weights (runs/third_party, see backbone.py), its stages up to
+    # `freeze` kept as they are (weights and batch-norm statistics), its `taps` pooled into the embedding
+    backbone: str = ""
+    taps: tuple = ("s5", "s6")
+    freeze: str = "s4"
+    head_init: str = ""  # a head run (training/general/head.py) whose trained projection the embedding starts from
+    crops: int = 96  # which cached crops: runs/general/chars_<crops>.npy (and faces_<crops>.npy)
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
@@ -111,6 +119,25 @@ def lineart(imgs: np.ndarray, seed: int) -> np.ndarray:
     return np.stack([random_lineart(im, rng)[:, :, 0] for im in tqdm(imgs, desc="line art", mininterval=10)])[:, None]
 
 
+def pretrained_model(cfg: Config):
+    """The pretrained encoder of `cfg.backbone`, frozen up to `cfg.freeze`, its embedding head from `cfg.head_init`
+    (or fresh)."""
+    from training.general.backbone import Encoder as Pretrained
+    from training.general.backbone import load_pretrained, unpack
+
+    if cfg.backbone != "lite0":
+        raise SystemExit(f"unknown backbone {cfg.backbone!r}")
+    model = Pretrained(tuple(cfg.taps), cfg.dim)
+    load_pretrained(model.backbone, unpack(RUNS / "third_party"))
+    if cfg.head_init:
+        ck = torch.load(OUT / cfg.head_init / "head.pt", map_location="cpu", weights_only=False)
+        if tuple(ck["taps"]) != tuple(cfg.taps):
+            raise SystemExit(f"head run {cfg.head_init} taps {ck['taps']}, not {cfg.taps}")
+        model.proj.load_state_dict(ck["proj"])
+    model.freeze(cfg.freeze)
+    return model
+
+
 def warm_start(ck: dict, model: Encoder, proj: Projector, cosface: CosFace, tags: list[str], means) -> None:
     """Load a finished run's checkpoint `ck` into the model and its heads. CosFace's rows are kept when they are
     this run's identities (`tags`, in order; checkpoints before they were saved: the same count); otherwise the
@@ -135,7 +162,7 @@ def main() -> None:
     run_dir = OUT / cfg.run
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    data = dataset.load()
+    data = dataset.load(size=cfg.crops)
     imgs, ident = data.images, data.identity
     tr = np.where(data.train)[0]
     lines = lineart(imgs, cfg.seed)
@@ -161,10 +188,10 @@ def main() -> None:
         unl = np.load(dataset.FACES_CACHE / "unlabeled_96.npy")
         unl_lines = np.load(dataset.FACES_CACHE / "unlabeled_lineart_96.npy")
         print(f"with {cfg.unlabeled} of {len(unl)} unlabeled/ crops per step (SupCon instances)", flush=True)
-    model = Encoder(widths=cfg.widths, depths=cfg.depths, dim=cfg.dim)
+    model = pretrained_model(cfg) if cfg.backbone else Encoder(widths=cfg.widths, depths=cfg.depths, dim=cfg.dim)
     proj = Projector(cfg.dim)
     cosface = CosFace(cfg.dim, len(ids), s=cfg.cf_s, m=cfg.cf_m)
-    params = list(model.parameters()) + list(proj.parameters()) + list(cosface.parameters())
+    params = [p for p in model.parameters() if p.requires_grad] + list(proj.parameters()) + list(cosface.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.wd)
     history = {"config": {f.name: getattr(cfg, f.name) for f in fields(cfg)}, "step": [], "loss": [], "eval": [],
                "minutes_before": 0.0}
