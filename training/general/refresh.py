@@ -10,7 +10,8 @@ character (merges). When those facts are corrected, e.g. a work or a merge found
 2. every character whose pictures changed gets its prototype in `known.npz` recomputed the way
    `training.general.bundle` makes it: the serving detector cuts each picture's head as `training.general.data`
    does, the bundle's encoder embeds it (`embed_crops`), the gallery view's normalised sum is pooled per part. A
-   character is new (a merge undone), gone (a merge made), or one a merge was undone from (`merge_checked.json`);
+   character is new (new pictures in the data, or a merge undone), gone (a merge made), one a merge was made into
+   (it holds the pictures of a tag the bundle knew apart), or one a merge was undone from (`merge_checked.json`);
    with a hubness correction (`known.hub`) every prototype's offset is recomputed, with the manifest's centre;
 3. before writing, `--check` characters it did not change are recomputed the same way and must match what the
    bundle holds (cosine >= 0.999 in the float16 it stores), so the prototypes written are what a rebuild would give.
@@ -38,25 +39,41 @@ def known_tags(labels, rows) -> list[str]:
     return sorted(lab.tag for lab in labels if lab.tag in with_pictures)
 
 
-def recompute(pipe, rows_by_tag: dict[str, list], tags: list[str]) -> np.ndarray:
-    """(len(tags), view width) prototypes of `tags` from their characters/ pictures, as the bundle builder makes them."""
+def merged_into(rows, names: list[str], old: set[str]) -> set[str]:
+    """The characters of `names` that hold the pictures of another tag the old bundle knew apart (a merge made)."""
+    holds: dict[str, set[str]] = {}
+    for r in rows:
+        holds.setdefault(r.tag, set()).add(r.source_tag)
+    return {t for t in names if any(s != t and s in old for s in holds.get(t, ()))}
+
+
+def embed_pictures(pipe, paths: list[str]) -> np.ndarray:
+    """(len(paths), D) embeddings of characters/ pictures as the bundle builder makes them: the serving detector
+    cuts each picture's head as `training.general.data` does, the bundle's encoder embeds it (`embed_crops`)."""
     from inference.detect import Detector
     from training.general.bundle import embed_crops
     from training.general.data import head_crop
 
     b = pipe.bundle
     det = Detector(b.spec.detector, b.sessions.get("detector"), cascade_path=b.files["detector"].path)
-    view = b.spec.classifier.view
-    out = []
-    for t in tags:
-        crops = np.stack([head_crop(det, b.spec.encoder.crop, imread_rgb(DATA / "characters" / r.path))[0]
-                          for r in rows_by_tag[t]])
-        s = view.apply(embed_crops(pipe.embedder, crops)).sum(0, keepdims=True)
-        out.append(view.pool(s / max(float(np.linalg.norm(s)), 1e-12))[0])
+    crops = np.stack([head_crop(det, b.spec.encoder.crop, imread_rgb(DATA / "characters" / p))[0] for p in paths])
+    return embed_crops(pipe.embedder, crops)
+
+
+def prototype(view, emb: np.ndarray) -> np.ndarray:
+    """One character's prototype from its pictures' embeddings: the gallery view's normalised sum, pooled per part."""
+    s = view.apply(emb).sum(0, keepdims=True)
+    return view.pool(s / max(float(np.linalg.norm(s)), 1e-12))[0]
+
+
+def recompute(pipe, rows_by_tag: dict[str, list], tags: list[str]) -> np.ndarray:
+    """(len(tags), view width) prototypes of `tags` from their characters/ pictures, as the bundle builder makes them."""
+    view = pipe.bundle.spec.classifier.view
+    out = [prototype(view, embed_pictures(pipe, [r.path for r in rows_by_tag[t]])) for t in tags]
     return np.stack(out).astype(np.float32)
 
 
-def refresh(bundle: Path, check: int = 50, seed: int = 0) -> dict:
+def refresh(bundle: Path, check: int = 50, seed: int = 0, version: str | None = None) -> dict:
     from inference.manifest import KnownSpec
     from inference.pipeline import Pipeline
     from inference.settings import Settings
@@ -75,7 +92,7 @@ def refresh(bundle: Path, check: int = 50, seed: int = 0) -> dict:
     names = known_tags(labels, rows)
     faces = {lab.tag for lab in labels if "faces" in lab.sources}
     undone = {v["not"] for v in json.loads(MERGE_CHECKED.read_text()).values()}
-    changed = sorted((set(names) - set(old)) | (undone & set(names)))
+    changed = sorted((set(names) - set(old)) | (undone & set(names)) | merged_into(rows, names, set(old)))
     gone = sorted(set(old) - set(names))
     if set(changed) & faces:
         raise SystemExit(f"{sorted(set(changed) & faces)} are faces/ characters: rebuild the bundle instead")
@@ -98,7 +115,8 @@ def refresh(bundle: Path, check: int = 50, seed: int = 0) -> dict:
     known_and_32 = set(names) | set(json.loads((bundle / manifest["labels"]).resolve().read_text()))
     write_characters(bundle / manifest["characters"]["file"], labels, known_and_32 & set(by_tag))
     update_section("known", {**manifest["known"], "characters": len(names)}, bundle=bundle)
-    update_section("characters", {**manifest["characters"]}, bundle=bundle)
+    # a new version (what `/about` and `/healthz` name), when asked: the bundle's facts changed, not its models
+    update_section("characters", {**manifest["characters"]}, bundle=bundle, **({"version": version} if version else {}))
     report = {"known": len(names), "recomputed": changed, "removed": gone, "check_min_cosine": round(float(cos.min()), 5)}
     print(f"{path}: {len(names)} characters ({len(old_names)} before); recomputed {changed}; removed {gone}")
     return report
@@ -108,8 +126,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bundle", type=Path, default=ROOT / "models")
     ap.add_argument("--check", type=int, default=50, help="unchanged characters recomputed as a check")
+    ap.add_argument("--version", help="the refreshed bundle's version (default: unchanged)")
     a = ap.parse_args()
-    refresh(a.bundle, a.check)
+    refresh(a.bundle, a.check, version=a.version)
 
 
 if __name__ == "__main__":
