@@ -185,6 +185,19 @@ def test_refresh_recomputes_the_characters_a_merge_was_made_into():
     assert merged_into(rows, names, set()) == set()
 
 
+def test_refresh_all_rewrites_what_moved_and_refuses_another_encoder():
+    from training.general.refresh import split_moved
+
+    probe = ["a", "b", "c", "d"]
+    moved, same = split_moved(probe, np.array([1.0, 0.9995, 0.6, 0.99999]), every=True)
+    assert moved == ["c"] and len(same) == 3  # c's pictures changed; the others reproduce the bundle's
+    with pytest.raises(SystemExit, match="rebuild"):  # most moved: not pictures added, another encoder
+        split_moved(probe, np.array([0.7, 0.8, 0.6, 1.0]), every=True)
+    with pytest.raises(SystemExit, match="rebuild"):  # a plain check: none may move
+        split_moved(probe, np.array([1.0, 1.0, 0.6, 1.0]), every=False)
+    assert split_moved(probe, np.ones(4), every=False)[0] == []
+
+
 def test_splits_are_deterministic_and_keep_the_faces_characters():
     class Row:
         def __init__(self, tag, variant):

@@ -1,6 +1,6 @@
 """Correct who a built bundle's characters are, without a rebuild.
 
-    python -m training.general.refresh [--bundle models] [--check 50]
+    python -m training.general.refresh [--bundle models] [--check 50] [--all] [--version V]
 
 `labels.build()` decides who each character is (name, work, MyAnimeList page) and which pictures are one
 character (merges). When those facts are corrected, e.g. a work or a merge found wrong by eye (`series_checked.json`,
@@ -15,6 +15,8 @@ character (merges). When those facts are corrected, e.g. a work or a merge found
    with a hubness correction (`known.hub`) every prototype's offset is recomputed, with the manifest's centre;
 3. before writing, `--check` characters it did not change are recomputed the same way and must match what the
    bundle holds (cosine >= 0.999 in the float16 it stores), so the prototypes written are what a rebuild would give.
+   With `--all` every character is recomputed (pictures were added to characters the bundle knows: nothing else
+   says which): those that move are rewritten, and at least half must reproduce the bundle's.
 
 The encoder, classifier and decision stay as they are (their calibration saw the old characters); the manifest's
 sha256 and `known.characters` are updated. The 32 faces/ characters are never recomputed (their prototypes also
@@ -66,6 +68,17 @@ def prototype(view, emb: np.ndarray) -> np.ndarray:
     return view.pool(s / max(float(np.linalg.norm(s)), 1e-12))[0]
 
 
+def split_moved(probe: list[str], cos: np.ndarray, every: bool) -> tuple[list[str], np.ndarray]:
+    """(the characters whose recomputed prototype moved, the cosines of those that reproduce the bundle's). Without
+    `every` none may move; with it (all recomputed, pictures were added) at least half must reproduce: if most
+    move, the detector, encoder or crops changed, and only a rebuild is right."""
+    ok = cos >= 0.999
+    if len(probe) and (ok.sum() < len(probe) / 2 if every else not ok.all()):
+        raise SystemExit("recomputed prototypes differ from the bundle's: its detector, encoder or crops changed; "
+                         "rebuild with training.general.bundle")
+    return [t for t, k in zip(probe, ok) if not k], cos[ok]
+
+
 def recompute(pipe, rows_by_tag: dict[str, list], tags: list[str]) -> np.ndarray:
     """(len(tags), view width) prototypes of `tags` from their characters/ pictures, as the bundle builder makes them."""
     view = pipe.bundle.spec.classifier.view
@@ -73,7 +86,10 @@ def recompute(pipe, rows_by_tag: dict[str, list], tags: list[str]) -> np.ndarray
     return np.stack(out).astype(np.float32)
 
 
-def refresh(bundle: Path, check: int = 50, seed: int = 0, version: str | None = None) -> dict:
+def refresh(bundle: Path, check: int = 50, seed: int = 0, version: str | None = None, every: bool = False) -> dict:
+    """Bring `bundle` in line with the labels (see the module's doc). `every`: recompute every character but the
+    faces/ ones, for pictures added to characters the bundle knows (the data grew): those whose prototype moves are
+    the changed ones, and the check is that most of the others (>= half) reproduce what the bundle holds."""
     from inference.manifest import KnownSpec
     from inference.pipeline import Pipeline
     from inference.settings import Settings
@@ -99,15 +115,16 @@ def refresh(bundle: Path, check: int = 50, seed: int = 0, version: str | None = 
     pipe = Pipeline.from_bundle(bundle, Settings(verify_heads=False))
     rng = np.random.default_rng(seed)
     pool = sorted(set(names) & set(old) - set(changed) - faces)
-    probe = [pool[i] for i in rng.choice(len(pool), min(check, len(pool)), replace=False)]
+    probe = pool if every else [pool[i] for i in rng.choice(len(pool), min(check, len(pool)), replace=False)]
     got = recompute(pipe, rows_by_tag, probe)
     have = np.stack([old[t] for t in probe])
     cos = np.sum(got * have, 1) / np.linalg.norm(have, axis=1) / np.linalg.norm(got, axis=1)
-    print(f"check: {len(probe)} unchanged characters recomputed, cosine to the bundle's min {cos.min():.5f}")
-    if len(probe) and cos.min() < 0.999:
-        raise SystemExit("recomputed prototypes differ from the bundle's: its detector, encoder or crops changed; "
-                         "rebuild with training.general.bundle")
-    new = dict(zip(changed, recompute(pipe, rows_by_tag, changed)))
+    moved, same = split_moved(probe, cos, every)
+    print(f"check: {len(probe)} unchanged characters recomputed, cosine to the bundle's min {cos.min():.5f}"
+          + (f"; {len(same)} reproduce it (>= 0.999), {len(moved)} moved (their pictures changed)" if every else ""))
+    new = {t: g for t, g, c in zip(probe, got, cos) if c < 0.999} if every else {}  # the others stay as shipped
+    new.update(zip(changed, recompute(pipe, rows_by_tag, changed)))
+    changed = sorted(set(changed) | set(moved))
     vectors = np.stack([new[t] if t in new else old[t] for t in names])
     path = bundle / manifest["known"]["file"]
     # every offset of a hubness correction is recomputed: a changed prototype moves its neighbours' too
@@ -117,8 +134,11 @@ def refresh(bundle: Path, check: int = 50, seed: int = 0, version: str | None = 
     update_section("known", {**manifest["known"], "characters": len(names)}, bundle=bundle)
     # a new version (what `/about` and `/healthz` name), when asked: the bundle's facts changed, not its models
     update_section("characters", {**manifest["characters"]}, bundle=bundle, **({"version": version} if version else {}))
-    report = {"known": len(names), "recomputed": changed, "removed": gone, "check_min_cosine": round(float(cos.min()), 5)}
-    print(f"{path}: {len(names)} characters ({len(old_names)} before); recomputed {changed}; removed {gone}")
+    report = {"known": len(names), "recomputed": changed, "removed": gone, "moved": moved,
+              "check_min_cosine": round(float(same.min() if len(same) else 1.0), 5)}
+    shown = changed if len(changed) <= 20 else changed[:20] + [f"... {len(changed) - 20} more"]
+    print(f"{path}: {len(names)} characters ({len(old_names)} before); recomputed {len(changed)} "
+          f"({len(moved)} whose pictures changed) {shown}; removed {gone}")
     return report
 
 
@@ -127,8 +147,10 @@ def main() -> None:
     ap.add_argument("--bundle", type=Path, default=ROOT / "models")
     ap.add_argument("--check", type=int, default=50, help="unchanged characters recomputed as a check")
     ap.add_argument("--version", help="the refreshed bundle's version (default: unchanged)")
+    ap.add_argument("--all", action="store_true",
+                    help="recompute every character (not faces/ ones): pictures were added to known characters")
     a = ap.parse_args()
-    refresh(a.bundle, a.check, version=a.version)
+    refresh(a.bundle, a.check, version=a.version, every=a.all)
 
 
 if __name__ == "__main__":
