@@ -61,3 +61,16 @@ def test_missing_tags_are_counted_by_the_franchises_one_spelling():
     got = missing_by_work(verdicts, {"b": "kancolle", "c": "touhou"})
     assert got == {"Kantai Collection": 2, "Touhou Project": 1}
 
+
+
+def test_chinese_only_works_cannot_be_compared_and_character_means_the_works_name():
+    assert tag_works("erza_scarlet", {"erza_scarlet": "妖精的尾巴"}) == []
+    assert tag_works("chrome_dokuro", {"chrome_dokuro": "家庭教师Hitman Reborn!"}) == ["家庭教师Hitman Reborn!"]
+    assert tag_works("bayonetta_(character)", {}) == ["bayonetta"]
+    known = [Known("mal_5189", "Erza Scarlet", "Fairy Tail"), Known("mal_92041", "Bayonetta", "Bayonetta"),
+             Known("mal_500", "Sakura Matou", "Fate/stay night")]
+    v = coverage(["erza_scarlet", "bayonetta_(character)", "matou_sakura"], known,
+                 {"erza_scarlet": "妖精的尾巴", "matou_sakura": "fate (series)"})["verdicts"]
+    # Danbooru's " (series)" is no part of the work's name: Fate/stay night is a Fate
+    assert v == {"erza_scarlet": "name_unconfirmed", "bayonetta_(character)": "name", "matou_sakura": "name"}
+

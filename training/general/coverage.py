@@ -8,7 +8,8 @@ what fan-art channels post most. A reference tag counts as known when
 - the bundle knows a character of the same name (the words of its display name or of its tag without the
   "_(work)" suffix, in any order: MyAnimeList's "Marisa Kirisame" is Danbooru's `kirisame_marisa`) within the tag's
   own work: the reference look-up's work for the tag (`reference/character-series.csv`) or the tag's suffix
-  (`fubuki_(kantai_collection)`), compared as `labels.same_work` does (one franchise however spelt). `name`: the
+  (`fubuki_(kantai_collection)`), compared as `labels.same_work` does (one franchise however spelt; a work the
+  look-up writes only in Chinese cannot be compared and counts as unknown, `tag_works`). `name`: the
   works agree; `name_unconfirmed`: one side's work is unknown (a MyAnimeList portrait whose anime the data does not
   say, a tag the look-up has no work for), so nothing says it is another work's: counted as known, as the issue's
   ".36 today" counts it, and reported apart (`confirmed_share` leaves them out).
@@ -54,11 +55,14 @@ def tag_name(tag: str) -> str:
 
 
 def tag_works(tag: str, lookup: dict[str, str]) -> list[str]:
-    """The works a reference tag belongs to, as far as known: the reference look-up's, then its suffix's."""
-    works = [lookup[tag]] if lookup.get(tag) else []
+    """The works a reference tag belongs to, as far as they can be compared: the reference look-up's, then its
+    suffix's. Danbooru's "_(character)" says the character has its work's name (`bayonetta_(character)`). A work the
+    look-up gives only in Chinese ("妖精的尾巴") cannot be compared with the bundle's (romanised or English) works:
+    it is left out, so such a tag's work counts as unknown."""
+    works = [lookup[tag]] if lookup.get(tag) and re.search(r"[A-Za-z]", lookup[tag]) else []
     m = SUFFIX.search(tag)
     if m:
-        works.append(m.group(1).replace("_", " "))
+        works.append((tag_name(tag) if m.group(1) == "character" else m.group(1)).replace("_", " "))
     return works
 
 

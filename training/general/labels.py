@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,11 +82,19 @@ def _norm(text: str | None) -> str:
     return re.sub(r"[^a-z0-9]+", "", (text or "").lower())
 
 
+def _work_norm(text: str | None) -> str:
+    """A title folded for comparison: accents, Danbooru's " (series)", romanised long vowels ("dō", "dou" -> "do")."""
+    text = unicodedata.normalize("NFKD", SERIES_SUFFIX.sub("", (text or "").strip()))
+    text = _norm("".join(c for c in text if not unicodedata.combining(c)))
+    return re.sub(r"ou|oo", "o", text.replace("uu", "u"))
+
+
 def same_work(a: str | None, b: str | None) -> bool:
     """Loose comparison of two series names ("Re:Zero kara Hajimeru Isekai Seikatsu" ~ "re:zero ...",
-    "Toradora!" ~ "toradora"): equal or one contains the other, after dropping case and punctuation, or one
+    "Toradora!" ~ "toradora", "danganronpa (series)" ~ "Danganronpa: Trigger Happy Havoc"): equal or one contains
+    the other, after dropping case, accents, punctuation and Danbooru's " (series)" and folding long vowels, or one
     franchise (`FRANCHISES`: "touhou" ~ "Touhou Koumakyou ~ the Embodiment of Scarlet Devil")."""
-    na, nb = _norm(a), _norm(b)
+    na, nb = _work_norm(a), _work_norm(b)
     if len(na) < 3 or len(nb) < 3:
         return False
     return na == nb or na in nb or nb in na or work_key(a) == work_key(b)
