@@ -217,6 +217,7 @@ def build() -> tuple[list[Label], list[CharRow], list[str]]:
             notes.append(f"{drop} ({first[drop]['name']}, {first[drop]['series']}) = {keep} ({labels[keep].series})")
             break
     game_merged = dict(merged)
+    mal_into: set[str] = set()  # the game tags a MyAnimeList portrait was merged into: one each
     # the reference look-up is by name, so for a name two MyAnimeList characters share (Rem of Re:Zero and Rem of
     # Death Note, three Sabers) it gives the work of one of them to all: series.csv leaves those out on purpose.
     # Which portrait is the reference's character was checked by eye (SERIES_CHECKED); the others get no work.
@@ -236,8 +237,7 @@ def build() -> tuple[list[Label], list[CharRow], list[str]]:
         target = None
         for cand in hints[tag]:
             cand = game_merged.get(cand, cand)
-            if cand not in labels or cand in merged.values() and cand not in game_merged.values() \
-                    and cand not in face_tags:
+            if cand not in labels or cand in mal_into and cand not in face_tags:
                 continue
             if not_same.get(tag, {}).get("not") == cand:
                 continue
@@ -250,6 +250,7 @@ def build() -> tuple[list[Label], list[CharRow], list[str]]:
                 break
         if target:
             merged[tag] = target
+            mal_into.add(target)
             lab = labels[target]
             lab.url = lab.url or url
             lab.series = lab.series or series
