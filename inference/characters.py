@@ -83,6 +83,20 @@ class KnownGallery:
         return cls(names, vectors, spec.scale, spec.bias, spec.mode, spec.hub, offsets)
 
 
+# what fan-art channels call a work where its name does not contain it (folded, one word): a query word that is one
+# also matches the work it stands for ("kancolle" finds Kantai Collection's characters)
+WORK_NICKNAMES = {
+    "kancolle": "kantai collection",
+    "imas": "idolmaster",
+    "fgo": "fate grand order",
+    "hsr": "honkai star rail",
+    "lovelive": "love live",
+    "umamusume": "uma musume",
+    "azurlane": "azur lane",
+    "bluearchive": "blue archive",
+}
+
+
 def _fold(text: str) -> str:
     """Case, accents and punctuation folded away: "Mikoto Misaka" and "misaka_mikoto" both -> "mikoto misaka"."""
     text = unicodedata.normalize("NFKC", text).casefold()
@@ -128,15 +142,17 @@ class CharacterIndex:
 
     def search(self, query: str = "", limit: int | None = None) -> list[Character]:
         """Characters whose name, tag or work contains every word of `query` (case, accents and punctuation
-        ignored). Best first: the name starts with the query, the name contains it, the work contains it, then
-        the words are found apart; by name within each. An empty query lists everyone."""
+        ignored; a work's nickname, `WORK_NICKNAMES`, stands for the work). Best first: the name starts with the
+        query, the name contains it, the work contains it, then the words are found apart; by name within each. An
+        empty query lists everyone."""
         phrase = _fold(query)
         words = phrase.split()
         hits = []
         for t in self.tags:
             name, series = self._keys[t]
-            if all(w in name or w in series for w in words):
-                tier = 0 if name.startswith(phrase) else 1 if phrase in name else 2 if phrase in series else 3
+            if all(w in name or w in series or WORK_NICKNAMES.get(w, "\0") in series for w in words):
+                tier = 0 if name.startswith(phrase) else 1 if phrase in name else 2 if (
+                    phrase in series or WORK_NICKNAMES.get(phrase, "\0") in series) else 3
                 hits.append((tier, name, t))
         hits.sort()
         out = [self._entries[h[2]] for h in hits]

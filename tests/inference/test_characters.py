@@ -71,6 +71,21 @@ def test_known_characters_are_ranked_with_who_they_are(known_pipeline, scene_byt
     assert probs == sorted(probs, reverse=True) and sum(probs) <= 1.0 + 1e-6
 
 
+def test_search_filters_by_work_and_knows_its_nicknames():
+    entries = [Character("fubuki_(kantai_collection)", "Fubuki", "Kantai Collection", None),
+               Character("fubuki_(azur_lane)", "Fubuki", "Azur Lane", None),
+               Character("kirisame_marisa", "Kirisame Marisa", "Touhou Project", None),
+               Character("amami_haruka", "Amami Haruka", "The Idolmaster", None),
+               Character("mal_1", "Kan Collen", None, None)]
+    index = CharacterIndex({c.tag: c for c in entries}, [c.tag for c in entries])
+    # "kancolle" is in no name and no work: it stands for Kantai Collection, and finds no other work's Fubuki
+    assert [c.tag for c in index.search("kancolle")] == ["fubuki_(kantai_collection)"]
+    assert [c.tag for c in index.search("fubuki kancolle")] == ["fubuki_(kantai_collection)"]
+    assert [c.tag for c in index.search("touhou")] == ["kirisame_marisa"]
+    assert [c.tag for c in index.search("imas")] == [c.tag for c in index.search("idolmaster")] == ["amami_haruka"]
+    assert [c.tag for c in index.search("fubuki")] == ["fubuki_(azur_lane)", "fubuki_(kantai_collection)"]
+
+
 def test_search_folds_case_accents_and_order():
     index = CharacterIndex.build([k["tag"] for k in KNOWN])  # no index file: described from tags
     assert index.get("amiya_(arknights)").series == "Arknights"

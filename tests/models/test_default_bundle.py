@@ -186,6 +186,36 @@ def test_knows_thousands_of_characters_with_their_works(pipe):
     assert "mal_46165" not in index
 
 
+def test_knows_kancolle_touhou_and_the_idolmaster_by_work(pipe):
+    """The most-drawn franchises (issue 55): every character of ../shared/data/characters is known, each work has
+    one spelling, a search by work lists that work's characters only, and /healthz counts them."""
+    index = pipe.characters
+    assert len(pipe.bundle.known.names) >= 7900 and pipe.bundle.info()["characters"] == len(index) >= 7900
+    kc = index.search("kancolle")
+    assert len(kc) == 322 and {c.series for c in kc} == {"Kantai Collection"}
+    assert kc == index.search("kantai collection")
+    assert "fubuki_(kantai_collection)" in {c.tag for c in kc} and "fubuki_(azur_lane)" not in {c.tag for c in kc}
+    touhou = index.search("touhou")
+    assert len(touhou) >= 76 and {c.series for c in touhou} == {"Touhou Project"}
+    assert {"mal_5443", "kirisame_marisa", "cirno", "izayoi_sakuya"} <= {c.tag for c in touhou}  # Reimu: portrait
+    imas = index.search("idolmaster")
+    assert len(imas) >= 75 and {c.series for c in imas} == {"The Idolmaster"}
+    # the MyAnimeList twin is merged into the game's tag (the works agree): one Marisa, with her page
+    assert index.get("kirisame_marisa").url == "https://myanimelist.net/character/5458" and "mal_5458" not in index
+    assert "mal_174202" in index  # Prinz Eugen's portrait: no work to agree on, kept apart
+    works = {c.series for c in (index.get(t) for t in index.tags) if c.series}
+    assert not {"Touhou", "Idolmaster", "kantai collection"} & works
+
+
+def test_the_cli_lists_a_works_characters(shared):
+    p = subprocess.run([sys.executable, "-m", "inference", "characters", "touhou", "--json", "--limit", "500"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["characters"] >= 7900 and out["matches"] == len(out["results"]) >= 76
+    assert {r["series"] for r in out["results"]} == {"Touhou Project"}
+
+
 def test_finds_the_heads_of_the_reference_examples(pipe, shared):
     misc = shared / "scenes" / "misc"
     for name in ("kiyoshimu-test0.jpg", "kiyoshimu-test1.jpg"):

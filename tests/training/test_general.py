@@ -21,12 +21,57 @@ def test_same_person_merged_only_when_the_works_agree():
     assert labels.same_work("Toradora!", "toradora")
     assert not labels.same_work("Epic Seven", "Princess Connect! Re:Dive")
     assert not labels.same_work(None, "Arknights") and not labels.same_work("", "")
+    # one franchise however the sources spell it
+    assert labels.same_work("touhou", "Touhou Koumakyou ~ the Embodiment of Scarlet Devil")
+    assert labels.same_work("idolmaster", "The Idolmaster") and labels.same_work("kancolle", "Kantai Collection")
+    assert not labels.same_work("Kantai Collection", "Azur Lane")
+
+
+def test_a_franchise_has_one_spelling():
+    assert labels.franchise("touhou") == labels.franchise("Touhou Project") == "Touhou Project"
+    assert labels.franchise("Touhou Koumakyou ~ the Embodiment of Scarlet Devil") == "Touhou Project"
+    assert labels.franchise("idolmaster") == labels.franchise("The Idolmaster") == "The Idolmaster"
+    assert labels.franchise("kantai collection") == "Kantai Collection"
+    # a sub-series keeps its name, and other works have no franchise spelling
+    assert labels.franchise("The Idolmaster Cinderella Girls") is None and labels.franchise("Azur Lane") is None
+    assert labels.work_key("idolmaster") == labels.work_key("The Idolmaster") != labels.work_key("Azur Lane")
+    labs = [labels.Label("a", "A", "touhou", None, []), labels.Label("b", "B", "Touhou Project", None, []),
+            labels.Label("c", "C", "Idolmaster", None, []), labels.Label("d", "D", "blue archive", None, [])]
+    labels.name_works(labs)
+    assert [lab.series for lab in labs] == ["Touhou Project", "Touhou Project", "The Idolmaster", "Blue Archive"]
+
+
+def test_the_popular_franchises_are_in_the_label_list_once(shared):
+    """KanColle, Touhou and the Idolmaster (the issue's new sources): one work each, the MyAnimeList twin merged
+    into the game tag when the works agree (the hint is on the game's row only), namesakes of other works apart."""
+    labs, rows, notes = labels.build()
+    by_tag = {lab.tag: lab for lab in labs}
+    works = {}
+    for lab in labs:
+        works.setdefault(lab.series, []).append(lab.tag)
+    assert len(works["Kantai Collection"]) == 322
+    assert len(works["Touhou Project"]) >= 76 and len(works["The Idolmaster"]) >= 75
+    assert not {"Touhou", "Idolmaster", "touhou", "idolmaster"} & set(works)
+    # kirisame_marisa's row names mal_5458 as same_as; the portrait's row names nothing: merged all the same
+    assert by_tag["kirisame_marisa"].url == "https://myanimelist.net/character/5458" and "mal_5458" not in by_tag
+    assert by_tag["izayoi_sakuya"].url.endswith("/5570")  # MyAnimeList's work: a Touhou game's own title
+    assert by_tag["amami_haruka"].series == "The Idolmaster" and "mal_2759" not in by_tag
+    # Prinz Eugen's portrait has no work: it stays apart from KanColle's and Azur Lane's, which stay apart too
+    assert {"mal_174202", "prinz_eugen_(kantai_collection)", "prinz_eugen_(azur_lane)"} <= set(by_tag)
+    assert by_tag["fubuki_(kantai_collection)"].series == "Kantai Collection"
+    # two game tags of one person in one work are one label (Uma Musume writes Hayakawa Tazuna both ways)
+    assert "hayakawa_tazuna_(umamusume)" in by_tag and "tazuna_hayakawa_(umamusume)" not in by_tag
+    assert {r.tag for r in rows if r.source_tag == "tazuna_hayakawa_(umamusume)"} == {"hayakawa_tazuna_(umamusume)"}
+    # remodels are one character: Verniy is Hibiki
+    hibiki = {r.variant for r in rows if r.tag == "hibiki_(kantai_collection)"}
+    assert {"Hibiki", "Verniy"} <= hibiki
+    assert any(n.startswith("mal_5458 ") for n in notes) and any(n.startswith("tazuna_hayakawa") for n in notes)
 
 
 def test_the_real_label_list(shared):
     labs, rows, notes = labels.build()
     by_tag = {lab.tag: lab for lab in labs}
-    assert len(labs) >= 7000 and len(rows) == 9910
+    assert len(labs) >= 7900 and len(rows) == 12965
     # Maki's portrait is merged into the faces/ tag (same work); the two Rems of Epic Seven and Princess Connect
     # stay apart from each other (other works), and so do the two MyAnimeList Rems
     assert by_tag["nishikino_maki"].url.endswith("/46165") and "mal_46165" not in by_tag
@@ -83,9 +128,9 @@ def test_danbooru_copyright_tags_are_title_cased():
     assert {t: labels._title(t) for t in cases} == cases
     assert labels.work_key("naruto (series)") == labels.work_key("Naruto")
     labs = [labels.Label("a", "A", "blue archive", None, []), labels.Label("b", "B", "Blue Archive", None, []),
-            labels.Label("c", "C", "touhou", None, []), labels.Label("d", "D", None, None, [])]
+            labels.Label("c", "C", "kemono friends", None, []), labels.Label("d", "D", None, None, [])]
     labels.name_works(labs)
-    assert [lab.series for lab in labs] == ["Blue Archive", "Blue Archive", "Touhou", None]
+    assert [lab.series for lab in labs] == ["Blue Archive", "Blue Archive", "Kemono Friends", None]
 
 
 def test_refresh_undoes_a_wrong_merge_as_a_rebuild_would(shared, tmp_path):
@@ -123,6 +168,35 @@ def test_refresh_undoes_a_wrong_merge_as_a_rebuild_would(shared, tmp_path):
     assert json.loads((tmp_path / "characters.json").read_text()) == json.loads((models / "characters.json").read_text())
     m = json.loads((tmp_path / "manifest.json").read_text())
     assert m["known"]["characters"] == len(names) and m["known"]["sha256"] == sha256_file(tmp_path / "known.npz")
+
+def test_refresh_recomputes_the_characters_a_merge_was_made_into():
+    from training.general.refresh import merged_into
+
+    def row(tag, source_tag):
+        return labels.CharRow(f"x/{source_tag}.jpg", tag, source_tag, "x", "icon", "v")
+
+    rows = [row("hakurei_reimu", "hakurei_reimu"), row("kirisame_marisa", "kirisame_marisa"),
+            row("kirisame_marisa", "mal_5458"), row("izayoi_sakuya", "mal_5570"), row("izayoi_sakuya", "izayoi_sakuya")]
+    names = ["hakurei_reimu", "izayoi_sakuya", "kirisame_marisa"]
+    # the old bundle knew Marisa's portrait apart (mal_5458): hers changed. Sakuya's portrait was not known
+    # apart, so hers is new or unchanged, not merged into; Reimu's pictures are her own
+    assert merged_into(rows, names, {"hakurei_reimu", "kirisame_marisa", "mal_5458", "izayoi_sakuya"}) == {
+        "kirisame_marisa"}
+    assert merged_into(rows, names, set()) == set()
+
+
+def test_refresh_all_rewrites_what_moved_and_refuses_another_encoder():
+    from training.general.refresh import split_moved
+
+    probe = ["a", "b", "c", "d"]
+    moved, same = split_moved(probe, np.array([1.0, 0.9995, 0.6, 0.99999]), every=True)
+    assert moved == ["c"] and len(same) == 3  # c's pictures changed; the others reproduce the bundle's
+    with pytest.raises(SystemExit, match="rebuild"):  # most moved: not pictures added, another encoder
+        split_moved(probe, np.array([0.7, 0.8, 0.6, 1.0]), every=True)
+    with pytest.raises(SystemExit, match="rebuild"):  # a plain check: none may move
+        split_moved(probe, np.array([1.0, 1.0, 0.6, 1.0]), every=False)
+    assert split_moved(probe, np.ones(4), every=False)[0] == []
+
 
 def test_splits_are_deterministic_and_keep_the_faces_characters():
     class Row:

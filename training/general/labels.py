@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,17 @@ JOINS_CHECKED = Path(__file__).resolve().parent / "joins_checked.json"
 SERIES_SUFFIX = re.compile(r"\s*\(series\)$")
 # words a romanised or English title keeps in lower case unless it starts the title ("Toaru Majutsu no Index")
 SMALL_WORDS = frozenset("no wo ni ga wa to de e mo na ka kara made yori o ya he und of and than the a an in on at for".split())
+# franchises the sources spell several ways (Danbooru's "touhou" and "idolmaster", MyAnimeList's "Touhou Koumakyou ~
+# the Embodiment of Scarlet Devil", the games' "Touhou Project" and "The Idolmaster"): (work key, the one spelling).
+# A key matches when it is the pattern's whole key, or starts with it for the prefixes (every "Touhou ..." title is
+# a Touhou Project game); the Idolmaster's sub-series ("... Cinderella Girls") keep their own name
+FRANCHISES = (
+    (re.compile(r"touhou.*"), "Touhou Project"),
+    (re.compile(r"(the)?idolmaster"), "The Idolmaster"),
+    (re.compile(r"kantaicollection|kancolle"), "Kantai Collection"),
+)
+# the reference system's label list: where two game tags are one person, the tag it uses is kept
+REFERENCE_TAGS = DATA / "reference" / "crystal-eyes" / "chara.json"
 
 
 @dataclass(frozen=True)
@@ -70,13 +82,22 @@ def _norm(text: str | None) -> str:
     return re.sub(r"[^a-z0-9]+", "", (text or "").lower())
 
 
+def _work_norm(text: str | None) -> str:
+    """A title folded for comparison: accents, Danbooru's " (series)", romanised long vowels ("dō", "dou" -> "do")."""
+    text = unicodedata.normalize("NFKD", SERIES_SUFFIX.sub("", (text or "").strip()))
+    text = _norm("".join(c for c in text if not unicodedata.combining(c)))
+    return re.sub(r"ou|oo", "o", text.replace("uu", "u"))
+
+
 def same_work(a: str | None, b: str | None) -> bool:
     """Loose comparison of two series names ("Re:Zero kara Hajimeru Isekai Seikatsu" ~ "re:zero ...",
-    "Toradora!" ~ "toradora"): equal or one contains the other, after dropping case and punctuation."""
-    na, nb = _norm(a), _norm(b)
+    "Toradora!" ~ "toradora", "danganronpa (series)" ~ "Danganronpa: Trigger Happy Havoc"): equal or one contains
+    the other, after dropping case, accents, punctuation and Danbooru's " (series)" and folding long vowels, or one
+    franchise (`FRANCHISES`: "touhou" ~ "Touhou Koumakyou ~ the Embodiment of Scarlet Devil")."""
+    na, nb = _work_norm(a), _work_norm(b)
     if len(na) < 3 or len(nb) < 3:
         return False
-    return na == nb or na in nb or nb in na
+    return na == nb or na in nb or nb in na or work_key(a) == work_key(b)
 
 
 def reference_series() -> tuple[dict[str, str], dict[str, str]]:
@@ -112,14 +133,22 @@ def _title(series: str) -> str:
     return " ".join(out)
 
 
+def franchise(series: str) -> str | None:
+    """The one spelling of a franchise the sources spell several ways (`FRANCHISES`), or None."""
+    key = _norm(SERIES_SUFFIX.sub("", series.strip().lower()))
+    return next((name for pattern, name in FRANCHISES if pattern.fullmatch(key)), None)
+
+
 def work_key(series: str) -> str:
-    """Two spellings of one work share this key ("Blue Archive" and "blue archive", "Naruto" and "naruto (series)")."""
-    return _norm(SERIES_SUFFIX.sub("", series.strip().lower()))
+    """Two spellings of one work share this key ("Blue Archive" and "blue archive", "Naruto" and "naruto (series)",
+    "idolmaster" and "The Idolmaster")."""
+    return _norm(franchise(series) or SERIES_SUFFIX.sub("", series.strip().lower()))
 
 
 def name_works(labels: list[Label]) -> None:
-    """One spelling per work across the labels: the one written with capitals (a game's own name, MyAnimeList's top
-    list), the most common of them if several, else the lower-case tag title-cased (`_title`)."""
+    """One spelling per work across the labels: a franchise's own (`FRANCHISES`), else the one written with capitals
+    (a game's own name, MyAnimeList's top list), the most common of them if several, else the lower-case tag
+    title-cased (`_title`)."""
     spellings: dict[str, Counter] = {}
     for lab in labels:
         if lab.series:
@@ -127,7 +156,8 @@ def name_works(labels: list[Label]) -> None:
     best = {}
     for key, seen in spellings.items():
         cased = [(n, s) for s, n in seen.items() if any(c.isupper() for c in s)]
-        best[key] = max(cased)[1] if cased else _title(seen.most_common(1)[0][0])
+        own = franchise(next(iter(seen)))
+        best[key] = own or (max(cased)[1] if cased else _title(seen.most_common(1)[0][0]))
     for lab in labels:
         if lab.series:
             lab.series = best[work_key(lab.series)]
@@ -162,6 +192,32 @@ def build() -> tuple[list[Label], list[CharRow], list[str]]:
             labels[tag] = Label(tag, r["name"], r["series"] or None, None, [r["source"]])
     merged: dict[str, str] = {}
     notes = []
+    # `same_as` is written on one side only by some sources (a Touhou or Idolmaster row names its MyAnimeList twin,
+    # the portrait's row does not): the hint goes both ways
+    hints: dict[str, list[str]] = {t: r["same_as"].split() for t, r in first.items()}
+    for t, r in first.items():
+        for c in r["same_as"].split():
+            if c in hints and t not in hints[c]:
+                hints[c].append(t)
+    # two game tags of one person in one work (Uma Musume's "hayakawa_tazuna" and "tazuna_hayakawa"): one label,
+    # under the reference system's tag if it uses one of them, else the tag with more pictures
+    reference = set(json.loads(REFERENCE_TAGS.read_text()))
+    pictures = Counter(r["character"] for r in index)
+    for tag in sorted(labels):
+        if tag in merged or tag in face_tags:
+            continue
+        for cand in hints.get(tag, []):
+            if cand == tag or cand not in labels or cand in merged or cand in face_tags:
+                continue
+            if not same_work(labels[tag].series, labels[cand].series):
+                continue
+            keep, drop = sorted((tag, cand), key=lambda t: (t not in reference, -pictures[t], t))
+            merged[drop] = keep
+            labels[keep].sources += [s for s in labels.pop(drop).sources if s not in labels[keep].sources]
+            notes.append(f"{drop} ({first[drop]['name']}, {first[drop]['series']}) = {keep} ({labels[keep].series})")
+            break
+    game_merged = dict(merged)
+    mal_into: set[str] = set()  # the game tags a MyAnimeList portrait was merged into: one each
     # the reference look-up is by name, so for a name two MyAnimeList characters share (Rem of Re:Zero and Rem of
     # Death Note, three Sabers) it gives the work of one of them to all: series.csv leaves those out on purpose.
     # Which portrait is the reference's character was checked by eye (SERIES_CHECKED); the others get no work.
@@ -179,8 +235,9 @@ def build() -> tuple[list[Label], list[CharRow], list[str]]:
             series = None
         url = MAL_URL.format(tag.split("_", 1)[1])
         target = None
-        for cand in r["same_as"].split():
-            if cand not in labels or cand in merged.values() and cand not in face_tags:
+        for cand in hints[tag]:
+            cand = game_merged.get(cand, cand)
+            if cand not in labels or cand in mal_into and cand not in face_tags:
                 continue
             if not_same.get(tag, {}).get("not") == cand:
                 continue
@@ -193,6 +250,7 @@ def build() -> tuple[list[Label], list[CharRow], list[str]]:
                 break
         if target:
             merged[tag] = target
+            mal_into.add(target)
             lab = labels[target]
             lab.url = lab.url or url
             lab.series = lab.series or series
