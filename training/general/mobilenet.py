@@ -9,6 +9,7 @@ at run time, never committed; only our own trained graph ships):
 
     npm pack nsfwjs@4.4.0 && tar xzf nsfwjs-4.4.0.tgz         # -> package/
     python -m training.general.mobilenet --check package --tfjs TFJS_DIR   # matches TF.js on real pictures
+    python -m training.general.mobilenet --bench                 # ms per 128 px crop up to block13, ONNX Runtime
 
 The JavaScript files are read by `node` (a small script below evaluates them as CommonJS modules), then decoded
 here. `Backbone` names its stages `stem`, `block0` .. `block16` (the graph's `expanded_conv`, `expanded_conv_1` ..
@@ -26,6 +27,7 @@ import math
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -433,16 +435,65 @@ def check(package: Path, tfjs_dir: Path, images: list[Path]) -> float:
     return diff
 
 
+class _Stage(nn.Module):
+    """A backbone's one stage output, for timing."""
+
+    def __init__(self, backbone: nn.Module, stage: str) -> None:
+        super().__init__()
+        self.backbone, self.stage = backbone, stage
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)[self.stage]
+
+
+def bench(model: nn.Module, size: int = 128, batch: int = 8, runs: int = 30) -> float:
+    """ms per crop of `model` (random weights: speed only) exported to ONNX Runtime, 2 threads, batch `batch`."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.onnx"
+        torch.onnx.export(model.eval(), (torch.zeros(batch, 3, size, size),), str(path), input_names=["x"],
+                          output_names=["y"], opset_version=17, dynamo=False)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = 2, 1
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).uniform(-1, 1, (batch, 3, size, size)).astype(np.float32)
+    for _ in range(3):
+        sess.run(None, {"x": x})
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(None, {"x": x})
+        times.append(time.perf_counter() - t)
+    return 1000 * float(np.median(times)) / batch
+
+
+def bench_report(size: int = 128, batch: int = 8) -> None:
+    """MobileNetV2 1.4 up to block13 and, as the baseline in the same run, EfficientNet-Lite0 up to its head."""
+    from training.general import backbone as lite0
+
+    torch.set_num_threads(2)
+    models = ((f"MobileNetV2 1.4 up to block13 ({widths()['block13']} ch)", _Stage(Backbone("block13"), "block13")),
+              ("EfficientNet-Lite0 up to head (baseline)", _Stage(lite0.Backbone("head"), "head")))
+    for label, model in models:
+        params = sum(p.numel() for p in model.parameters())
+        print(f"{label}: {bench(model, size, batch):.2f} ms per {size} px crop, batch {batch}, ONNX Runtime 2 threads "
+              f"({params / 1e6:.2f} M parameters)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", type=Path, metavar="PACKAGE_DIR", help="the unpacked package (or its model folder)")
     ap.add_argument("--tfjs", type=Path, default=Path("/work/tp/tfjs"), help="where `npm install @tensorflow/tfjs@4` ran")
     ap.add_argument("--images", type=Path, nargs="*", help="pictures to compare on (default: 8 azurlane ones)")
+    ap.add_argument("--bench", action="store_true", help="ms per 128 px crop up to block13 in ONNX Runtime")
     a = ap.parse_args()
     if a.check:
         images = a.images or sorted(Path("/work/shared/data/characters/azurlane").glob("*.jpg"))[:8]
         check(a.check, a.tfjs, images)
-    else:
+    if a.bench:
+        bench_report()
+    if not (a.check or a.bench):
         ap.print_help()
 
 
