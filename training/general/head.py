@@ -26,13 +26,14 @@ import torch.nn.functional as F
 from training.common import load_config
 from training.general import dataset
 from training.general.evaluate import numbers
-from training.general.features import TAPS, whitening
+from training.general.features import tap_columns, taps_file, whitening
 from training.general.train import supcon
 
 
 @dataclass(frozen=True)
 class Config:
     run: str = "lite0h"
+    backbone: str = "lite0"  # the family whose cached taps it reads (training.general.features --backbone)
     size: int = 128
     taps: tuple[str, ...] = ("s5", "s6", "s7", "head")
     dim: int = 256
@@ -54,19 +55,12 @@ class Config:
         return load_config(cls, path)
 
 
-def tap_columns(taps: tuple[str, ...], widths: dict[str, int]) -> np.ndarray:
-    starts = np.cumsum([0] + [widths[t] for t in TAPS])
-    return np.concatenate([np.arange(starts[TAPS.index(t)], starts[TAPS.index(t) + 1]) for t in taps])
-
-
 def embed(proj: torch.nn.Linear, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return F.normalize(proj(torch.from_numpy(x)), dim=1).numpy()
 
 
 def main() -> None:
-    from training.general.backbone import widths
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config")
     cfg = Config.load(ap.parse_args().config)
@@ -76,8 +70,8 @@ def main() -> None:
     out = dataset.OUT / cfg.run
     out.mkdir(parents=True, exist_ok=True)
     data = dataset.load(size=cfg.size)
-    z = np.load(dataset.OUT / f"taps_{cfg.size}.npz")
-    cols = tap_columns(cfg.taps, widths())
+    z = np.load(taps_file(cfg.backbone, cfg.size))
+    cols = tap_columns(tuple(cfg.taps), cfg.backbone)
     plain = z["plain"][:, cols].astype(np.float32)
     flip = z["flip"][:, cols].astype(np.float32)
     both = (plain + flip) / 2  # what serving embeds: the crop and its mirror (encoder.tta_flip)

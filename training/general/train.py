@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from training.common import RUNS, load_config, seeded
+from training.common import load_config, seeded
 from training.encoder.augment import make_views
 from training.encoder.lineart import random_lineart
 from training.encoder.model import Encoder, Projector
@@ -71,7 +71,8 @@ class Config:
     # style, so these are the negatives that only the character tells apart; 0 = every identity drawn alone
     same_work: float = 0.0
     # the pretrained encoder (training/general/backbone.py): "" = the from-scratch one above (depths, widths);
-    # "lite0" = EfficientNet-Lite0 with ImageNet weights (runs/third_party, see backbone.py), its stages up to
+    # "lite0" = EfficientNet-Lite0 with ImageNet weights (runs/third_party, see backbone.py), "mnv2" = nsfwjs's
+    # MobileNetV2 1.4 (runs/third_party/nsfwjs, see mobilenet.py); its stages up to
     # `freeze` kept as they are (weights and batch-norm statistics), its `taps` pooled into the embedding
     backbone: str = ""
     taps: tuple = ("s5", "s6")
@@ -123,12 +124,12 @@ def pretrained_model(cfg: Config):
     """The pretrained encoder of `cfg.backbone`, frozen up to `cfg.freeze`, its embedding head from `cfg.head_init`
     (or fresh)."""
     from training.general.backbone import Encoder as Pretrained
-    from training.general.backbone import load_pretrained, unpack
+    from training.general.backbone import load_family
+    from training.general.features import FETCHED
 
-    if cfg.backbone != "lite0":
+    if cfg.backbone not in FETCHED:
         raise SystemExit(f"unknown backbone {cfg.backbone!r}")
-    model = Pretrained(tuple(cfg.taps), cfg.dim)
-    load_pretrained(model.backbone, unpack(RUNS / "third_party"))
+    model = load_family(Pretrained(tuple(cfg.taps), cfg.dim, cfg.backbone), FETCHED[cfg.backbone])
     if cfg.head_init:
         ck = torch.load(OUT / cfg.head_init / "head.pt", map_location="cpu", weights_only=False)
         if tuple(ck["taps"]) != tuple(cfg.taps):
