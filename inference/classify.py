@@ -31,6 +31,15 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def combine_views(p: np.ndarray, views: int) -> np.ndarray:
+    """(N * V, K) probabilities, V consecutive rows per head -> (N, K): the normalised geometric mean of each head's
+    rows (the mean of their log-probabilities, as one softmax of the mean logits in a joint ranking)."""
+    if views <= 1:
+        return p
+    logp = np.log(np.clip(p, 1e-300, None)).reshape(-1, views, p.shape[1]).mean(1)
+    return softmax(logp)
+
+
 def gallery_view(x: np.ndarray, dims: int | None) -> np.ndarray:
     """The part of (N, D) embeddings that the gallery compares: the first `dims` dimensions, renormalised."""
     if not dims:
@@ -147,10 +156,14 @@ class Classifier:
         return softmax(np.concatenate([lin, *z], axis=1).astype(np.float64)), names, sources
 
     def __call__(self, emb: np.ndarray, top_k: int = 3, gallery: Gallery | None = None,
-                 cos: np.ndarray | None = None) -> list[list[Candidate]]:
+                 cos: np.ndarray | None = None, views: int = 1) -> list[list[Candidate]]:
+        """The top-k candidates of each head. `views` > 1: the rows come in runs of `views`, the views of one head
+        (a whole picture framed as a head and as it is, `Pipeline.whole_views`), ranked by the geometric mean of
+        their probabilities (`combine_views`)."""
         if len(emb) == 0:
             return []
         p, names, sources = self.probabilities(emb, gallery, cos)
+        p = combine_views(p, views)
         top_k = max(1, int(top_k))
         n_best = min(p.shape[1], top_k * 2 + 2)
         out = []

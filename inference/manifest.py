@@ -219,6 +219,43 @@ class Crop:
                    bool(spec.get("square", False)))
 
 
+@dataclass(frozen=True)
+class WholeImage:
+    """How a picture given as one head (`whois --whole-image`, `/teach whole:true`, `enroll --whole-image`, the API's
+    `whole_image`) reaches the encoder (inference/pipeline.py, `Pipeline.whole_views`): framed as a detected head of
+    that picture would be. The detector runs on the picture; its largest head is the box when it covers at least
+    `min_cover` of the picture's area, else `box` (x1, y1, x2, y2 as fractions of the picture's width and height: the
+    box the detector gives for a head crop, measured by `python -m training.general.framing --fit`); the box is then
+    cut by `encoder.crop`, like any detected head. `keep_whole`: the whole picture, squashed as before, is compared
+    too (a second view of the same head; the two rankings are combined by their geometric mean), for the tight face
+    crops the closed encoder was trained on whole. Without this section a whole picture is squashed, as before."""
+
+    box: tuple[float, float, float, float]
+    min_cover: float = 0.25
+    keep_whole: bool = True
+
+    @classmethod
+    def parse(cls, spec) -> WholeImage | None:
+        where = "encoder.whole_image"
+        if spec is None:
+            return None
+        if not isinstance(spec, dict):
+            raise BundleError(f"{where} must be an object {{box, min_cover, keep_whole}}, not {spec!r}.")
+        box = spec.get("box")
+        ok = isinstance(box, list) and len(box) == 4 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
+        if not ok or not (box[0] < box[2] and box[1] < box[3]):
+            raise BundleError(f"{where}.box must be [x1, y1, x2, y2] (fractions of the picture, x1 < x2, y1 < y2), "
+                              f"not {box!r}.")
+        cover = _value(spec, "min_cover", 0.25, float, where)
+        if not 0.0 <= cover <= 1.0:
+            raise BundleError(f"{where}.min_cover must lie in [0, 1], not {cover!r}.")
+        keep = spec.get("keep_whole", True)
+        if not isinstance(keep, bool):
+            raise BundleError(f"{where}.keep_whole must be true or false, not {keep!r}.")
+        return cls(tuple(float(v) for v in box), cover, keep)
+
+
 @dataclass(frozen=True, eq=False)  # holds numpy arrays (InputSpec) or dicts: compared by identity
 class DetectorSpec:
     format: str  # boxes | yolov5 | cascade (inference/detect.py)
@@ -253,6 +290,7 @@ class EncoderSpec:
     crop: Crop = field(default_factory=Crop)
     blocks: tuple[Block, ...] = ()  # the output as named blocks, each L2-normalised on its own
     model: ModelFileRef | None = None
+    whole: WholeImage | None = None  # how a whole picture is framed; None: squashed whole, as before
 
     @classmethod
     def parse(cls, spec: dict) -> EncoderSpec:
@@ -264,7 +302,7 @@ class EncoderSpec:
             raise BundleError(f"encoder.batch must be 'dynamic' or 'fixed1', not {batch!r}.")
         return cls(_input(spec, "encoder", "squash"), dim, batch != "fixed1", bool(spec.get("tta_flip", False)),
                    Crop.parse(spec.get("crop")), Block.parse_all(spec.get("blocks"), dim),
-                   _model(spec, "encoder"))
+                   _model(spec, "encoder"), WholeImage.parse(spec.get("whole_image")))
 
 
 @dataclass(frozen=True)
