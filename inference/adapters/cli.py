@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import CrystalEyesError, ImageError, describe
+from ..errors import CrystalEyesError, ImageError, describe, teach_lines
 from ..result import UNKNOWN_TEXT
 from ..settings import Settings
 
@@ -120,6 +120,10 @@ def cmd_enroll(args, settings: Settings) -> int:
     named = f"{shown!r} (tag {tag})" if shown != tag else tag
     print(f"enrolled {len(vectors)} picture(s) of {named} into {args.gallery} "
           f"({gallery.count(tag)} in total for it, {len(gallery)} character(s)) in {time.perf_counter() - t0:.2f} s")
+    report = pipe.assess_taught(gallery, tag)
+    if report is not None:
+        for line in teach_lines(report, shown, where="cli"):
+            print(f"  {line}")
     return 1 if failed else 0
 
 
