@@ -12,6 +12,8 @@ Two sources are merged into one softmax:
   own calibrated scale and bias. They are how a bundle knows thousands of characters from a few pictures each.
   With a hubness correction (`known.hub`) every prototype's cosine, known or enrolled, is lowered by how close it
   is to the known prototypes (a "hub" is close to most heads).
+- a server's own characters win at home: every enrolled logit gets the calibrated `classifier.home_prior` on top
+  (a server that taught nothing ranks exactly as without it).
 If a name is in more than one, their probabilities are added. The calibration constants come from training.
 Each candidate carries who it is (display name, work, page) from the bundle's character index.
 """
@@ -143,7 +145,7 @@ class Classifier:
             z.append(self.known.scale * cos[:, :n_known] + self.known.bias)
         if gallery is not None and len(gallery):
             enrolled = gallery.prototypes()[0]
-            z.append(self.gallery_scale * cos[:, n_known:] + self.gallery_bias)
+            z.append(self.gallery_scale * cos[:, n_known:] + self.gallery_bias + self.spec.home_prior)
             names = names + list(enrolled)
             sources = sources + ["gallery"] * len(enrolled)
             mine = set(self.labels)

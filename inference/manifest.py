@@ -316,6 +316,9 @@ class ClassifierSpec:
     input_name: str | None = None  # an ONNX classifier's input
     model: ModelFileRef | None = None
     view: GalleryView | None = None  # what galleries compare (gallery_compares or gallery_dims); None: all of it
+    # a server's own characters win at home: added to every enrolled character's logit (a prior, in logits, of
+    # a character the server taught over the bundle's own; `python -m training.general.teach --fit` sets it)
+    home_prior: float = 0.0
 
     @classmethod
     def parse(cls, spec: dict, blocks: tuple[Block, ...] = ()) -> ClassifierSpec:
@@ -338,11 +341,14 @@ class ClassifierSpec:
         inp = spec.get("input") or {}
         if not isinstance(inp, dict):
             raise BundleError(f"classifier.input must be an object {{name}}, not {inp!r}.")
+        home = _value(spec, "home_prior", 0.0, float, "classifier")
+        if not (math.isfinite(home) and 0.0 <= home <= 20.0):
+            raise BundleError(f"classifier.home_prior must be a number from 0 to 20 (logits), not {home!r}.")
         return cls(fmt, _value(spec, "temperature", 1.0, float, "classifier") or 1.0,
                    _value(spec, "gallery_scale", 16.0, float, "classifier"),
                    _value(spec, "gallery_bias", 0.0, float, "classifier"), gdims, tuple(h.lower() for h in compatible),
                    inp.get("name"),
-                   _model(spec, "classifier"), view)
+                   _model(spec, "classifier"), view, home)
 
 
 @dataclass(frozen=True)
