@@ -94,7 +94,7 @@ class Pipeline(BundleFacts):
             t1 = time.perf_counter()
             emb = self.embedder(crops)
             views = len(emb)
-            t.update(detect=0.0, crop=t1 - t0, embed=time.perf_counter() - t1)
+            t.update(detect=t1 - t0, crop=0.0, embed=time.perf_counter() - t1)  # detect: finding the frame
         else:
             boxes, scores, emb = self.find_heads(image, t)
         t3 = time.perf_counter()

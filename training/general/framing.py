@@ -58,15 +58,18 @@ def rank_of(result, truth: str) -> int:
 
 
 def measure(pipe: Pipeline, items: list[tuple[str, str]], ways: tuple[str, ...], what: str) -> dict:
-    """{way: {top1, top3, n}} for the ways 'detector', 'whole_before', 'whole_after'."""
+    """{way: {top1, top3, n}} for the ways 'detector', 'whole_before', 'whole_after' and 'whole_framed_only' (the
+    framed view alone, without the whole picture as a second view: `keep_whole` false)."""
     spec = pipe.embedder.spec
-    before = dataclasses.replace(spec, whole=None)
+    framed = dataclasses.replace(spec.whole, keep_whole=False) if spec.whole is not None else None
+    specs = {"whole_before": dataclasses.replace(spec, whole=None),
+             "whole_framed_only": dataclasses.replace(spec, whole=framed)}
     ranks = {w: [] for w in ways}
     t0 = time.perf_counter()
     for done, (path, truth) in enumerate(items, 1):
         image = imread_rgb(path)
         for way in ways:
-            pipe.embedder.spec = before if way == "whole_before" else spec
+            pipe.embedder.spec = specs.get(way, spec)
             try:
                 r = pipe.recognize_array(image, top_k=3, whole=way != "detector")
             finally:
@@ -80,6 +83,25 @@ def measure(pipe: Pipeline, items: list[tuple[str, str]], ways: tuple[str, ...],
         r = np.array(r)
         out[way] = {"top1": round(float((r < 1).mean()), 4), "top3": round(float((r < 3).mean()), 4), "n": len(r)}
     return out
+
+
+def unknown_named(pipe: Pipeline, items: list[tuple[str, str]], ways: tuple[str, ...]) -> dict:
+    """{way: share of the pictures named}: head crops of characters the bundle is made not to know (their classifier
+    rows and prototypes taken out, training.general.teach.without), whole before and after."""
+    from training.general.teach import without
+
+    clf, spec = pipe.classifier, pipe.embedder.spec
+    pipe.classifier = without(clf, frozenset(t for _, t in items))
+    named = {w: 0 for w in ways}
+    try:
+        for path, _ in items:
+            image = imread_rgb(path)
+            for way in ways:
+                pipe.embedder.spec = dataclasses.replace(spec, whole=None) if way == "whole_before" else spec
+                named[way] += any(h.sure for h in pipe.recognize_array(image, top_k=1, whole=way != "detector").heads)
+    finally:
+        pipe.classifier, pipe.embedder.spec = clf, spec
+    return {w: round(n / max(len(items), 1), 4) for w, n in named.items()} | {"n": len(items)}
 
 
 def fit(pipe: Pipeline, items: list[tuple[str, str]]) -> dict:
@@ -116,10 +138,14 @@ def main(argv: list[str] | None = None) -> int:
             print("note: this bundle has no encoder.whole_image: 'after' is 'before'", file=sys.stderr)
         report = {
             "held_out_outfits": measure(pipe, subsample(head_crops("val_variant"), args.limit),
-                                        ("detector", "whole_before", "whole_after"), "held-out outfits"),
-            "faces_val": measure(pipe, subsample(faces_val(), args.limit), ("whole_before", "whole_after"),
+                                        ("detector", "whole_before", "whole_after", "whole_framed_only"),
+                                        "held-out outfits"),
+            "faces_val": measure(pipe, subsample(faces_val(), args.limit),
+                                 ("whole_before", "whole_after", "whole_framed_only"),
                                  "faces val"),
         }
+        report["unknown_named"] = unknown_named(pipe, subsample(head_crops("heldout_char"), args.limit),
+                                                ("detector", "whole_before", "whole_after"))
         o = report["held_out_outfits"]
         report["gap_top1_after"] = round(o["detector"]["top1"] - o["whole_after"]["top1"], 4)
         report["gap_top1_before"] = round(o["detector"]["top1"] - o["whole_before"]["top1"], 4)
