@@ -54,3 +54,14 @@ def test_rank_of_takes_the_best_head():
     r = Result(10, 10, (head("a", "b", "c"), head("c", "a")), {}, None)
     assert rank_of(r, "c") == 0 and rank_of(r, "a") == 0 and rank_of(r, "b") == 1 and rank_of(r, "z") == 99
     assert rank_of(Result(10, 10, (), {}, None), "a") == 99
+
+
+def test_nearest_head_of_the_experiment():
+    from inference.manifest import GalleryView
+    from training.general.teach import nearest_head
+
+    rng = np.random.default_rng(3)
+    emb = rng.standard_normal((4, 16)).astype(np.float32)
+    like = emb[2] + 0.1 * rng.standard_normal((3, 16))
+    assert nearest_head(emb, like, None) == 2
+    assert nearest_head(emb, like, GalleryView.leading(8)) == nearest_head(emb[:, :8], like[:, :8], None)

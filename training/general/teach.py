@@ -206,7 +206,31 @@ def ranks(server: Server, emb: np.ndarray, owner: np.ndarray, truth: list[str], 
     return out
 
 
-def taught_runs(pipe: Pipeline, data: dict, tags_of: str, prior: float, draws: int) -> dict:
+def nearest_head(emb: np.ndarray, like: np.ndarray, view) -> int:
+    """Which of a picture's heads (rows of `emb`) is nearest the mean of `like`, on what galleries compare."""
+    if view is None:
+        heads = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+        proto = like.sum(0) / np.linalg.norm(like.sum(0))
+        return int(np.argmax(heads @ proto))
+    return int(np.argmax(view.apply(emb) @ view.pool(view.apply(like).sum(0, keepdims=True))[0]))
+
+
+def shot_rows(d: dict, shots: np.ndarray, rule: str, view) -> np.ndarray:
+    """The embedding row taught from each shot picture, in teaching order: its largest head (what /teach and enroll
+    do), or (`rule` 'nearest', an experiment, not shipped) from the second shot on the head nearest the shots
+    taught so far."""
+    largest = d["largest"][shots]
+    if rule == "largest" or int(d["views"]) > 1:
+        return largest
+    rows = [int(largest[0])]
+    for pic in shots[1:]:
+        heads = np.flatnonzero(d["owner"] == pic)
+        rows.append(int(heads[nearest_head(d["emb"][heads], d["emb"][rows], view)]) if len(heads) > 1
+                    else int(heads[0]))
+    return np.array(rows)
+
+
+def taught_runs(pipe: Pipeline, data: dict, tags_of: str, prior: float, draws: int, rule: str = "largest") -> dict:
     """Top-1/top-3 of the characters of one half taught one at a time, for both ways of teaching."""
     out = {}
     for way in ("whole", "scenes"):
@@ -223,7 +247,7 @@ def taught_runs(pipe: Pipeline, data: dict, tags_of: str, prior: float, draws: i
                     break
                 shots = rng.choice(pool, SHOTS, replace=False)
                 queries = pics[role[pics] == "query"] if way == "whole" else np.setdiff1d(pics, shots)
-                server = Server(pipe, {c: emb[largest[shots]]}, prior)
+                server = Server(pipe, {c: emb[shot_rows(d, shots, rule, pipe.classifier.view)]}, prior)
                 rows = np.isin(owner, queries)
                 r = ranks(server, emb[rows], np.searchsorted(queries, owner[rows]), [c] * len(queries), views)
                 hits1, hits3, n = hits1 + int((r < 1).sum()), hits3 + int((r < 3).sum()), n + len(r)
@@ -231,7 +255,7 @@ def taught_runs(pipe: Pipeline, data: dict, tags_of: str, prior: float, draws: i
     return out
 
 
-def server_of(data: dict, tags_of: str) -> dict[str, np.ndarray]:
+def server_of(pipe: Pipeline, data: dict, tags_of: str, rule: str = "largest") -> dict[str, np.ndarray]:
     """Every character of one half taught at once (draw 0's shots): one busy server's gallery."""
     taught = {}
     for way in ("whole", "scenes"):
@@ -242,7 +266,8 @@ def server_of(data: dict, tags_of: str) -> dict[str, np.ndarray]:
             pool = pics[role[pics] == "shot"] if way == "whole" else pics[largest[pics] >= 0]
             rng = np.random.default_rng(int(post_bucket(f"{c}/0", "teach-draw") * 2**32))
             if len(pool) > SHOTS and c not in taught:
-                taught[c] = d["emb"][largest[rng.choice(pool, SHOTS, replace=False)]]
+                taught[c] = d["emb"][shot_rows(d, rng.choice(pool, SHOTS, replace=False), rule,
+                                               pipe.classifier.view)]
     return taught
 
 
@@ -277,15 +302,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pool", type=int, default=40, help="faces/ 'train' pictures per character to draw shots from")
     ap.add_argument("--queries", type=int, default=60, help="faces/ 'val' pictures per character to ask about")
     ap.add_argument("--others", type=int, default=1200, help="held-out outfits and unknown pictures (side effects)")
+    ap.add_argument("--shots", choices=("largest", "nearest"), default="largest",
+                    help="which head of a full picture is taught: the largest (what /teach and enroll do) or, from "
+                         "the second shot on, the one nearest the shots taught so far (an experiment)")
+    ap.add_argument("--prior", type=float, default=None, help="report with this prior instead of the bundle's")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     pipe = Pipeline.from_bundle(args.bundle, Settings.from_env())
     data = cached(pipe, args)
     if args.fit:
         rows = []
-        taught = server_of(data, "fit")
+        taught = server_of(pipe, data, "fit", args.shots)
         for b in GRID:
-            r = {"prior": b, **taught_runs(pipe, data, "fit", b, args.draws), **side_effects(pipe, data, taught, b)}
+            r = {"prior": b, **taught_runs(pipe, data, "fit", b, args.draws, args.shots),
+                 **side_effects(pipe, data, taught, b)}
             rows.append(r)
             print(json.dumps(r), flush=True)
         ok = [r for r in rows if r["builtin_lost"] <= MAX_BUILTIN_LOST and r["unknown_named"] <= MAX_UNKNOWN_NAMED]
@@ -297,11 +327,11 @@ def main(argv: list[str] | None = None) -> int:
                           f"both ways on the fit half, builtin_lost <= {MAX_BUILTIN_LOST}, unknown_named <= "
                           f"{MAX_UNKNOWN_NAMED}"}))
         return 0
-    prior = pipe.classifier.spec.home_prior
-    taught = server_of(data, "report")
+    prior = pipe.classifier.spec.home_prior if args.prior is None else args.prior
+    taught = server_of(pipe, data, "report", args.shots)
     report = {}
     for name, b in (("without_prior", 0.0), ("with_prior", prior)):
-        report[name] = {"prior": b, **taught_runs(pipe, data, "report", b, args.draws),
+        report[name] = {"prior": b, **taught_runs(pipe, data, "report", b, args.draws, args.shots),
                         **side_effects(pipe, data, taught, b)}
     report["characters"] = sorted({t for way in ("whole", "scenes") for t in data[way]["tag"]
                                    if half(str(t)) == "report"})
