@@ -96,10 +96,10 @@ class GalleryCog(commands.Cog, name="Gallery"):
     def _enroll(self, guild_id: int, name: str, data: bytes, whole: bool) -> tuple[int, TeachReport | None]:
         """Runs in the recognizer's executor: embed the picture, add it to the gallery file, then tell how well the
         character is now recognised (inference/teaching.py)."""
-        vec = self.bot.pipeline.embed_for_enroll(data, whole_image=whole)
-        count = self.bot.galleries.enroll(guild_id, name, vec)
+        shot = self.bot.pipeline.enroll_shot(data, whole_image=whole)
+        count = self.bot.galleries.enroll(guild_id, name, shot.vector)
         gallery = self.bot.galleries.get(guild_id)
-        report = self.bot.pipeline.assess_taught(gallery, to_tag(name)) if gallery is not None else None
+        report = self.bot.pipeline.assess_taught(gallery, to_tag(name), [shot]) if gallery is not None else None
         return count, report
 
     @app_commands.command(name="teach", description="Teach this server a character from a picture of them")

@@ -261,10 +261,11 @@ class BundleFacts:
         """The leading dimensions a compatible encoder's galleries are cut to (classifier.gallery_dims), or None."""
         return self.bundle.spec.classifier.gallery_dims
 
-    def assess_taught(self, gallery, tag: str):
+    def assess_taught(self, gallery, tag: str, shots=None):
         """How well `gallery`'s character `tag` is now recognised, and whether it looks like one the bundle knows
         (inference/teaching.py): a TeachReport, or None when this holder cannot rank (an ONNX classifier without
-        its session)."""
+        its session). `shots`: the teaching.Shot of each picture just taught (their judgement is used when every
+        one was judged)."""
         from .decide import LEGACY_THRESHOLD
         from .teaching import assess
 
@@ -276,7 +277,8 @@ class BundleFacts:
         threshold = getattr(settings, "unsure_threshold", None)
         if threshold is None:
             threshold = decision.threshold if decision is not None else LEGACY_THRESHOLD
-        return assess(clf, decision, gallery, tag, float(threshold))
+        named = [s.named for s in shots] if shots and all(s.judged for s in shots) else None
+        return assess(clf, decision, gallery, tag, float(threshold), named)
 
     def _ranking(self):
         """The classifier the pipeline ranks with, or one made from the bundle's facts (a bot that sends its

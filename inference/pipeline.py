@@ -80,11 +80,7 @@ class Pipeline(BundleFacts):
                         size: tuple[int, int] | None = None, timings: dict | None = None) -> Result:
         t = timings if timings is not None else {}
         top_k = self.settings.top_k if top_k is None else int(top_k)
-        if threshold is None:
-            threshold = self.settings.unsure_threshold
-        if threshold is None:
-            threshold = self.decision.threshold if self.decision is not None else LEGACY_THRESHOLD
-        threshold = float(threshold)
+        threshold = self.threshold(threshold)
         h, w = image.shape[:2]
         views = 1
         if whole:
@@ -152,14 +148,33 @@ class Pipeline(BundleFacts):
     def embed_for_enroll(self, data: bytes, whole_image: bool = False) -> np.ndarray:
         """The embedding of the largest head in the picture (or of the whole picture, framed as a detected head of
         it would be: the first of `whole_views`, what a query's detected head is compared with)."""
+        return self.enroll_shot(data, whole_image).vector
+
+    def enroll_shot(self, data: bytes, whole_image: bool = False):
+        """A teaching.Shot: the embedding to teach (`embed_for_enroll`) and who the bundle alone names that head, as a
+        recognition of the picture would (a whole picture by both its views)."""
+        from .teaching import Shot, named_alone
+
         img = self.decode(data).image
         if whole_image:
-            return self.embedder(self.whole_views(img)[:1])[0]
-        boxes, _, emb = self.find_heads(img)
-        if len(boxes) == 0:
-            raise NoHeadError("No head found in this picture; use a clearer picture or the whole-image option.")
-        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        return emb[int(np.argmax(areas))]
+            emb = self.embedder(self.whole_views(img))
+        else:
+            boxes, _, emb = self.find_heads(img)
+            if len(boxes) == 0:
+                raise NoHeadError("No head found in this picture; use a clearer picture or the whole-image option.")
+            areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+            i = int(np.argmax(areas))
+            emb = emb[i:i + 1]
+        named = named_alone(self.classifier, self.decision, emb, self.threshold(), views=len(emb))[0]
+        return Shot(emb[0], named)
+
+    def threshold(self, threshold: float | None = None) -> float:
+        """The "known" score a head needs to be named: `threshold`, else the settings', else the bundle's."""
+        if threshold is None:
+            threshold = self.settings.unsure_threshold
+        if threshold is None:
+            threshold = self.decision.threshold if self.decision is not None else LEGACY_THRESHOLD
+        return float(threshold)
 
     def embedding_dim(self) -> int:
         """The manifest's encoder.dim, or the width of one run of the encoder when the manifest has none."""

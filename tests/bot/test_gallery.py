@@ -111,7 +111,7 @@ async def test_teach_offers_the_known_character_the_shots_look_like(world, scene
     from inference.teaching import TeachReport
 
     rem = Character("mal_118763", "Rem", "Re:Zero", None)
-    monkeypatch.setattr(pipeline, "assess_taught", lambda gallery, tag: TeachReport(tag, 3, 3, 3, rem, 3, 3))
+    monkeypatch.setattr(pipeline, "assess_taught", lambda gallery, tag, shots=None: TeachReport(tag, 3, 3, 3, rem, 3, 3))
     res = await world.admin.slash(world.channel, "teach", character="My_Waifu", image=("kiyo.jpg", scene_bytes))
     assert ("These pictures look like **Rem — Re:Zero**, whom I already know (I name them so for 3 of 3 without "
             "this server's characters). If that is who it is, there is no need to teach them: `/forget my_waifu` "

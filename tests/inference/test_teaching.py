@@ -118,3 +118,25 @@ def test_enroll_tells_the_teacher(rem_bundle, scene_bytes, tmp_path):
     assert p.returncode == 0, p.stderr
     assert "Left out one at a time, 2 of its last 2 pictures are named My Waifu (100%)." in p.stdout
     assert "look like Rem — Re:Zero kara Hajimeru Isekai Seikatsu, whom I already know" in p.stdout
+
+
+def test_a_shot_is_judged_as_a_recognition_of_the_picture_would_be(rem, scene_bytes):
+    for whole in (True, False):
+        shot = rem.enroll_shot(scene_bytes, whole_image=whole)
+        np.testing.assert_array_equal(shot.vector, rem.embed_for_enroll(scene_bytes, whole_image=whole))
+        r = rem.recognize(scene_bytes, whole_image=whole, top_k=1)
+        if whole:
+            head = r.heads[0]
+        else:  # the largest head
+            head = max(r.heads, key=lambda h: (h.box[2] - h.box[0]) * (h.box[3] - h.box[1]))
+        assert shot.judged and (shot.named.name if shot.named else None) == (
+            head.candidates[0].name if head.sure else None)
+    g = rem.new_gallery()
+    shot = rem.enroll_shot(scene_bytes, whole_image=True)
+    g.add("My Waifu", shot.vector[None])
+    # the judgement of the pictures just taught is used; without one (a service embedded them), the stored vectors
+    assert rem.assess_taught(g, "my_waifu", [shot]).looks_like.tag == "mal_118763"
+    from inference.teaching import Shot
+
+    unjudged = Shot(shot.vector, None, judged=False)
+    assert rem.assess_taught(g, "my_waifu", [unjudged]) == rem.assess_taught(g, "my_waifu")
