@@ -10,9 +10,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from inference.decode import check_size
-from inference.errors import GalleryError, ImageError
+from inference.errors import GalleryError, ImageError, teach_lines
 from inference.gallery import to_tag
 from inference.result import Character, display_name
+from inference.teaching import TeachReport
 from service.errors import (
     NameWithoutLetters,
     NotAPicture,
@@ -101,10 +102,14 @@ class GalleryCog(commands.Cog, name="Gallery"):
     def __init__(self, bot: CrystalEyes) -> None:
         self.bot = bot
 
-    def _enroll(self, guild_id: int, name: str, data: bytes, whole: bool) -> int:
-        """Runs in the recognizer's executor: embed the picture, then add it to the gallery file."""
-        vec = self.bot.pipeline.embed_for_enroll(data, whole_image=whole)
-        return self.bot.galleries.enroll(guild_id, name, vec)
+    def _enroll(self, guild_id: int, name: str, data: bytes, whole: bool) -> tuple[int, TeachReport | None]:
+        """Runs in the recognizer's executor: embed the picture, add it to the gallery file, then tell how well the
+        character is now recognised (inference/teaching.py)."""
+        shot = self.bot.pipeline.enroll_shot(data, whole_image=whole)
+        count = self.bot.galleries.enroll(guild_id, name, shot.vector)
+        gallery = self.bot.galleries.get(guild_id)
+        report = self.bot.pipeline.assess_taught(gallery, to_tag(name), [shot]) if gallery is not None else None
+        return count, report
 
     @app_commands.command(name="teach", description="Teach this server a character from a picture of them")
     @app_commands.guild_only()
@@ -136,16 +141,21 @@ class GalleryCog(commands.Cog, name="Gallery"):
         await interaction.response.defer(thinking=True, ephemeral=True)
         data = await image.read()
         try:
-            count = await self.bot.recognizer.run(self._enroll, interaction.guild_id, character, data, whole)
+            count, report = await self.bot.recognizer.run(self._enroll, interaction.guild_id, character, data, whole)
         except (Busy, ImageError, GalleryError, StorageError) as exc:
             error = TeachNeedsAHead(exc) if isinstance(exc, ImageError) and not whole else exc
             await interaction.followup.send(log_error(error, where), ephemeral=True)
             return
         log.info("guild %s: user %s taught %r", interaction.guild_id, interaction.user.id, name)
         examples = f" ({count} pictures of them now)" if count > 1 else ""
+        shown = discord.utils.escape_markdown(self.bot.galleries.display(interaction.guild_id, name))
+        told = ""
+        if report is not None:
+            known = discord.utils.escape_markdown(report.looks_like.title) if report.looks_like else None
+            told = "\n" + "\n".join(teach_lines(report, f"**{shown}**", f"**{known}**" if known else None))
         await interaction.followup.send(
-            f"Learned **{discord.utils.escape_markdown(self.bot.galleries.display(interaction.guild_id, name))}** "
-            f"(tag `{name}`){examples}. Every recognition on this server now considers them.",
+            f"Learned **{shown}** (tag `{name}`){examples}. Every recognition on this server now considers them."
+            + told,
             ephemeral=True,
         )
 

@@ -261,6 +261,43 @@ class BundleFacts:
         """The leading dimensions a compatible encoder's galleries are cut to (classifier.gallery_dims), or None."""
         return self.bundle.spec.classifier.gallery_dims
 
+    def assess_taught(self, gallery, tag: str, shots=None):
+        """How well `gallery`'s character `tag` is now recognised, and whether it looks like one the bundle knows
+        (inference/teaching.py): a TeachReport, or None when this holder cannot rank (an ONNX classifier without
+        its session). `shots`: the teaching.Shot of each picture just taught (their judgement is used when every
+        one was judged)."""
+        from .decide import LEGACY_THRESHOLD
+        from .teaching import assess
+
+        clf = self._ranking()
+        if clf is None:
+            return None
+        decision = self.bundle.spec.decision
+        settings = getattr(self, "settings", None)
+        threshold = getattr(settings, "unsure_threshold", None)
+        if threshold is None:
+            threshold = decision.threshold if decision is not None else LEGACY_THRESHOLD
+        named = [s.named for s in shots] if shots and all(s.judged for s in shots) else None
+        return assess(clf, decision, gallery, tag, float(threshold), named)
+
+    def _ranking(self):
+        """The classifier the pipeline ranks with, or one made from the bundle's facts (a bot that sends its
+        recognitions to a service still holds the weights)."""
+        clf = getattr(self, "classifier", None)
+        if clf is not None:
+            return clf
+        made = getattr(self, "_facts_classifier", None)
+        if made is None:
+            from .classify import Classifier
+
+            b = self.bundle
+            if b.classifier_weights is None and "classifier" not in b.sessions:
+                return None
+            made = self._facts_classifier = Classifier(b.spec.classifier, b.labels, weights=b.classifier_weights,
+                                                       session=b.sessions.get("classifier"), known=b.known,
+                                                       characters=b.characters)
+        return made
+
     def new_gallery(self):
         from .gallery import Gallery
 

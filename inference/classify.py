@@ -12,6 +12,8 @@ Two sources are merged into one softmax:
   own calibrated scale and bias. They are how a bundle knows thousands of characters from a few pictures each.
   With a hubness correction (`known.hub`) every prototype's cosine, known or enrolled, is lowered by how close it
   is to the known prototypes (a "hub" is close to most heads).
+- a server's own characters win at home: every enrolled logit gets the calibrated `classifier.home_prior` on top
+  (a server that taught nothing ranks exactly as without it).
 If a name is in more than one, their probabilities are added. The calibration constants come from training.
 Each candidate carries who it is (display name, work, page) from the bundle's character index.
 """
@@ -29,6 +31,15 @@ def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def combine_views(p: np.ndarray, views: int) -> np.ndarray:
+    """(N * V, K) probabilities, V consecutive rows per head -> (N, K): the normalised geometric mean of each head's
+    rows (the mean of their log-probabilities, as one softmax of the mean logits in a joint ranking)."""
+    if views <= 1:
+        return p
+    logp = np.log(np.clip(p, 1e-300, None)).reshape(-1, views, p.shape[1]).mean(1)
+    return softmax(logp)
 
 
 def gallery_view(x: np.ndarray, dims: int | None) -> np.ndarray:
@@ -134,7 +145,7 @@ class Classifier:
             z.append(self.known.scale * cos[:, :n_known] + self.known.bias)
         if gallery is not None and len(gallery):
             enrolled = gallery.prototypes()[0]
-            z.append(self.gallery_scale * cos[:, n_known:] + self.gallery_bias)
+            z.append(self.gallery_scale * cos[:, n_known:] + self.gallery_bias + self.spec.home_prior)
             names = names + list(enrolled)
             sources = sources + ["gallery"] * len(enrolled)
             mine = set(self.labels)
@@ -147,10 +158,14 @@ class Classifier:
         return softmax(np.concatenate([lin, *z], axis=1).astype(np.float64)), names, sources
 
     def __call__(self, emb: np.ndarray, top_k: int = 3, gallery: Gallery | None = None,
-                 cos: np.ndarray | None = None) -> list[list[Candidate]]:
+                 cos: np.ndarray | None = None, views: int = 1) -> list[list[Candidate]]:
+        """The top-k candidates of each head. `views` > 1: the rows come in runs of `views`, the views of one head
+        (a whole picture framed as a head and as it is, `Pipeline.whole_views`), ranked by the geometric mean of
+        their probabilities (`combine_views`)."""
         if len(emb) == 0:
             return []
         p, names, sources = self.probabilities(emb, gallery, cos)
+        p = combine_views(p, views)
         top_k = max(1, int(top_k))
         n_best = min(p.shape[1], top_k * 2 + 2)
         out = []

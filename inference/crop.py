@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .manifest import Crop
+from .manifest import Crop, WholeImage
 
 
 def crop_regions(boxes: np.ndarray, crop: Crop | None = None) -> np.ndarray:
@@ -53,8 +53,21 @@ def crop_heads(image: np.ndarray, boxes: np.ndarray, crop: Crop, width: int, hei
     return out
 
 
+def whole_box(width: int, height: int, boxes: np.ndarray, spec: WholeImage) -> np.ndarray:
+    """(4,) the head box of a picture given as one head (manifest.WholeImage): the largest detected box when it
+    covers at least `spec.min_cover` of the picture, else the box a detector gives for a head crop of that size."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    if len(boxes):
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        i = int(np.argmax(areas))
+        if areas[i] >= spec.min_cover * width * height:
+            return boxes[i]
+    return np.asarray(spec.box, np.float32) * np.array([width, height, width, height], np.float32)
+
+
 def whole_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """The whole picture as the single crop (the picture *is* the crop the encoder sees)."""
+    """The whole picture squashed as the single crop (without `encoder.whole_image`, what the encoder sees; with
+    it, the second view when `keep_whole`)."""
     h, w = image.shape[:2]
     interp = cv2.INTER_AREA if min(width / w, height / h) < 0.5 else cv2.INTER_LINEAR
     return cv2.resize(image, (width, height), interpolation=interp)[None]

@@ -122,8 +122,12 @@ def known_scores(decision: Decision | None, feats: np.ndarray) -> np.ndarray:
 
 
 def decide(decision: Decision | None, emb: np.ndarray, top1: np.ndarray, classifier: Classifier,
-          gallery: Gallery | None, cos: np.ndarray | None = None) -> np.ndarray:
-    """Each head's `known` score: the decision's, or its top-1 probability without one."""
+          gallery: Gallery | None, cos: np.ndarray | None = None, views: int = 1) -> np.ndarray:
+    """Each head's `known` score: the decision's, or its top-1 probability without one. `views` > 1: `emb` (and
+    `cos`) hold `views` consecutive rows per head (`Classifier.__call__`), `top1` one per head; the features of a
+    head are the mean of its views'."""
     if decision is None:
         return np.asarray(top1, np.float64)
-    return known_scores(decision, features(emb, top1, classifier, gallery, decision.features, cos))
+    top1 = np.repeat(np.asarray(top1, np.float64), views)
+    f = features(emb, top1, classifier, gallery, decision.features, cos)
+    return known_scores(decision, f.reshape(-1, views, f.shape[1]).mean(1))

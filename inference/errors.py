@@ -88,3 +88,41 @@ def describe(error: BaseException, table=TABLE) -> Described:
         if isinstance(error, kind):
             return described
     return UNEXPECTED
+
+
+# -- what a teacher is told after /teach or enroll (inference/teaching.py's report, in words) -----------------------
+TEACH: dict[str, str] = {
+    "recognised": "Left out one at a time, {recognised} of its last {tested} pictures are named {name} ({share:.0%}).",
+    "weak": "Teach a few more pictures of {name} (other poses, outfits, artists) to make me surer.",
+    "few": "Teach at least {more} more picture(s) of {name} and I can tell you how well I recognise them.",
+    "looks_like": "These pictures look like {known}, whom I already know (I name them so for {count} of {shots} "
+                  "without this server's characters). If that is who it is, there is no need to teach them: {forget}.",
+    "same": "I already know {known} without this server's pictures; yours make them count for more here.",
+    "forget_bot": "`/forget {tag}` removes what was taught",
+    "forget_cli": "remove {tag} from the gallery file",
+}
+WEAK_SHARE = 0.8  # below this leave-one-out share, the teacher is asked for more pictures
+
+
+def teach_lines(report, name: str, known: str | None = None, where: str = "bot") -> list[str]:
+    """The words about a TeachReport (inference/teaching.py): `name` is how the taught character is shown, `known`
+    how the character it looks like is shown (its title by default); `where`: 'bot' or 'cli' (how to undo)."""
+    from .teaching import MIN_SHOTS
+
+    lines = []
+    if report.tested:
+        lines.append(TEACH["recognised"].format(recognised=report.recognised, tested=report.tested, name=name,
+                                                share=report.share))
+        if report.share < WEAK_SHARE:
+            lines.append(TEACH["weak"].format(name=name))
+    else:
+        lines.append(TEACH["few"].format(more=MIN_SHOTS - report.shots, name=name))
+    if report.looks_like is not None:
+        shown = known or report.looks_like.title
+        if report.looks_like.tag == report.tag:
+            lines.append(TEACH["same"].format(known=shown))
+        else:
+            forget = TEACH["forget_bot" if where == "bot" else "forget_cli"].format(tag=report.tag)
+            lines.append(TEACH["looks_like"].format(known=shown, count=report.looks_like_shots,
+                                                    shots=report.checked, forget=forget))
+    return lines

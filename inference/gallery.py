@@ -82,6 +82,14 @@ class Gallery:
     def count(self, name: str) -> int:
         return self._names.count(name)
 
+    def vectors_of(self, tag: str) -> np.ndarray:
+        """(n, D) the unit embeddings taught for `tag`, oldest first."""
+        return self._vectors[[i for i, n in enumerate(self._names) if n == tag]]
+
+    def names_and_vectors(self) -> tuple[list[str], np.ndarray]:
+        """Every taught embedding with its tag, in teaching order (a copy of the names)."""
+        return list(self._names), self._vectors
+
     def add(self, name: str, vectors: np.ndarray) -> str:
         tag = normalize_name(name)
         typed = " ".join(str(name).split())[:100]

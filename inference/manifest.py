@@ -219,6 +219,43 @@ class Crop:
                    bool(spec.get("square", False)))
 
 
+@dataclass(frozen=True)
+class WholeImage:
+    """How a picture given as one head (`whois --whole-image`, `/teach whole:true`, `enroll --whole-image`, the API's
+    `whole_image`) reaches the encoder (inference/pipeline.py, `Pipeline.whole_views`): framed as a detected head of
+    that picture would be. The detector runs on the picture; its largest head is the box when it covers at least
+    `min_cover` of the picture's area, else `box` (x1, y1, x2, y2 as fractions of the picture's width and height: the
+    box the detector gives for a head crop, measured by `python -m training.general.framing --fit`); the box is then
+    cut by `encoder.crop`, like any detected head. `keep_whole`: the whole picture, squashed as before, is compared
+    too (a second view of the same head; the two rankings are combined by their geometric mean), for the tight face
+    crops the closed encoder was trained on whole. Without this section a whole picture is squashed, as before."""
+
+    box: tuple[float, float, float, float]
+    min_cover: float = 0.25
+    keep_whole: bool = True
+
+    @classmethod
+    def parse(cls, spec) -> WholeImage | None:
+        where = "encoder.whole_image"
+        if spec is None:
+            return None
+        if not isinstance(spec, dict):
+            raise BundleError(f"{where} must be an object {{box, min_cover, keep_whole}}, not {spec!r}.")
+        box = spec.get("box")
+        ok = isinstance(box, list) and len(box) == 4 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
+        if not ok or not (box[0] < box[2] and box[1] < box[3]):
+            raise BundleError(f"{where}.box must be [x1, y1, x2, y2] (fractions of the picture, x1 < x2, y1 < y2), "
+                              f"not {box!r}.")
+        cover = _value(spec, "min_cover", 0.25, float, where)
+        if not 0.0 <= cover <= 1.0:
+            raise BundleError(f"{where}.min_cover must lie in [0, 1], not {cover!r}.")
+        keep = spec.get("keep_whole", True)
+        if not isinstance(keep, bool):
+            raise BundleError(f"{where}.keep_whole must be true or false, not {keep!r}.")
+        return cls(tuple(float(v) for v in box), cover, keep)
+
+
 @dataclass(frozen=True, eq=False)  # holds numpy arrays (InputSpec) or dicts: compared by identity
 class DetectorSpec:
     format: str  # boxes | yolov5 | cascade (inference/detect.py)
@@ -253,6 +290,7 @@ class EncoderSpec:
     crop: Crop = field(default_factory=Crop)
     blocks: tuple[Block, ...] = ()  # the output as named blocks, each L2-normalised on its own
     model: ModelFileRef | None = None
+    whole: WholeImage | None = None  # how a whole picture is framed; None: squashed whole, as before
 
     @classmethod
     def parse(cls, spec: dict) -> EncoderSpec:
@@ -264,7 +302,7 @@ class EncoderSpec:
             raise BundleError(f"encoder.batch must be 'dynamic' or 'fixed1', not {batch!r}.")
         return cls(_input(spec, "encoder", "squash"), dim, batch != "fixed1", bool(spec.get("tta_flip", False)),
                    Crop.parse(spec.get("crop")), Block.parse_all(spec.get("blocks"), dim),
-                   _model(spec, "encoder"))
+                   _model(spec, "encoder"), WholeImage.parse(spec.get("whole_image")))
 
 
 @dataclass(frozen=True)
@@ -278,6 +316,9 @@ class ClassifierSpec:
     input_name: str | None = None  # an ONNX classifier's input
     model: ModelFileRef | None = None
     view: GalleryView | None = None  # what galleries compare (gallery_compares or gallery_dims); None: all of it
+    # a server's own characters win at home: added to every enrolled character's logit (a prior, in logits, of
+    # a character the server taught over the bundle's own; `python -m training.general.teach --fit` sets it)
+    home_prior: float = 0.0
 
     @classmethod
     def parse(cls, spec: dict, blocks: tuple[Block, ...] = ()) -> ClassifierSpec:
@@ -300,11 +341,14 @@ class ClassifierSpec:
         inp = spec.get("input") or {}
         if not isinstance(inp, dict):
             raise BundleError(f"classifier.input must be an object {{name}}, not {inp!r}.")
+        home = _value(spec, "home_prior", 0.0, float, "classifier")
+        if not (math.isfinite(home) and 0.0 <= home <= 20.0):
+            raise BundleError(f"classifier.home_prior must be a number from 0 to 20 (logits), not {home!r}.")
         return cls(fmt, _value(spec, "temperature", 1.0, float, "classifier") or 1.0,
                    _value(spec, "gallery_scale", 16.0, float, "classifier"),
                    _value(spec, "gallery_bias", 0.0, float, "classifier"), gdims, tuple(h.lower() for h in compatible),
                    inp.get("name"),
-                   _model(spec, "classifier"), view)
+                   _model(spec, "classifier"), view, home)
 
 
 # The decision's features by name (inference/decide.py computes each): the fixed ones, and the sharpened gallery's

@@ -15,7 +15,7 @@ from . import annotate as _annotate
 from .bundle import Bundle, BundleFacts
 from .classify import Classifier
 from .cpu import limit_blas_threads
-from .crop import crop_heads
+from .crop import crop_heads, whole_box
 from .crop import whole_image as whole_crop
 from .decide import LEGACY_THRESHOLD, Decision, decide
 from .decode import decode
@@ -80,27 +80,26 @@ class Pipeline(BundleFacts):
                         size: tuple[int, int] | None = None, timings: dict | None = None) -> Result:
         t = timings if timings is not None else {}
         top_k = self.settings.top_k if top_k is None else int(top_k)
-        if threshold is None:
-            threshold = self.settings.unsure_threshold
-        if threshold is None:
-            threshold = self.decision.threshold if self.decision is not None else LEGACY_THRESHOLD
-        threshold = float(threshold)
+        threshold = self.threshold(threshold)
         h, w = image.shape[:2]
+        views = 1
         if whole:
             boxes, scores = np.array([[0, 0, w, h]], np.float32), np.ones(1, np.float32)
             t0 = time.perf_counter()
-            ew, eh = self.embedder.size
-            emb = self.embedder(whole_crop(image, ew, eh))
-            t.update(detect=0.0, crop=0.0, embed=time.perf_counter() - t0)
+            crops = self.whole_views(image)
+            t1 = time.perf_counter()
+            emb = self.embedder(crops)
+            views = len(emb)
+            t.update(detect=t1 - t0, crop=0.0, embed=time.perf_counter() - t1)  # detect: finding the frame
         else:
             boxes, scores, emb = self.find_heads(image, t)
         t3 = time.perf_counter()
         cos = self.classifier.cosines(emb, gallery) if len(emb) else None  # read by classify and decide
-        ranked = self.classifier(emb, top_k=top_k, gallery=gallery, cos=cos)
+        ranked = self.classifier(emb, top_k=top_k, gallery=gallery, cos=cos, views=views)
         t["classify"] = time.perf_counter() - t3
         t4 = time.perf_counter()
         top1 = np.array([c[0].probability if c else 0.0 for c in ranked])
-        known = decide(self.decision, emb, top1, self.classifier, gallery, cos) if len(emb) else top1
+        known = decide(self.decision, emb, top1, self.classifier, gallery, cos, views) if len(emb) else top1
         t["decide"] = time.perf_counter() - t4
         inv = 1.0 / scale if scale else 1.0
         W, H = size or (w, h)
@@ -129,23 +128,53 @@ class Pipeline(BundleFacts):
             t["verify"] = time.perf_counter() - t3
         return boxes, scores, emb
 
+    def whole_views(self, image: np.ndarray) -> np.ndarray:
+        """(V, H, W, 3) the encoder's crops of a picture given as one head: framed as a detected head of it would be
+        (manifest `encoder.whole_image`, crop.whole_box), then, with `keep_whole`, the whole picture squashed; a
+        bundle without that section squashes the whole picture (V = 1), as before."""
+        ew, eh = self.embedder.size
+        spec = self.embedder.spec.whole
+        if spec is None:
+            return whole_crop(image, ew, eh)
+        h, w = image.shape[:2]
+        boxes, _ = self.detector(image)
+        crops = crop_heads(image, whole_box(w, h, boxes, spec)[None], self.embedder.crop, ew, eh)
+        return np.concatenate([crops, whole_crop(image, ew, eh)]) if spec.keep_whole else crops
+
     def annotate(self, result: Result, fmt: str = "PNG", max_bytes: int | None = None) -> bytes:
         return _annotate.annotate(result, fmt=fmt, max_bytes=max_bytes)
 
     # -- enrollment ------------------------------------------------------------------------------
     def embed_for_enroll(self, data: bytes, whole_image: bool = False) -> np.ndarray:
-        """The embedding of the largest head in the picture (or of the whole picture)."""
+        """The embedding of the largest head in the picture (or of the whole picture, framed as a detected head of
+        it would be: the first of `whole_views`, what a query's detected head is compared with)."""
+        return self.enroll_shot(data, whole_image).vector
+
+    def enroll_shot(self, data: bytes, whole_image: bool = False):
+        """A teaching.Shot: the embedding to teach (`embed_for_enroll`) and who the bundle alone names that head, as a
+        recognition of the picture would (a whole picture by both its views)."""
+        from .teaching import Shot, named_alone
+
         img = self.decode(data).image
-        h, w = img.shape[:2]
-        ew, eh = self.embedder.size
         if whole_image:
-            crops = whole_crop(img, ew, eh)
-            return self.embedder(crops)[0]
-        boxes, _, emb = self.find_heads(img)
-        if len(boxes) == 0:
-            raise NoHeadError("No head found in this picture; use a clearer picture or the whole-image option.")
-        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        return emb[int(np.argmax(areas))]
+            emb = self.embedder(self.whole_views(img))
+        else:
+            boxes, _, emb = self.find_heads(img)
+            if len(boxes) == 0:
+                raise NoHeadError("No head found in this picture; use a clearer picture or the whole-image option.")
+            areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+            i = int(np.argmax(areas))
+            emb = emb[i:i + 1]
+        named = named_alone(self.classifier, self.decision, emb, self.threshold(), views=len(emb))[0]
+        return Shot(emb[0], named)
+
+    def threshold(self, threshold: float | None = None) -> float:
+        """The "known" score a head needs to be named: `threshold`, else the settings', else the bundle's."""
+        if threshold is None:
+            threshold = self.settings.unsure_threshold
+        if threshold is None:
+            threshold = self.decision.threshold if self.decision is not None else LEGACY_THRESHOLD
+        return float(threshold)
 
     def embedding_dim(self) -> int:
         """The manifest's encoder.dim, or the width of one run of the encoder when the manifest has none."""

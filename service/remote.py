@@ -162,6 +162,12 @@ class RemoteModel(BundleFacts):
         return Recognition(result=wire.decode_result(payload["result"]),
                            annotated=wire.decode_bytes(payload["annotated"]), fmt=payload.get("fmt", "jpg"))
 
+    def enroll_shot(self, data: bytes, whole_image: bool = False):
+        """The service's embedding, not judged here (inference/teaching.py judges the stored vectors instead)."""
+        from inference.teaching import Shot
+
+        return Shot(self.embed_for_enroll(data, whole_image), None, judged=False)
+
     def embed_for_enroll(self, data: bytes, whole_image: bool = False) -> np.ndarray:
         status, payload = self.client.request("POST", "/embed", {"whole_image": int(bool(whole_image))}, data,
                                               {"Content-Type": "application/octet-stream"})

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import CrystalEyesError, ImageError, describe
+from ..errors import CrystalEyesError, ImageError, describe, teach_lines
 from ..result import UNKNOWN_TEXT
 from ..settings import Settings
 
@@ -102,24 +102,28 @@ def cmd_enroll(args, settings: Settings) -> int:
     pipe = _pipeline(args, settings)
     t0 = time.perf_counter()
     gallery = _gallery(pipe, args.gallery, create=True)
-    vectors, failed = [], 0
+    shots, failed = [], 0
     for path in args.images:
         try:
-            vectors.append(pipe.embed_for_enroll(Path(path).read_bytes(), whole_image=args.whole_image))
+            shots.append(pipe.enroll_shot(Path(path).read_bytes(), whole_image=args.whole_image))
         except (OSError, ImageError) as e:
             failed += 1
             _err(f"{path}: {e.strerror if isinstance(e, OSError) and e.strerror else e}")
-    if not vectors:
+    if not shots:
         _err("no picture could be enrolled; the gallery is unchanged")
         return 1
     import numpy as np
 
-    tag = gallery.add(args.character, np.stack(vectors))
+    tag = gallery.add(args.character, np.stack([s.vector for s in shots]))
     gallery.save(args.gallery)
     shown = gallery.display(tag)
     named = f"{shown!r} (tag {tag})" if shown != tag else tag
-    print(f"enrolled {len(vectors)} picture(s) of {named} into {args.gallery} "
+    print(f"enrolled {len(shots)} picture(s) of {named} into {args.gallery} "
           f"({gallery.count(tag)} in total for it, {len(gallery)} character(s)) in {time.perf_counter() - t0:.2f} s")
+    report = pipe.assess_taught(gallery, tag, shots)
+    if report is not None:
+        for line in teach_lines(report, shown, where="cli"):
+            print(f"  {line}")
     return 1 if failed else 0
 
 

@@ -92,3 +92,27 @@ async def test_about_shows_model_versions_and_counts(world):
     assert fields["Characters (model)"] == "70"
     assert fields["Taught on this server"] == "0"
     assert fields["Message Content intent"] == "on"
+
+
+async def test_teach_tells_how_well_the_character_is_recognised(world, scene_bytes):
+    first = await world.admin.slash(world.channel, "teach", character="Kiyo Girl", image=("kiyo.jpg", scene_bytes),
+                                    whole=True)
+    # the words of the message table (inference/errors.py TEACH), the name as taught, in bold
+    assert "Teach at least 1 more picture(s) of **Kiyo Girl** and I can tell you how well I recognise them." \
+        in first.response.content
+    second = await world.admin.slash(world.channel, "teach", character="Kiyo Girl", image=("kiyo.jpg", scene_bytes),
+                                     whole=True)
+    assert "(2 pictures of them now)" in second.response.content
+    assert "Left out one at a time, 2 of its last 2 pictures are named **Kiyo Girl** (100%)." in second.response.content
+
+
+async def test_teach_offers_the_known_character_the_shots_look_like(world, scene_bytes, monkeypatch, pipeline):
+    from inference.result import Character
+    from inference.teaching import TeachReport
+
+    rem = Character("mal_118763", "Rem", "Re:Zero", None)
+    monkeypatch.setattr(pipeline, "assess_taught", lambda gallery, tag, shots=None: TeachReport(tag, 3, 3, 3, rem, 3, 3))
+    res = await world.admin.slash(world.channel, "teach", character="My_Waifu", image=("kiyo.jpg", scene_bytes))
+    assert ("These pictures look like **Rem — Re:Zero**, whom I already know (I name them so for 3 of 3 without "
+            "this server's characters). If that is who it is, there is no need to teach them: `/forget my_waifu` "
+            "removes what was taught.") in res.response.content
