@@ -55,6 +55,26 @@ class Config:
         return load_config(cls, path)
 
 
+def cached_taps(backbone: str, taps: tuple[str, ...], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(plain, mirror) pooled taps of every cached crop, from stage 2's file."""
+    z = np.load(taps_file(backbone, size))
+    cols = tap_columns(taps, backbone)
+    return z["plain"][:, cols].astype(np.float32), z["flip"][:, cols].astype(np.float32)
+
+
+def whitened_head(both: np.ndarray, data, dim: int) -> torch.nn.Linear:
+    """The linear head that whitens: PCA of the training pictures' pooled taps to `dim`, then the within-character
+    spread (features.whitening), as one Linear (its `mean` kept as an attribute)."""
+    tr = np.where(data.train)[0]
+    mu, w = whitening(both[tr], data.identity[tr], dim)
+    proj = torch.nn.Linear(both.shape[1], w.shape[1])
+    with torch.no_grad():
+        proj.weight.copy_(torch.from_numpy(w.T.astype(np.float32)))
+        proj.bias.copy_(torch.from_numpy(-(mu @ w).astype(np.float32)))
+    proj.mean = mu
+    return proj
+
+
 def embed(proj: torch.nn.Linear, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return F.normalize(proj(torch.from_numpy(x)), dim=1).numpy()
@@ -70,17 +90,11 @@ def main() -> None:
     out = dataset.OUT / cfg.run
     out.mkdir(parents=True, exist_ok=True)
     data = dataset.load(size=cfg.size)
-    z = np.load(taps_file(cfg.backbone, cfg.size))
-    cols = tap_columns(tuple(cfg.taps), cfg.backbone)
-    plain = z["plain"][:, cols].astype(np.float32)
-    flip = z["flip"][:, cols].astype(np.float32)
+    plain, flip = cached_taps(cfg.backbone, tuple(cfg.taps), cfg.size)
     both = (plain + flip) / 2  # what serving embeds: the crop and its mirror (encoder.tta_flip)
     tr = np.where(data.train)[0]
-    mu, w = whitening(both[tr], data.identity[tr], cfg.dim)
-    proj = torch.nn.Linear(len(cols), cfg.dim)
-    with torch.no_grad():
-        proj.weight.copy_(torch.from_numpy(w.T.astype(np.float32)))
-        proj.bias.copy_(torch.from_numpy(-(mu @ w).astype(np.float32)))
+    proj = whitened_head(both, data, cfg.dim)
+    mu = proj.mean
     ids = np.unique(data.identity[tr])
     col = {int(i): j for j, i in enumerate(ids)}
     y_all = np.array([col.get(int(i), -1) for i in data.identity])

@@ -77,7 +77,9 @@ class Config:
     backbone: str = ""
     taps: tuple = ("s5", "s6")
     freeze: str = "s4"
-    head_init: str = ""  # a head run (training/general/head.py) whose trained projection the embedding starts from
+    # the embedding head's start: a head run (training/general/head.py) whose trained projection it takes, or
+    # "whitened" (the frozen features' whitened projection: the head runs' step 0, which read better than their end)
+    head_init: str = ""
     crops: int = 96  # which cached crops: runs/general/chars_<crops>.npy (and faces_<crops>.npy)
 
     @classmethod
@@ -120,7 +122,7 @@ def lineart(imgs: np.ndarray, seed: int) -> np.ndarray:
     return np.stack([random_lineart(im, rng)[:, :, 0] for im in tqdm(imgs, desc="line art", mininterval=10)])[:, None]
 
 
-def pretrained_model(cfg: Config):
+def pretrained_model(cfg: Config, data):
     """The pretrained encoder of `cfg.backbone`, frozen up to `cfg.freeze`, its embedding head from `cfg.head_init`
     (or fresh)."""
     from training.general.backbone import Encoder as Pretrained
@@ -130,7 +132,12 @@ def pretrained_model(cfg: Config):
     if cfg.backbone not in FETCHED:
         raise SystemExit(f"unknown backbone {cfg.backbone!r}")
     model = load_family(Pretrained(tuple(cfg.taps), cfg.dim, cfg.backbone), FETCHED[cfg.backbone])
-    if cfg.head_init:
+    if cfg.head_init == "whitened":  # the frozen features' whitened projection (head.py's step 0)
+        from training.general.head import cached_taps, whitened_head
+
+        plain, flip = cached_taps(cfg.backbone, tuple(cfg.taps), cfg.size)
+        model.proj.load_state_dict(whitened_head((plain + flip) / 2, data, cfg.dim).state_dict())
+    elif cfg.head_init:
         ck = torch.load(OUT / cfg.head_init / "head.pt", map_location="cpu", weights_only=False)
         if tuple(ck["taps"]) != tuple(cfg.taps):
             raise SystemExit(f"head run {cfg.head_init} taps {ck['taps']}, not {cfg.taps}")
@@ -189,7 +196,7 @@ def main() -> None:
         unl = np.load(dataset.FACES_CACHE / "unlabeled_96.npy")
         unl_lines = np.load(dataset.FACES_CACHE / "unlabeled_lineart_96.npy")
         print(f"with {cfg.unlabeled} of {len(unl)} unlabeled/ crops per step (SupCon instances)", flush=True)
-    model = pretrained_model(cfg) if cfg.backbone else Encoder(widths=cfg.widths, depths=cfg.depths, dim=cfg.dim)
+    model = pretrained_model(cfg, data) if cfg.backbone else Encoder(widths=cfg.widths, depths=cfg.depths, dim=cfg.dim)
     proj = Projector(cfg.dim)
     cosface = CosFace(cfg.dim, len(ids), s=cfg.cf_s, m=cfg.cf_m)
     params = [p for p in model.parameters() if p.requires_grad] + list(proj.parameters()) + list(cosface.parameters())
