@@ -130,3 +130,26 @@ def test_frozen_stages_keep_their_weights_and_statistics_while_training():
     assert torch.equal(enc.backbone.stages["s4"][0].expand[1].running_mean, before)
     assert not torch.equal(enc.backbone.stages["s5"][0].expand[1].running_mean, moving)
     assert enc.backbone.stem[0].weight.grad is None and enc.proj.weight.grad is not None
+
+
+def test_a_compact_checkpoint_keeps_the_weights_in_half_and_the_step(tmp_path):
+    import json
+
+    from training.general import train
+
+    enc = backbone.Encoder(("s5",), dim=8)
+    cos = torch.nn.Linear(8, 3)
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"state_dict": enc.state_dict(), "proj": enc.proj.state_dict(), "cosface": cos.state_dict(),
+                "opt": {"moments": torch.zeros(10_000)}, "steps_done": 1234, "config": {"run": "x"},
+                "identities": ["a", "b", "c"]}, run / "encoder.pt")
+    (run / "history.json").write_text(json.dumps({"steps_done": 1234}))
+    out = train.compact(run, tmp_path / "candidates" / "x")
+    ck = torch.load(out, weights_only=False)
+    assert ck["steps_done"] == 1234 and ck["identities"] == ["a", "b", "c"] and "opt" not in ck
+    w = ck["state_dict"]["backbone.stages.s5.0.project.0.weight"]
+    assert w.dtype == torch.float16
+    assert torch.allclose(w.float(), enc.backbone.stages["s5"][0].project[0].weight, atol=1e-3)
+    assert ck["state_dict"]["backbone.stem.1.num_batches_tracked"].dtype == torch.int64  # counters stay counters
+    assert (tmp_path / "candidates" / "x" / "history.json").exists()

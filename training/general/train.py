@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -122,6 +123,26 @@ def lineart(imgs: np.ndarray, seed: int) -> np.ndarray:
     return np.stack([random_lineart(im, rng)[:, :, 0] for im in tqdm(imgs, desc="line art", mininterval=10)])[:, None]
 
 
+CANDIDATES = Path(__file__).resolve().parent / "candidates"
+
+
+def compact(run_dir: Path, dest: Path) -> Path:
+    """A run's checkpoint as a session commits it to be continued in the next: weights, heads and CosFace rows in
+    float16, the step reached, config and identities, and its history; no optimiser moments."""
+    ck = torch.load(run_dir / "encoder.pt", map_location="cpu", weights_only=False)
+
+    def half(sd: dict) -> dict:
+        return {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+
+    dest.mkdir(parents=True, exist_ok=True)
+    out = dest / "checkpoint.pt"
+    torch.save({"state_dict": half(ck["state_dict"]), "proj": half(ck["proj"]), "cosface": half(ck["cosface"]),
+                "steps_done": ck["steps_done"], "config": ck["config"], "identities": ck["identities"]}, out)
+    shutil.copy2(run_dir / "history.json", dest / "history.json")
+    print(f"{out}: step {ck['steps_done']}, {out.stat().st_size / 1e6:.1f} MB")
+    return out
+
+
 def pretrained_model(cfg: Config, data):
     """The pretrained encoder of `cfg.backbone`, frozen up to `cfg.freeze`, its embedding head from `cfg.head_init`
     (or fresh)."""
@@ -164,8 +185,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--compact", action="store_true",
+                    help="write the run's last checkpoint compactly into training/general/candidates/RUN and stop")
     args = ap.parse_args()
     cfg = Config.load(args.config)
+    if args.compact:
+        compact(OUT / cfg.run, CANDIDATES / cfg.run)
+        return
     rng, g = seeded(cfg.threads, cfg.seed)
     run_dir = OUT / cfg.run
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -209,16 +235,23 @@ def main() -> None:
         ck = torch.load(OUT / cfg.init / "encoder.pt", weights_only=False)
         warm_start(ck, model, proj, cosface, tags, lambda: identity_means(model, imgs, ident, tr, ids, cfg.size))
         print(f"started from run {cfg.init} ({ck['steps_done']} steps)", flush=True)
-    if args.resume and ck_path.exists():
-        ck = torch.load(ck_path, weights_only=False)
-        model.load_state_dict(ck["state_dict"])
-        proj.load_state_dict(ck["proj"])
-        cosface.load_state_dict(ck["cosface"])
-        opt.load_state_dict(ck["opt"])
+    committed = CANDIDATES / cfg.run / "checkpoint.pt"
+    if args.resume and (ck_path.exists() or committed.exists()):
+        # this machine's last checkpoint, else the compact one a session committed (no optimiser moments: AdamW
+        # starts them again, the schedule goes on from the step it reached)
+        here = ck_path.exists()
+        ck = torch.load(ck_path if here else committed, weights_only=False)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
+        proj.load_state_dict({k: v.float() for k, v in ck["proj"].items()})
+        cosface.load_state_dict({k: v.float() for k, v in ck["cosface"].items()})
+        if ck["identities"] != tags:
+            raise SystemExit("the identities changed since the checkpoint (labels.py): start a new run from it")
+        if here:
+            opt.load_state_dict(ck["opt"])
         start = ck["steps_done"]
-        history = json.loads((run_dir / "history.json").read_text())
+        history = json.loads(((run_dir if here else committed.parent) / "history.json").read_text())
         history["minutes_before"] = history.get("minutes", 0.0)
-        print(f"resumed at step {start}", flush=True)
+        print(f"resumed at step {start} from {'this machine' if here else committed}", flush=True)
     warm = max(1, cfg.steps // 30)
     t0 = time.time() - history["minutes_before"] * 60
 
