@@ -323,6 +323,8 @@ def build_pretrained(args, run_dir: Path) -> None:
     enc_spec = {"crop": base["encoder"]["crop"], "file": "encoder.onnx",
                 "input": {**PRETRAINED_INPUT, "size": [size, size]}, "output": "embedding", "dim": int(info["dim"]),
                 "batch": "dynamic", "blocks": info["blocks"]}
+    if "whole_image" in base["encoder"]:  # how a whole picture is framed as a head: the detector's, kept
+        enc_spec["whole_image"] = base["encoder"]["whole_image"]
     enc = EncoderSpec.parse(enc_spec)
     emb = Embedder(enc, make_session(out / "encoder.onnx", 2))
     compares = [{"part": info["blocks"][0]["name"], "weight": 1.0}]
@@ -343,7 +345,10 @@ def build_pretrained(args, run_dir: Path) -> None:
     m = data.train & np.isin(data.identity, ids32)
     W, b = fit_linear(e[m], np.searchsorted(ids32, data.identity[m]) if np.all(np.diff(ids32) > 0)
                       else np.array([list(ids32).index(i) for i in data.identity[m]]), len(ids32))
-    base_clf = {"format": "linear_npz", "temperature": 1.0}
+    # the home prior of taught characters is kept; it was chosen for the base encoder's calibration, so
+    # `python -m training.general.teach --fit` must check it on this bundle before it ships
+    base_clf = {"format": "linear_npz", "temperature": 1.0,
+                **{k: base["classifier"][k] for k in ("home_prior",) if k in base["classifier"]}}
     measure_and_write(args, base, enc_spec, enc, emb, compares, data, e, W, b, base_clf, run_dir,
                       {k: info[k] for k in ("run", "steps", "size", "dim", "bytes", "encoder")})
 
