@@ -107,8 +107,6 @@ WEAK_SHARE = 0.8  # below this leave-one-out share, the teacher is asked for mor
 def teach_lines(report, name: str, known: str | None = None, where: str = "bot") -> list[str]:
     """The words about a TeachReport (inference/teaching.py): `name` is how the taught character is shown, `known`
     how the character it looks like is shown (its title by default); `where`: 'bot' or 'cli' (how to undo)."""
-    from .teaching import MIN_SHOTS
-
     lines = []
     if report.tested:
         lines.append(TEACH["recognised"].format(recognised=report.recognised, tested=report.tested, name=name,
@@ -116,7 +114,7 @@ def teach_lines(report, name: str, known: str | None = None, where: str = "bot")
         if report.share < WEAK_SHARE:
             lines.append(TEACH["weak"].format(name=name))
     else:
-        lines.append(TEACH["few"].format(more=MIN_SHOTS - report.shots, name=name))
+        lines.append(TEACH["few"].format(more=report.more_needed, name=name))
     if report.looks_like is not None:
         shown = known or report.looks_like.title
         if report.looks_like.tag == report.tag:

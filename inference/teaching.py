@@ -55,6 +55,11 @@ class TeachReport:
     def share(self) -> float | None:
         return self.recognised / self.tested if self.tested else None
 
+    @property
+    def more_needed(self) -> int:
+        """How many more pictures before the left-out check can run (MIN_SHOTS in all)."""
+        return max(MIN_SHOTS - self.shots, 0)
+
 
 def named_alone(classifier: Classifier, decision: Decision | None, emb: np.ndarray, threshold: float,
                 views: int = 1) -> list[Candidate | None]:
