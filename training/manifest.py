@@ -19,6 +19,23 @@ MODELS = ROOT / "models"
 sha256_of = sha256_file  # one checksum function for writing and for verifying bundles
 
 
+REQUIRED = ("detector", "encoder", "classifier")  # the sections a bundle cannot load without
+
+
+def write_manifest(path: Path, manifest: dict, indent: int = 2, partial: bool = False) -> None:
+    """Write a bundle's manifest only once `inference.manifest.Manifest.parse` (what serving reads) takes it: a bad
+    one fails here, at training time, not at the next load. With `partial`, a bundle still being assembled (one of
+    `REQUIRED` not written yet, as when the detector's trainer starts a new one) is written unchecked; it is
+    checked from the write that completes it on. Atomic (temporary file, then rename)."""
+    from inference.manifest import Manifest
+
+    if not partial or all(k in manifest for k in REQUIRED):
+        Manifest.parse(manifest, default_name=path.parent.name)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=indent, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
 def update_section(section: str, value: dict, bundle: Path = MODELS, merge: bool = False, **top_level) -> dict:
     """Set manifest[section] = value (with `sha256` computed from value["file"]) and any top-level keys.
 
@@ -38,7 +55,5 @@ def update_section(section: str, value: dict, bundle: Path = MODELS, merge: bool
             value["sha256"] = sha256_of(bundle / value["file"])
         manifest[section] = value
         manifest.update(top_level)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-        os.replace(tmp, path)
+        write_manifest(path, manifest, partial=True)
     return manifest

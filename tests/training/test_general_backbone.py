@@ -153,3 +153,23 @@ def test_a_compact_checkpoint_keeps_the_weights_in_half_and_the_step(tmp_path):
     assert torch.allclose(w.float(), enc.backbone.stages["s5"][0].project[0].weight, atol=1e-3)
     assert ck["state_dict"]["backbone.stem.1.num_batches_tracked"].dtype == torch.int64  # counters stay counters
     assert (tmp_path / "candidates" / "x" / "history.json").exists()
+
+
+def test_a_manifest_serving_would_refuse_is_not_written(tmp_path):
+    import json
+    import shutil
+
+    from inference.errors import BundleError
+    from training import manifest as tm
+
+    root = bundle.ROOT / "models"
+    good = json.loads((root / "manifest.json").read_text())
+    path = tmp_path / "manifest.json"
+    shutil.copy2(root / "manifest.json", path)
+    bad = {**good, "classifier": {**good["classifier"], "format": "no-such-format"}}
+    with pytest.raises(BundleError):
+        tm.write_manifest(path, bad)
+    assert json.loads(path.read_text()) == good  # nothing lost
+    tm.write_manifest(tmp_path / "partial.json", {"format": 1, "name": "x", "detector": {}}, partial=True)
+    with pytest.raises(BundleError):
+        tm.write_manifest(tmp_path / "partial.json", {"format": 1, "name": "x", "detector": {}})

@@ -37,6 +37,7 @@ from training.common import ROOT, post_bucket
 from training.general import dataset
 from training.general.compose import compose_files
 from training.general.evaluate import prototypes
+from training.manifest import write_manifest
 
 VERSION = "2026.12.07.2"
 # what galleries compare (classifier.gallery_compares): the mean of three cosines. Chosen on the 'calib' half of the
@@ -225,7 +226,7 @@ def install(built: Path, models: Path = ROOT / "models") -> None:
     for f in (*SHIPPED, *verifier):
         shutil.copy2(built / f, models / f)
     manifest["labels"] = "../chara.json"
-    (models / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    write_manifest(models / "manifest.json", manifest)
     print(f"installed {built} into {models} (version {manifest['version']})")
 
 
@@ -547,7 +548,7 @@ def measure_and_write(args, base: dict, enc_spec: dict, enc: EncoderSpec, emb: E
     if manifest.pop("verifier", None) is not None:  # fitted on the base encoder's embeddings: it must be refitted
         print(f"the base bundle's head verifier is dropped (another encoder); refit it on this one: "
               f"python -m training.detector.verifier --bundle {out}")
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    write_manifest(out / "manifest.json", manifest)
     print(f"bundle {out} in {time.time() - t0:.0f}s ({len(names)} known characters + {len(labels32)} "
           f"classifier classes)")
 
