@@ -173,3 +173,15 @@ def test_a_manifest_serving_would_refuse_is_not_written(tmp_path):
     tm.write_manifest(tmp_path / "partial.json", {"format": 1, "name": "x", "detector": {}}, partial=True)
     with pytest.raises(BundleError):
         tm.write_manifest(tmp_path / "partial.json", {"format": 1, "name": "x", "detector": {}})
+
+
+def test_the_trainers_embedding_runs_where_the_model_is():
+    from training.encoder.train import embed, supcon
+
+    enc = backbone.Encoder(("s4",), dim=8)
+    imgs = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    e = embed(enc, imgs, 32, flip=True)
+    assert e.shape == (3, 8) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-3)
+    assert enc.training  # back in training mode
+    z = torch.rand(4, 5)
+    assert float(supcon(z, torch.tensor([0, 0, 1, 1]), 0.1)) > 0

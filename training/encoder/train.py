@@ -35,7 +35,7 @@ def supcon(z: torch.Tensor, labels: torch.Tensor, tau: float) -> torch.Tensor:
     z = F.normalize(z.float(), dim=1)
     sim = z @ z.T / tau
     n = z.shape[0]
-    eye = torch.eye(n, dtype=torch.bool)
+    eye = torch.eye(n, dtype=torch.bool, device=z.device)
     sim = sim.masked_fill(eye, -1e9)
     logp = sim - torch.logsumexp(sim, dim=1, keepdim=True)
     pos = (labels[:, None] == labels[None, :]) & ~eye
@@ -57,14 +57,15 @@ class CosFace(torch.nn.Module):
 @torch.no_grad()
 def embed(model: Encoder, imgs: np.ndarray, size: int, flip: bool = True, bs: int = 256) -> np.ndarray:
     model.eval()
+    device = next(model.parameters()).device  # a GPU when the trainer was given one
     out = []
     for i in range(0, len(imgs), bs):
-        x = eval_views(imgs[i:i + bs], size)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        x = eval_views(imgs[i:i + bs], size).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             e = F.normalize(model(x).float(), dim=1)
             if flip:
                 e = e + F.normalize(model(torch.flip(x, dims=[3])).float(), dim=1)
-        out.append(F.normalize(e, dim=1).numpy())
+        out.append(F.normalize(e, dim=1).cpu().numpy())
     model.train()
     return np.concatenate(out)
 

@@ -225,6 +225,10 @@ def main() -> None:
     model = pretrained_model(cfg, data) if cfg.backbone else Encoder(widths=cfg.widths, depths=cfg.depths, dim=cfg.dim)
     proj = Projector(cfg.dim)
     cosface = CosFace(cfg.dim, len(ids), s=cfg.cf_s, m=cfg.cf_m)
+    # a GPU where there is one (the device machine, one prepared command: docs/experiments/pretrained-encoder.md);
+    # the views are made on the CPU either way
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, proj, cosface = model.to(device), proj.to(device), cosface.to(device)
     params = [p for p in model.parameters() if p.requires_grad] + list(proj.parameters()) + list(cosface.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.wd)
     history = {"config": {f.name: getattr(cfg, f.name) for f in fields(cfg)}, "step": [], "loss": [], "eval": [],
@@ -240,7 +244,7 @@ def main() -> None:
         # this machine's last checkpoint, else the compact one a session committed (no optimiser moments: AdamW
         # starts them again, the schedule goes on from the step it reached)
         here = ck_path.exists()
-        ck = torch.load(ck_path if here else committed, weights_only=False)
+        ck = torch.load(ck_path if here else committed, map_location="cpu", weights_only=False)
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
         proj.load_state_dict({k: v.float() for k, v in ck["proj"].items()})
         cosface.load_state_dict({k: v.float() for k, v in ck["cosface"].items()})
@@ -288,9 +292,10 @@ def main() -> None:
             x = torch.cat([x, *(make_views(unl[u], unl_lines[u], cfg.size, g, cfg.p_line) for _ in range(2))])
             uy = torch.arange(cfg.unlabeled) + len(ids)  # one instance class each, past every identity
             ys = torch.cat([y, uy, uy])
+        x, y, ys = x.to(device, non_blocking=True), y.to(device), ys.to(device)
         for gr in opt.param_groups:
             gr["lr"] = lr_at(step)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             e = model(x)
             z = proj(e)
         l_sup = supcon(z, ys, cfg.tau)
