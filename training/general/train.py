@@ -143,7 +143,7 @@ def compact(run_dir: Path, dest: Path) -> Path:
     return out
 
 
-def pretrained_model(cfg: Config, data):
+def pretrained_model(cfg: Config, data, head: bool = True):
     """The pretrained encoder of `cfg.backbone`, frozen up to `cfg.freeze`, its embedding head from `cfg.head_init`
     (or fresh)."""
     from training.general.backbone import Encoder as Pretrained
@@ -153,7 +153,9 @@ def pretrained_model(cfg: Config, data):
     if cfg.backbone not in FETCHED:
         raise SystemExit(f"unknown backbone {cfg.backbone!r}")
     model = load_family(Pretrained(tuple(cfg.taps), cfg.dim, cfg.backbone), FETCHED[cfg.backbone])
-    if cfg.head_init == "whitened":  # the frozen features' whitened projection (head.py's step 0)
+    if not head:  # resumed: the checkpoint holds the head
+        pass
+    elif cfg.head_init == "whitened":  # the frozen features' whitened projection (head.py's step 0)
         from training.general.head import cached_taps, whitened_head
 
         plain, flip = cached_taps(cfg.backbone, tuple(cfg.taps), cfg.size)
@@ -222,7 +224,11 @@ def main() -> None:
         unl = np.load(dataset.FACES_CACHE / "unlabeled_96.npy")
         unl_lines = np.load(dataset.FACES_CACHE / "unlabeled_lineart_96.npy")
         print(f"with {cfg.unlabeled} of {len(unl)} unlabeled/ crops per step (SupCon instances)", flush=True)
-    model = pretrained_model(cfg, data) if cfg.backbone else Encoder(widths=cfg.widths, depths=cfg.depths, dim=cfg.dim)
+    ck_path = run_dir / "encoder.pt"
+    committed = CANDIDATES / cfg.run / "checkpoint.pt"
+    resuming = args.resume and (ck_path.exists() or committed.exists())
+    model = pretrained_model(cfg, data, head=not resuming) if cfg.backbone else Encoder(
+        widths=cfg.widths, depths=cfg.depths, dim=cfg.dim)
     proj = Projector(cfg.dim)
     cosface = CosFace(cfg.dim, len(ids), s=cfg.cf_s, m=cfg.cf_m)
     # a GPU where there is one (the device machine, one prepared command: docs/experiments/pretrained-encoder.md);
@@ -234,13 +240,11 @@ def main() -> None:
     history = {"config": {f.name: getattr(cfg, f.name) for f in fields(cfg)}, "step": [], "loss": [], "eval": [],
                "minutes_before": 0.0}
     start = 0
-    ck_path = run_dir / "encoder.pt"
-    if cfg.init and not (args.resume and ck_path.exists()):
+    if cfg.init and not resuming:
         ck = torch.load(OUT / cfg.init / "encoder.pt", weights_only=False)
         warm_start(ck, model, proj, cosface, tags, lambda: identity_means(model, imgs, ident, tr, ids, cfg.size))
         print(f"started from run {cfg.init} ({ck['steps_done']} steps)", flush=True)
-    committed = CANDIDATES / cfg.run / "checkpoint.pt"
-    if args.resume and (ck_path.exists() or committed.exists()):
+    if resuming:
         # this machine's last checkpoint, else the compact one a session committed (no optimiser moments: AdamW
         # starts them again, the schedule goes on from the step it reached)
         here = ck_path.exists()
