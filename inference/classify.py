@@ -42,6 +42,21 @@ def combine_views(p: np.ndarray, views: int) -> np.ndarray:
     return softmax(logp)
 
 
+def mix(lin: np.ndarray, z: np.ndarray, in_labels: np.ndarray, mode: str = "joint") -> np.ndarray:
+    """(N, L + K) probabilities over [the classifier's L labels | K prototypes' names], from the linear logits `lin`
+    (N, L) and the prototypes' logits `z` (N, K); `in_labels` (K,) marks the prototypes of names that are also
+    labels. 'joint': one softmax over both. 'gate': the prototypes' softmax says how likely the head is one of the
+    labels (their mass), and the classifier's softmax shares that mass among them; the others keep theirs. The one
+    copy of this formula: serving (`Classifier.probabilities`) and the bundle's calibration (training.general.bundle)
+    both call it."""
+    if mode == "gate":
+        g = softmax(z)
+        share = g[:, in_labels].sum(1, keepdims=True)
+        g[:, in_labels] = 0.0
+        return np.concatenate([share * softmax(lin), g], axis=1)
+    return softmax(np.concatenate([lin, z], axis=1))
+
+
 def gallery_view(x: np.ndarray, dims: int | None) -> np.ndarray:
     """The part of (N, D) embeddings that the gallery compares: the first `dims` dimensions, renormalised."""
     if not dims:
@@ -150,12 +165,9 @@ class Classifier:
             sources = sources + ["gallery"] * len(enrolled)
             mine = set(self.labels)
             in_labels = np.concatenate([in_labels, np.array([n in mine for n in enrolled], dtype=bool)])
-        if self.known is not None and self.known.mode == "gate" and z:
-            g = softmax(np.concatenate(z, axis=1).astype(np.float64))
-            share = g[:, in_labels].sum(1, keepdims=True)
-            g[:, in_labels] = 0.0
-            return np.concatenate([share * softmax(lin.astype(np.float64)), g], axis=1), names, sources
-        return softmax(np.concatenate([lin, *z], axis=1).astype(np.float64)), names, sources
+        mode = self.known.mode if self.known is not None and z else "joint"
+        z = np.concatenate(z, axis=1).astype(np.float64) if z else np.zeros((len(lin), 0))
+        return mix(lin.astype(np.float64), z, in_labels, mode), names, sources
 
     def __call__(self, emb: np.ndarray, top_k: int = 3, gallery: Gallery | None = None,
                  cos: np.ndarray | None = None, views: int = 1) -> list[list[Candidate]]:

@@ -30,7 +30,7 @@ import numpy as np
 
 from inference.bundle import make_session, sha256_file
 from inference.characters import hub_offsets
-from inference.classify import Classifier
+from inference.classify import Classifier, mix
 from inference.embed import Embedder
 from inference.manifest import ClassifierSpec, EncoderSpec, HubSpec
 from training.common import ROOT, post_bucket
@@ -63,26 +63,14 @@ def embed_crops(emb: Embedder, imgs96: np.ndarray, bs: int = 128) -> np.ndarray:
 def scores(lin: np.ndarray, cos: np.ndarray, lin_cols: np.ndarray, scale: float, bias: float,
            mode: str = "joint") -> np.ndarray:
     """Per-name probabilities over the gallery's names (`lin_cols`: gallery column of each linear class), as
-    `inference/classify.py` computes them:
-    - 'joint': one softmax over [linear logits | scale * cos + bias], the linear classes' mass added to their names;
-    - 'gate': a softmax over the gallery (scale * cos) says how likely the head is one of the classifier's
-      characters (their mass, P); the linear softmax shares P among them, the others keep their gallery mass."""
-    if mode == "gate":
-        g = _softmax(scale * cos)
-        p32 = g[:, lin_cols].sum(1, keepdims=True)
-        out = g.copy()
-        out[:, lin_cols] = p32 * _softmax(lin)
-        return out
-    p = _softmax(np.concatenate([lin, scale * cos + bias], axis=1))
+    serving computes them (`inference.classify.mix`, the one copy of the formula), the linear classes' mass added
+    to their names' columns as serving merges a name's entries."""
+    in_labels = np.zeros(cos.shape[1], bool)
+    in_labels[lin_cols] = True
+    p = mix(lin.astype(np.float64), (scale * cos + bias).astype(np.float64), in_labels, mode)
     out = p[:, lin.shape[1]:].copy()
     np.add.at(out, (slice(None), lin_cols), p[:, : lin.shape[1]])
     return out
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(1, keepdims=True)
-    p = np.exp(z)
-    return p / p.sum(1, keepdims=True)
 
 
 def top(p: np.ndarray, y: np.ndarray, k: int = 3) -> dict:
