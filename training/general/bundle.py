@@ -336,7 +336,7 @@ def build_pretrained(args, run_dir: Path) -> None:
                       else np.array([list(ids32).index(i) for i in data.identity[m]]), len(ids32))
     # the home prior of taught characters is kept; it was chosen for the base encoder's calibration, so
     # `python -m training.general.teach --fit` must check it on this bundle before it ships
-    base_clf = {"format": "linear_npz", "temperature": 1.0,
+    base_clf = {"file": "classifier.npz", "format": "linear_npz", "temperature": 1.0,
                 **{k: base["classifier"][k] for k in ("home_prior",) if k in base["classifier"]}}
     measure_and_write(args, base, enc_spec, enc, emb, compares, data, e, W, b, base_clf, run_dir,
                       {k: info[k] for k in ("run", "steps", "size", "dim", "bytes", "encoder")})
