@@ -332,8 +332,8 @@ def build_pretrained(args, run_dir: Path) -> None:
     col = {lab.tag: i for i, lab in enumerate(data.labels)}
     ids32 = np.array([col[t] for t in labels32])
     m = data.train & np.isin(data.identity, ids32)
-    W, b = fit_linear(e[m], np.searchsorted(ids32, data.identity[m]) if np.all(np.diff(ids32) > 0)
-                      else np.array([list(ids32).index(i) for i in data.identity[m]]), len(ids32))
+    row = {int(c): j for j, c in enumerate(ids32)}  # the classifier's row of each of its characters
+    W, b = fit_linear(e[m], np.array([row[int(i)] for i in data.identity[m]]), len(ids32))
     # the home prior of taught characters is kept; it was chosen for the base encoder's calibration, so
     # `python -m training.general.teach --fit` must check it on this bundle before it ships
     base_clf = {"file": "classifier.npz", "format": "linear_npz", "temperature": 1.0,

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from training.common import RUNS
+from training.encoder.augment import normalize, to_float
 from training.general import dataset
 from training.general.backbone import Encoder, family_of, load_family
 
@@ -41,8 +42,9 @@ def taps_file(family: str, size: int) -> Path:
 
 
 def to_input(imgs: np.ndarray) -> torch.Tensor:
-    """uint8 RGB (N, S, S, 3) -> float (N, 3, S, S) in [-1, 1], as the manifest's scale/mean/std give it."""
-    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    """uint8 RGB (N, S, S, 3) -> float (N, 3, S, S) in [-1, 1], as the manifest's scale/mean/std give it (the
+    trainer's own conversion, training/encoder/augment.py)."""
+    return normalize(to_float(torch.from_numpy(np.ascontiguousarray(imgs))))
 
 
 class Pooled(torch.nn.Module):
