@@ -98,6 +98,15 @@ def softmax_classifier(path: Path, dim: int, classes: int, input_name="input_1:0
     return _save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
+def set_manifest_key(directory: Path, section: str, key: str, value) -> Path:
+    """Set `manifest[section][key] = value` in the bundle at `directory` (a tiny bundle with one more setting)."""
+    path = Path(directory) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest[section][key] = value
+    path.write_text(json.dumps(manifest))
+    return Path(directory)
+
+
 def make_tiny_bundle(directory: Path, labels: list[str] | None = None, dim: int = 16, enc_size: int = 64,
                      seed: int = 0, known: list[dict] | None = None, known_vectors: np.ndarray | None = None,
                      blocks: list[dict] | None = None, gallery_dims: int | None = None) -> Path:

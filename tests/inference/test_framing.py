@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bundles import make_tiny_bundle
+from bundles import make_tiny_bundle, set_manifest_key
 from inference.classify import combine_views, softmax
 from inference.crop import crop_heads, whole_box, whole_image
 from inference.errors import BundleError
@@ -25,12 +25,7 @@ SECTION = {"box": [0.156, 0.091, 0.844, 0.827], "min_cover": 0.3, "keep_whole": 
 
 def _framed_bundle(directory: Path, section: dict | None = SECTION) -> Path:
     make_tiny_bundle(directory)
-    path = directory / "manifest.json"
-    manifest = json.loads(path.read_text())
-    if section is not None:
-        manifest["encoder"]["whole_image"] = section
-    path.write_text(json.dumps(manifest))
-    return directory
+    return directory if section is None else set_manifest_key(directory, "encoder", "whole_image", section)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bundles import make_tiny_bundle
+from bundles import make_tiny_bundle, set_manifest_key
 from inference.errors import BundleError
 from inference.manifest import ClassifierSpec, Manifest
 from inference.pipeline import Pipeline
@@ -22,12 +22,7 @@ PRIOR = 3.0
 
 def _bundle(directory: Path, prior: float | None) -> Path:
     make_tiny_bundle(directory)
-    path = directory / "manifest.json"
-    manifest = json.loads(path.read_text())
-    if prior is not None:
-        manifest["classifier"]["home_prior"] = prior
-    path.write_text(json.dumps(manifest))
-    return directory
+    return directory if prior is None else set_manifest_key(directory, "classifier", "home_prior", prior)
 
 
 @pytest.fixture(scope="module")
