@@ -67,3 +67,22 @@ def test_rotation_range_follows_rot_deg():
     small, large = _bar_angles(12.0), _bar_angles(35.0)
     assert small.max() < 13.0 and large.max() < 36.0  # never beyond the range
     assert large.max() > 25.0 and np.median(large) > np.median(small) + 5  # and the wider range is used
+
+
+def test_zoom_below_one_cuts_a_tighter_view_and_above_one_a_wider():
+    """`zoom` is the crop side relative to the picture's: a centred square of a quarter of the side fills more of a
+    view at 0.6 than at 1.0, and less at 1.25 (no rotation, shift, aspect or flip to blur the comparison)."""
+    x = torch.ones(1, 3, 96, 96)
+    x[:, :, 36:60, 36:60] = 0.0
+
+    def dark_share(scale):
+        y = random_geometry(x, 96, torch.Generator().manual_seed(0), scale=(scale, scale), aspect=0.0, shift=0.0,
+                            rot_deg=0.0, flip=False)
+        return float((y[0, 0] < 0.5).float().mean())
+
+    tight, plain, wide = dark_share(0.6), dark_share(1.0), dark_share(1.25)
+    assert abs(plain - 0.0625) < 0.01
+    assert tight > plain * 2.5 and wide < plain * 0.75
+    g = torch.Generator().manual_seed(0)
+    imgs = np.stack([_face(i) for i in range(2)])
+    assert make_views(imgs, None, 80, g, p_line=0.0, zoom=(0.6, 1.25)).shape == (2, 3, 80, 80)

@@ -371,3 +371,37 @@ def test_a_step_draws_its_same_work_share_from_one_work_and_no_identity_twice():
     assert len(draw(rng, ids, id_p, 20, {}, 0.5)) == 20  # no works: every identity drawn alone
     small = draw(rng, ids, id_p, 30, {"B": np.array([10, 11, 12])}, 0.5)
     assert sorted(small[:3].tolist()) == [10, 11, 12] and len(set(small.tolist())) == 30
+
+
+def test_a_cross_source_identity_pairs_two_sources_and_the_others_two_pictures():
+    """`cross_pairs`: an identity with pictures from two or more sources gets one view from each of two different
+    sources; any other identity two different pictures where it has two, else one twice."""
+    from training.general.train import pair
+
+    rng = np.random.default_rng(0)
+    pool = np.array([10, 11, 12, 13, 14])
+    sources = np.array(["genshin", "fanart", "fanart", "fanart", "fanart"])
+    for _ in range(40):
+        a, b = pair(rng, pool, sources)
+        assert {sources[pool == a][0], sources[pool == b][0]} == {"genshin", "fanart"}
+    assert len(set(pair(rng, pool, None).tolist())) == 2
+    assert pair(rng, np.array([7]), None).tolist() == [7, 7]
+
+
+def test_the_measured_classifier_covers_only_the_classes_it_is_given():
+    """The bundle's classifier is fitted twice: measured without the fan-art proxy's characters, shipped with all;
+    `fit_on` fits one row per class given, in order, on the pictures of `mask` only."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    centres = np.eye(8, dtype=np.float32)[:4] * 3
+    identity = np.repeat(np.arange(4), 30)
+    e = centres[identity] + rng.normal(0, 0.3, (len(identity), 8)).astype(np.float32)
+    data = SimpleNamespace(identity=identity)
+    mask = np.ones(len(identity), bool)
+    mask[identity == 2] = False  # class 2's pictures are not in the fit
+    W, b = bundle.fit_on(e, data, mask, [3, 1, 0])
+    assert W.shape == (3, 8) and b.shape == (3,)
+    pred = np.argmax(e @ W.T + b, 1)
+    for row, c in enumerate([3, 1, 0]):
+        assert (pred[identity == c] == row).mean() > 0.95

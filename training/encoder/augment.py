@@ -103,9 +103,10 @@ def random_lowres(x: torch.Tensor, g: torch.Generator, p=0.25, lo=0.35, hi=0.8) 
 
 
 def make_views(imgs: np.ndarray, lines: np.ndarray | None, size: int, g: torch.Generator,
-               p_line: float = 0.25, rot_deg: float = ROT_DEG) -> torch.Tensor:
+               p_line: float = 0.25, rot_deg: float = ROT_DEG, zoom: tuple = (0.72, 1.18)) -> torch.Tensor:
     """One augmented view per image. imgs (N, 96, 96, 3) uint8; lines (N, V, 96, 96) uint8 or None.
-    `rot_deg`: rotations are drawn uniformly from +-rot_deg."""
+    `rot_deg`: rotations are drawn uniformly from +-rot_deg; `zoom`: the crop side relative to the image's
+    (`random_geometry`'s `scale`: below 1 cuts a tighter face out of a head crop, above 1 frames a face wider)."""
     x = to_float(torch.from_numpy(imgs))
     n = x.shape[0]
     is_line = torch.zeros(n, dtype=torch.bool)
@@ -116,7 +117,7 @@ def make_views(imgs: np.ndarray, lines: np.ndarray | None, size: int, g: torch.G
             v = torch.randint(lines.shape[1], (len(idx),), generator=g).numpy()
             la = torch.from_numpy(lines[idx.numpy(), v]).float().div_(255.0)
             x[idx] = la[:, None].expand(-1, 3, -1, -1)
-    x = random_geometry(x, size, g, rot_deg=rot_deg)
+    x = random_geometry(x, size, g, scale=tuple(zoom), rot_deg=rot_deg)
     col = color_jitter(x, g)
     x = torch.where(is_line[:, None, None, None], x, col)
     x = random_lowres(x, g)

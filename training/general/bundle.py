@@ -85,7 +85,7 @@ def calibrate(sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]], lin_cols: n
     """(mode, scale, bias) maximising the mean top-1 over `sets` [(linear logits, cosines, true column)], ties broken
     by the mean NLL. Both ways of combining (see `scores`) are tried."""
     best = None
-    grid = [("gate", scale, 0.0) for scale in (8.0, 12.0, 16.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0, 80.0)]
+    grid = [("gate", scale, 0.0) for scale in (4.0, 6.0, 8.0, 12.0, 16.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0, 80.0)]
     grid += [("joint", scale, float(bias)) for scale in (8.0, 12.0, 16.0, 20.0, 25.0, 30.0, 40.0)
              for bias in np.arange(-24.0, 12.01, 1.0)]
     for mode, scale, bias in grid:
@@ -330,16 +330,41 @@ def build_pretrained(args, run_dir: Path) -> None:
         e = embedded(emb, data.images, run_dir / f"embeddings_{sha256_file(out / 'encoder.onnx')[:12]}.npy")
     labels32 = json.loads((args.base / base["labels"]).resolve().read_text())
     col = {lab.tag: i for i, lab in enumerate(data.labels)}
-    ids32 = np.array([col[t] for t in labels32])
-    m = data.train & np.isin(data.identity, ids32)
-    row = {int(c): j for j, c in enumerate(ids32)}  # the classifier's row of each of its characters
-    W, b = fit_linear(e[m], np.array([row[int(i)] for i in data.identity[m]]), len(ids32))
+    # two fits of the linear classifier over the 32 faces/ characters. Measured: on the training pictures, without
+    # the fan-art proxy's characters (known from one portrait, they stand for the characters a bundle knows from one
+    # picture, which no classifier covers; as a class fitted on one portrait, in 'gate' mode the classifier handed
+    # their heads to its better-known characters). Shipped: on every picture, as the known prototypes are
+    measured = [t for t in labels32 if not data.proxy_identity[col[t]]]
+    W_m, b_m = fit_on(e, data, data.train, [col[t] for t in measured])
+    W, b = fit_on(e, data, ship_mask(data), [col[t] for t in labels32])
     # the home prior of taught characters is kept; it was chosen for the base encoder's calibration, so
     # `python -m training.general.teach --fit` must check it on this bundle before it ships
     base_clf = {"file": "classifier.npz", "format": "linear_npz", "temperature": 1.0,
                 **{k: base["classifier"][k] for k in ("home_prior",) if k in base["classifier"]}}
-    measure_and_write(args, base, enc_spec, enc, emb, compares, data, e, W, b, base_clf, run_dir,
-                      {k: info[k] for k in ("run", "steps", "size", "dim", "bytes", "encoder")})
+    measure_and_write(args, base, enc_spec, enc, emb, compares, data, e, W_m, b_m, base_clf, run_dir,
+                      {k: info[k] for k in ("run", "steps", "size", "dim", "bytes", "encoder")},
+                      measured_labels=measured, shipped=(W, b))
+
+
+def fit_on(e: np.ndarray, data, mask: np.ndarray, classes: list[int]) -> tuple:
+    """The linear classifier over the identities `classes` (its rows, in order), fitted on their pictures in
+    `mask`."""
+    row = {int(c): j for j, c in enumerate(classes)}
+    m = mask & np.isin(data.identity, classes)
+    return fit_linear(e[m], np.array([row[int(i)] for i in data.identity[m]]), len(classes))
+
+
+def ship_mask(data) -> np.ndarray:
+    """The pictures a bundle knows its characters by: every characters/ picture, and the faces/ 'train' and
+    'calib' splits (the 'val' split stays for measuring)."""
+    split = face_splits(data)
+    return (data.origin == "chars") | ((data.origin == "faces") & np.isin(split, ["train", "calib"]))
+
+
+def face_splits(data) -> np.ndarray:
+    """Each picture's faces/ split ('' for characters/ pictures)."""
+    faces_meta = json.loads((dataset.FACES_CACHE / "faces_meta.json").read_text())
+    return np.array(faces_meta["split"] + [""] * (len(data.identity) - len(faces_meta["split"])))
 
 
 def embedded(emb: Embedder, images: np.ndarray, cache: Path) -> np.ndarray:
@@ -354,22 +379,23 @@ def embedded(emb: Embedder, images: np.ndarray, cache: Path) -> np.ndarray:
 
 def measure_and_write(args, base: dict, enc_spec: dict, enc: EncoderSpec, emb: Embedder, compares: list[dict],
                       data, e: np.ndarray, Wp: np.ndarray, b: np.ndarray, base_clf: dict, run_dir: Path,
-                      made_by: dict) -> None:
+                      made_by: dict, measured_labels: list[str] | None = None, shipped: tuple | None = None) -> None:
     """Calibrate, measure and write the bundle in `args.out` (its encoder.onnx and encoder_export.json already
-    there): `e` every cached crop's embedding, `Wp`/`b` the linear classifier over the whole embedding."""
+    there): `e` every cached crop's embedding, `Wp`/`b` the linear classifier over the whole embedding that is
+    measured, over `measured_labels` (default: the bundle's labels); `shipped` the (W, b) written (default: the
+    measured one)."""
     t0 = time.time()
     out = args.out
     view = ClassifierSpec.parse({"format": "linear_npz", "gallery_compares": compares}, enc.blocks).view
     eg = view.apply(e)  # what galleries compare
     labels32 = json.loads((args.base / base["labels"]).resolve().read_text())
+    labels_m = list(measured_labels) if measured_labels is not None else labels32
     temperature = float(base_clf.get("temperature", 1.0)) or 1.0
     lin = (e @ Wp.T + b) / temperature  # the linear logits as inference/classify.py computes them
 
     tags = [lab.tag for lab in data.labels]
     col = {t: i for i, t in enumerate(tags)}
-    faces_meta = json.loads((dataset.FACES_CACHE / "faces_meta.json").read_text())
-    nf = len(faces_meta["split"])
-    f_split = np.array(faces_meta["split"] + [""] * (len(e) - nf))
+    f_split = face_splits(data)
     half = np.array([post_bucket(data.labels[i].tag, "calib-half") < 0.5 for i in data.identity])
 
     # measurement: prototypes of the training pictures only (what the encoder and the gallery saw)
@@ -387,13 +413,15 @@ def measure_and_write(args, base: dict, enc_spec: dict, enc: EncoderSpec, emb: E
     cos = eg @ protos.T - off
     y_col = np.searchsorted(ids, data.identity)  # column of the true identity among `ids` (if present)
     present = np.isin(data.identity, ids)
-    lin_cols_m = np.searchsorted(ids, [col[t] for t in labels32])
+    lin_cols_m = np.searchsorted(ids, [col[t] for t in labels_m])
     sets = {
-        "faces_calib": (data.origin == "faces") & (f_split == "calib"),
+        # the faces/ characters' own splits, without the fan-art proxy's characters (they are measured apart: known
+        # from one portrait here, as a bundle knows most characters)
+        "faces_calib": (data.origin == "faces") & (f_split == "calib") & ~data.proxy_query,
         "unseen_outfit_calib": data.val_variant & half,
         "unseen_outfit": data.val_variant & ~half,
         "fanart_proxy": data.proxy_query,
-        "faces_val": (data.origin == "faces") & (f_split == "val"),
+        "faces_val": (data.origin == "faces") & (f_split == "val") & ~data.proxy_query,
     }
     for k, m in sets.items():
         sets[k] = m & present
@@ -441,7 +469,7 @@ def measure_and_write(args, base: dict, enc_spec: dict, enc: EncoderSpec, emb: E
 
     probe_spec = ClassifierSpec.parse({"format": "linear_npz", "gallery_compares": compares,
                                        "temperature": temperature}, enc.blocks)
-    probe = Classifier(probe_spec, labels32,
+    probe = Classifier(probe_spec, labels_m,
                        weights=(Wp, b),
         known=KnownGallery([str(i) for i in ids], protos, cal["scale"], cal["bias"], cal["mode"], hub,
                            off if hub is not None else None))
@@ -499,7 +527,7 @@ def measure_and_write(args, base: dict, enc_spec: dict, enc: EncoderSpec, emb: E
     np.savez(run_dir / "decision_scores.npz", known=hist["report"][0], unknown=hist["report"][1],
              threshold=hist["report"][2])
 
-    src = np.array(["faces"] * nf + [r for r in json.loads((dataset.OUT / "chars_meta.json").read_text())["source"]])
+    src = data.source
     m = sets["unseen_outfit"] | sets["unseen_outfit_calib"]
     p_all = scores(lin[m], cos[m], lin_cols_m, cal["scale"], cal["bias"], cal["mode"])
     per = {}
@@ -510,13 +538,13 @@ def measure_and_write(args, base: dict, enc_spec: dict, enc: EncoderSpec, emb: E
     print(json.dumps(metrics, indent=1), flush=True)
 
     # the shipped gallery: every picture of every character (faces/: its train and calib splits)
-    ship = (data.origin == "chars") | ((data.origin == "faces") & np.isin(f_split, ["train", "calib"]))
-    sids, sprotos = prototypes(eg, data, ship)
+    sids, sprotos = prototypes(eg, data, ship_mask(data))
     sprotos = view.pool(sprotos)
     names = [tags[i] for i in sids]
     write_known(out / "known.npz", names, sprotos, hub)
     write_characters(out / "characters.json", data.labels, set(names) | set(labels32))
-    np.savez(out / "classifier.npz", W=Wp, b=b)
+    W_ship, b_ship = shipped if shipped is not None else (Wp, b)
+    np.savez(out / "classifier.npz", W=W_ship, b=b_ship)
     shutil.copy2((args.base / base["labels"]).resolve(), out / "chara.json")
 
     manifest = dict(base)

@@ -31,6 +31,7 @@ class Data:
     portrait: np.ndarray  # (N,) bool: a MyAnimeList portrait
     is_face_identity: np.ndarray  # (L,) bool per label: a faces/ character
     proxy_identity: np.ndarray  # (L,) bool per label: a faces/ character also known from a portrait
+    source: np.ndarray  # (N,) where each picture comes from: 'faces', or its characters/ source (myanimelist, ...)
 
 
 def proxy_tags(labels: list[Label]) -> set[str]:
@@ -76,4 +77,5 @@ def load(size: int = 96) -> Data:
         portrait=np.concatenate([padf, np.array(cm["kind"]) == "portrait"]),
         is_face_identity=is_face_id,
         proxy_identity=proxy_id,
+        source=np.array(["faces"] * nf + list(cm["source"])),
     )

@@ -82,6 +82,15 @@ class Config:
     # "whitened" (the frozen features' whitened projection: the head runs' step 0, which read better than their end)
     head_init: str = ""
     crops: int = 96  # which cached crops: runs/general/chars_<crops>.npy (and faces_<crops>.npy)
+    # the views' zoom: the crop side relative to the picture's (augment.random_geometry); below 1 cuts a tight face
+    # out of a head crop, above 1 frames a tight face wider, as the two framings of the data (faces/ tight crops,
+    # the detector's head crops) differ
+    zoom: tuple = (0.72, 1.18)
+    # identities whose training pictures come from two or more sources (official game art and fan art, a
+    # MyAnimeList portrait and a game's, ...): the cross-style positives. `cross_weight` their sampling weight (0: as
+    # any identity with two pictures, `multi_weight`); `cross_pairs` draws their two pictures from two sources
+    cross_weight: float = 0.0
+    cross_pairs: bool = False
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
@@ -183,6 +192,28 @@ def warm_start(ck: dict, model: Encoder, proj: Projector, cosface: CosFace, tags
             cosface.w.copy_(torch.from_numpy(means()))
 
 
+def pair(rng: np.random.Generator, pool: np.ndarray, sources: np.ndarray | None) -> np.ndarray:
+    """Two training pictures of one identity from `pool`: two different ones where it has them; with `sources`
+    (the source of each picture of `pool`, two or more distinct), one from each of two different sources."""
+    if sources is None:
+        return rng.choice(pool, 2, replace=len(pool) < 2)
+    kinds = np.unique(sources)
+    a, b = rng.choice(kinds, 2, replace=False)
+    return np.array([rng.choice(pool[sources == a]), rng.choice(pool[sources == b])])
+
+
+def init_checkpoint(run: str) -> dict:
+    """A finished run's weights to start from: this machine's `runs/general/RUN/encoder.pt`, else the compact
+    checkpoint a session committed (`candidates/RUN/checkpoint.pt`, float16 made float again)."""
+    here = OUT / run / "encoder.pt"
+    if here.exists():
+        return torch.load(here, map_location="cpu", weights_only=False)
+    ck = torch.load(CANDIDATES / run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    for key in ("state_dict", "proj", "cosface"):
+        ck[key] = {k: v.float() if v.is_floating_point() else v for k, v in ck[key].items()}
+    return ck
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config")
@@ -209,15 +240,18 @@ def main() -> None:
     for i in tr:
         by_id[int(ident[i])].append(int(i))
     by_id = {c: np.array(v) for c, v in by_id.items()}
-    w = np.array([cfg.faces_weight if data.is_face_identity[c] else cfg.multi_weight if len(by_id[c]) >= 2 else 1.0
-                  for c in ids])
+    crossed = {c for c in ids if len(set(data.source[by_id[c]].tolist())) >= 2}
+    pair_sources = {c: data.source[by_id[c]] for c in crossed} if cfg.cross_pairs else {}
+    w = np.array([cfg.faces_weight if data.is_face_identity[c] else
+                  cfg.cross_weight if cfg.cross_weight and c in crossed else
+                  cfg.multi_weight if len(by_id[c]) >= 2 else 1.0 for c in ids])
     id_p = w / w.sum()
     groups = works(data.labels, ids) if cfg.same_work > 0 else {}
     if groups:
         print(f"{cfg.same_work:.0%} of each step's identities from one of {len(groups)} works "
               f"({sum(len(v) for v in groups.values())} identities)", flush=True)
     print(f"training on {len(ids)} identities, {len(tr)} pictures ({int(data.is_face_identity[ids].sum())} faces/ "
-          f"identities, {int(sum(len(by_id[c]) >= 2 for c in ids))} with 2+ pictures); val_variant {int(data.val_variant.sum())}, proxy {int(data.proxy_query.sum())}", flush=True)
+          f"identities, {int(sum(len(by_id[c]) >= 2 for c in ids))} with 2+ pictures, {len(crossed)} from 2+ sources); val_variant {int(data.val_variant.sum())}, proxy {int(data.proxy_query.sum())}", flush=True)
 
     unl = unl_lines = None
     if cfg.unlabeled:
@@ -241,7 +275,7 @@ def main() -> None:
                "minutes_before": 0.0}
     start = 0
     if cfg.init and not resuming:
-        ck = torch.load(OUT / cfg.init / "encoder.pt", weights_only=False)
+        ck = init_checkpoint(cfg.init)
         warm_start(ck, model, proj, cosface, tags, lambda: identity_means(model, imgs, ident, tr, ids, cfg.size))
         print(f"started from run {cfg.init} ({ck['steps_done']} steps)", flush=True)
     if resuming:
@@ -285,15 +319,14 @@ def main() -> None:
         cls = draw(rng, ids, id_p, cfg.p, groups, cfg.same_work)
         pick = []
         for c in cls:
-            pool = by_id[int(c)]
-            pick.extend(rng.choice(pool, 2, replace=len(pool) < 2))
+            pick.extend(pair(rng, by_id[int(c)], pair_sources.get(int(c))))
         idx = np.array(pick)
         y = torch.tensor([remap[int(c)] for c in ident[idx]])
-        x = make_views(imgs[idx], lines[idx], cfg.size, g, cfg.p_line)
+        x = make_views(imgs[idx], lines[idx], cfg.size, g, cfg.p_line, zoom=cfg.zoom)
         ys = y
         if unl is not None:
             u = rng.choice(len(unl), cfg.unlabeled, replace=False)
-            x = torch.cat([x, *(make_views(unl[u], unl_lines[u], cfg.size, g, cfg.p_line) for _ in range(2))])
+            x = torch.cat([x, *(make_views(unl[u], unl_lines[u], cfg.size, g, cfg.p_line, zoom=cfg.zoom) for _ in range(2))])
             uy = torch.arange(cfg.unlabeled) + len(ids)  # one instance class each, past every identity
             ys = torch.cat([y, uy, uy])
         x, y, ys = x.to(device, non_blocking=True), y.to(device), ys.to(device)
