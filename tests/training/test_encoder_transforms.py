@@ -86,3 +86,27 @@ def test_zoom_below_one_cuts_a_tighter_view_and_above_one_a_wider():
     g = torch.Generator().manual_seed(0)
     imgs = np.stack([_face(i) for i in range(2)])
     assert make_views(imgs, None, 80, g, p_line=0.0, zoom=(0.6, 1.25)).shape == (2, 3, 80, 80)
+
+
+def test_random_style_changes_the_picked_pictures_only_and_keeps_the_range():
+    from training.encoder.augment import random_style
+
+    x = torch.rand(64, 3, 32, 32)
+    g = torch.Generator().manual_seed(0)
+    y = random_style(x, g, p=0.5)
+    changed = (y - x).abs().flatten(1).amax(1) > 1e-6
+    assert 15 < int(changed.sum()) < 50  # about half the pictures
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+    assert torch.equal(random_style(x, g, p=0.0), x)
+    flat = random_style(torch.rand(200, 3, 16, 16), torch.Generator().manual_seed(1), p=1.0)
+    levels = [len(torch.unique(im[0])) for im in flat]
+    assert min(levels) <= 8  # some are posterised to a handful of flat levels
+
+
+def test_make_views_without_style_draws_what_it_drew_before():
+    imgs = np.stack([_face(i) for i in range(3)])
+    a = make_views(imgs, None, 64, torch.Generator().manual_seed(3), p_line=0.0)
+    b = make_views(imgs, None, 64, torch.Generator().manual_seed(3), p_line=0.0, p_style=0.0)
+    assert torch.equal(a, b)
+    c = make_views(imgs, None, 64, torch.Generator().manual_seed(3), p_line=0.0, p_style=1.0)
+    assert c.shape == a.shape and not torch.equal(a, c)

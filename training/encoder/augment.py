@@ -102,11 +102,38 @@ def random_lowres(x: torch.Tensor, g: torch.Generator, p=0.25, lo=0.35, hi=0.8) 
     return x
 
 
+def _blur3(x: torch.Tensor) -> torch.Tensor:
+    return F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+
+
+def random_style(x: torch.Tensor, g: torch.Generator, p: float = 0.3) -> torch.Tensor:
+    """With probability `p` per picture, one change of drawing style that keeps who it is (colours, shapes): flat
+    cel shading (posterised to 5..8 levels per channel, after a blur so the flats are clean), soft painted shading
+    (a strong blur mixed back), hard inked edges (unsharp masking) or a gamma of .6..1.6. x in [0, 1]."""
+    n = x.shape[0]
+    pick = torch.rand(n, generator=g) < p
+    if not pick.any():
+        return x
+    kind = torch.randint(4, (n,), generator=g)
+    u = torch.rand(n, 1, 1, 1, generator=g)
+    soft = _blur3(_blur3(x))
+    levels = torch.randint(5, 9, (n, 1, 1, 1), generator=g).float() - 1
+    flat = torch.round(soft * levels) / levels
+    painted = x * (0.4 + 0.3 * u) + soft * (0.6 - 0.3 * u)
+    inked = (x + (0.8 + 1.2 * u) * (x - soft)).clamp(0, 1)
+    gamma = x.clamp_min(1e-4) ** (0.6 + u)
+    out = torch.stack([flat, painted, inked, gamma])[kind, torch.arange(n)]
+    return torch.where(pick[:, None, None, None], out, x).clamp_(0, 1)
+
+
 def make_views(imgs: np.ndarray, lines: np.ndarray | None, size: int, g: torch.Generator,
-               p_line: float = 0.25, rot_deg: float = ROT_DEG, zoom: tuple = (0.72, 1.18)) -> torch.Tensor:
+               p_line: float = 0.25, rot_deg: float = ROT_DEG, zoom: tuple = (0.72, 1.18),
+               p_style: float = 0.0) -> torch.Tensor:
     """One augmented view per image. imgs (N, 96, 96, 3) uint8; lines (N, V, 96, 96) uint8 or None.
     `rot_deg`: rotations are drawn uniformly from +-rot_deg; `zoom`: the crop side relative to the image's
-    (`random_geometry`'s `scale`: below 1 cuts a tighter face out of a head crop, above 1 frames a face wider)."""
+    (`random_geometry`'s `scale`: below 1 cuts a tighter face out of a head crop, above 1 frames a face wider);
+    `p_style`: the share of colour views whose drawing style changes (`random_style`; 0 draws no random numbers
+    for it, so older runs' views are unchanged)."""
     x = to_float(torch.from_numpy(imgs))
     n = x.shape[0]
     is_line = torch.zeros(n, dtype=torch.bool)
@@ -119,6 +146,8 @@ def make_views(imgs: np.ndarray, lines: np.ndarray | None, size: int, g: torch.G
             x[idx] = la[:, None].expand(-1, 3, -1, -1)
     x = random_geometry(x, size, g, scale=tuple(zoom), rot_deg=rot_deg)
     col = color_jitter(x, g)
+    if p_style > 0:
+        col = random_style(col, g, p_style)
     x = torch.where(is_line[:, None, None, None], x, col)
     x = random_lowres(x, g)
     return normalize(x)

@@ -91,6 +91,9 @@ class Config:
     # any identity with two pictures, `multi_weight`); `cross_pairs` draws their two pictures from two sources
     cross_weight: float = 0.0
     cross_pairs: bool = False
+    # the share of colour views drawn in another style (augment.random_style: flat cel shading, soft painted
+    # shading, inked edges, gamma): a portrait's flat anime colours and fan art's painted ones; 0 = none
+    p_style: float = 0.0
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
@@ -322,11 +325,11 @@ def main() -> None:
             pick.extend(pair(rng, by_id[int(c)], pair_sources.get(int(c))))
         idx = np.array(pick)
         y = torch.tensor([remap[int(c)] for c in ident[idx]])
-        x = make_views(imgs[idx], lines[idx], cfg.size, g, cfg.p_line, zoom=cfg.zoom)
+        x = make_views(imgs[idx], lines[idx], cfg.size, g, cfg.p_line, zoom=cfg.zoom, p_style=cfg.p_style)
         ys = y
         if unl is not None:
             u = rng.choice(len(unl), cfg.unlabeled, replace=False)
-            x = torch.cat([x, *(make_views(unl[u], unl_lines[u], cfg.size, g, cfg.p_line, zoom=cfg.zoom) for _ in range(2))])
+            x = torch.cat([x, *(make_views(unl[u], unl_lines[u], cfg.size, g, cfg.p_line, zoom=cfg.zoom, p_style=cfg.p_style) for _ in range(2))])
             uy = torch.arange(cfg.unlabeled) + len(ids)  # one instance class each, past every identity
             ys = torch.cat([y, uy, uy])
         x, y, ys = x.to(device, non_blocking=True), y.to(device), ys.to(device)
