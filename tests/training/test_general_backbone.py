@@ -185,3 +185,30 @@ def test_the_trainers_embedding_runs_where_the_model_is():
     assert enc.training  # back in training mode
     z = torch.rand(4, 5)
     assert float(supcon(z, torch.tensor([0, 0, 1, 1]), 0.1)) > 0
+
+
+def test_the_colour_block_is_the_numpy_histogram_and_exports_exactly(tmp_path):
+    """`Served(colour=True)` outputs [embedding | colour]: the colour block is `colour_hist` of the input crop (a
+    fixed HSV histogram, the same for the mirror image), in torch and in the exported ONNX graph, bin for bin."""
+    enc = backbone.Encoder(("s6", "s7"), dim=8).eval()
+    model = backbone.Served(enc, 32, colour=True).eval()
+    assert model.blocks() == [{"name": "embedding", "dims": 8}, {"name": "colour", "dims": 216}]
+    path = tmp_path / "enc.onnx"
+    torch.onnx.export(model, (torch.zeros(2, 3, 32, 32),), str(path), input_names=["input0"],
+                      output_names=["embedding"], dynamic_axes={"input0": {0: "batch"}, "embedding": {0: "batch"}},
+                      opset_version=17, dynamo=False)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (4, 3, 32, 32))
+    pixels[0] = 128  # grey: every pixel in one bin
+    pixels[1, 0], pixels[1, 1:] = 250, 10  # saturated red
+    x = torch.from_numpy(((pixels / 255.0 - 0.5) / 0.5).astype(np.float32))
+    want = backbone.colour_hist(x.numpy())
+    with torch.no_grad():
+        torch_out = model(x).numpy()
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input0": x.numpy()})[0]
+    assert got.shape == (4, 8 + 216)
+    assert np.abs(torch_out[:, 8:] - want).max() < 1e-6 and np.abs(got[:, 8:] - want).max() < 1e-6
+    assert (want[0] > 0).sum() == 1 and (want[1] > 0).sum() == 1 and want[1].argmax() != want[0].argmax()
+    assert np.abs(got[:, :8] - torch_out[:, :8]).max() < 1e-4
+    with torch.no_grad():
+        assert np.abs(model(x.flip(3)).numpy()[:, 8:] - want).max() < 1e-6

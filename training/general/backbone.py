@@ -283,15 +283,85 @@ if __name__ == "__main__":
     main()
 
 
+COLOUR_BINS = (24, 3, 3)  # hue x saturation x value
+_EPS = 0.125  # pooled pixel values are multiples of 1/4: a smaller positive number keeps a grey pixel's hue at 0
+_NUDGE = 1e-4  # added before flooring: ratios of small integers often sit exactly on a bin edge (s = 2/3, ...)
+
+
+class ColourHistogram(nn.Module):
+    """Hair and eye colour are much of who a character is. A global HSV histogram of the encoder's input crop: the
+    input normalisation undone (0..255 pixel values, exactly), 2x2 average pooling, hue / saturation / value binned
+    (`bins`), the square root of the counts, L2-normalised. No weights: a fixed function of the pixels, the same
+    for a crop and its mirror image. `colour_hist` below is the same computation in numpy."""
+
+    def __init__(self, bins: tuple[int, int, int] = COLOUR_BINS, mean: float = 0.5, std: float = 0.5) -> None:
+        super().__init__()
+        self.bins, self.mean, self.std = tuple(bins), mean, std
+
+    @property
+    def dims(self) -> int:
+        return self.bins[0] * self.bins[1] * self.bins[2]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hb_n, sb_n, vb_n = self.bins
+        px = torch.round(x * (self.std * 255.0) + self.mean * 255.0)
+        px = F.avg_pool2d(px, 2)
+        r, g, b = px[:, 0], px[:, 1], px[:, 2]
+        v = torch.maximum(torch.maximum(r, g), b)
+        d = v - torch.minimum(torch.minimum(r, g), b)
+        ds = d.clamp_min(_EPS)
+        h6 = torch.where(v == r, (g - b) / ds, torch.where(v == g, (b - r) / ds + 2.0, (r - g) / ds + 4.0))
+        h6 = torch.where(h6 < 0, h6 + 6.0, h6)
+        hb = torch.floor(h6 * (hb_n / 6.0) + _NUDGE)
+        hb = torch.where(hb >= hb_n, hb - hb_n, hb)
+        sb = torch.floor(d / v.clamp_min(_EPS) * sb_n + _NUDGE).clamp(0, sb_n - 1)
+        vb = torch.floor(v * (vb_n / 255.0) + _NUDGE).clamp(0, vb_n - 1)
+        idx = (hb * (sb_n * vb_n) + sb * vb_n + vb).flatten(1).long()
+        hist = torch.zeros(x.shape[0], self.dims, dtype=x.dtype, device=x.device)
+        hist = hist.scatter_add(1, idx, torch.ones_like(idx, dtype=x.dtype))
+        return F.normalize(hist.sqrt(), dim=1)
+
+
+def colour_hist(x, bins: tuple[int, int, int] = COLOUR_BINS, mean: float = 0.5, std: float = 0.5):
+    """`ColourHistogram` in numpy, operation for operation in float32: `x` (N, 3, H, W) the encoder input."""
+    import numpy as np
+
+    f = np.float32
+    hb_n, sb_n, vb_n = bins
+    px = np.round(np.asarray(x, f) * f(std * 255.0) + f(mean * 255.0))
+    n, _, h, w = px.shape
+    px = px.reshape(n, 3, h // 2, 2, w // 2, 2).sum((3, 5), dtype=f) / f(4)
+    r, g, b = px[:, 0], px[:, 1], px[:, 2]
+    v = np.maximum(np.maximum(r, g), b)
+    d = v - np.minimum(np.minimum(r, g), b)
+    ds = np.maximum(d, f(_EPS))
+    h6 = np.where(v == r, (g - b) / ds, np.where(v == g, (b - r) / ds + f(2), (r - g) / ds + f(4)))
+    h6 = np.where(h6 < 0, h6 + f(6), h6)
+    hb = np.floor(h6 * f(hb_n / 6) + f(_NUDGE))
+    hb = np.where(hb >= hb_n, hb - f(hb_n), hb)
+    sb = np.clip(np.floor(d / np.maximum(v, f(_EPS)) * f(sb_n) + f(_NUDGE)), 0, sb_n - 1)
+    vb = np.clip(np.floor(v * f(vb_n / 255) + f(_NUDGE)), 0, vb_n - 1)
+    idx = (hb * (sb_n * vb_n) + sb * vb_n + vb).reshape(n, -1).astype(np.int64)
+    hist = np.sqrt(np.stack([np.bincount(i, minlength=hb_n * sb_n * vb_n) for i in idx]).astype(f))
+    return hist / np.linalg.norm(hist, axis=1, keepdims=True)
+
+
 class Served(nn.Module):
     """What the bundle's ONNX graph computes: the encoder on the crop and on its mirror image, their pooled taps
-    averaged (as the head was trained: `training/general/head.py`), projected and normalised."""
+    averaged (as the head was trained: `training/general/head.py`), projected and normalised: the block
+    `embedding`; with `colour`, then the crop's colour histogram (`ColourHistogram`), the block `colour`."""
 
-    def __init__(self, enc: Encoder, size: int) -> None:
+    def __init__(self, enc: Encoder, size: int, colour: bool = False) -> None:
         super().__init__()
         self.enc = enc
+        self.colour = ColourHistogram() if colour else None
         self.register_buffer("rev", torch.arange(size - 1, -1, -1), persistent=False)
+
+    def blocks(self) -> list[dict]:
+        """What the graph outputs, in order, for `encoder.blocks` in the manifest."""
+        return self.enc.blocks() + ([{"name": "colour", "dims": self.colour.dims}] if self.colour else [])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = (self.enc.pooled(x) + self.enc.pooled(x.index_select(3, self.rev))) / 2
-        return F.normalize(self.enc.proj(f), dim=1)
+        e = F.normalize(self.enc.proj(f), dim=1)
+        return torch.cat([e, self.colour(x)], dim=1) if self.colour is not None else e

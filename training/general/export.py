@@ -152,31 +152,34 @@ def is_pretrained(run: str) -> bool:
     return path.exists() and bool(torch.load(path, map_location="cpu", weights_only=False)["config"].get("backbone"))
 
 
-def export_pretrained(run: str, fetched: Path | None = None) -> Path:
-    """`runs/general/RUN/encoder.onnx`: the pretrained encoder with its mirror pass (`backbone.Served`), checked
-    against torch on random crops; and `encoder_export.json` (what made it: package, taps, config, steps)."""
+def export_pretrained(run: str, fetched: Path | None = None, colour: bool = True, name: str | None = None) -> Path:
+    """`runs/general/RUN/encoder.onnx` (or `runs/general/NAME/`): the pretrained encoder with its mirror pass and,
+    with `colour`, the crop's colour histogram as a second block (`backbone.Served`), checked against torch on
+    random crops; and `encoder_export.json` (what made it: package, taps, blocks, config, steps)."""
     from training.general.backbone import Served
 
     enc, ck = pretrained_encoder(run, fetched)
     size = ck["config"]["size"]
-    model = Served(enc, size).eval()
-    out = OUT / run / "encoder.onnx"
+    model = Served(enc, size, colour=colour).eval()
+    out = OUT / (name or run) / "encoder.onnx"
+    out.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(model, (torch.zeros(2, 3, size, size),), str(out), input_names=["input0"],
                       output_names=["embedding"], dynamic_axes={"input0": {0: "batch"}, "embedding": {0: "batch"}},
                       opset_version=17, dynamo=False)
     model.eval()
     onnx.checker.check_model(onnx.load(str(out)))
-    x = torch.rand(8, 3, size, size) * 2 - 1
+    x = (torch.randint(0, 256, (8, 3, size, size)).float() / 255 - 0.5) / 0.5  # pictures' values, as served
     with torch.no_grad():
         ref = model(x).numpy()
     got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input0": x.numpy()})[0]
     diff = float(np.abs(got - ref).max())
     if diff > 1e-3:
         raise SystemExit(f"ONNX output differs from torch: max |diff| {diff:.2e}")
-    info = {"file": "encoder.onnx", "bytes": out.stat().st_size, "dim": enc.dim, "blocks": enc.blocks(),
+    blocks = model.blocks()
+    info = {"file": "encoder.onnx", "bytes": out.stat().st_size, "dim": sum(b["dims"] for b in blocks), "blocks": blocks,
             "encoder": enc.describe(), "run": run, "steps": ck["steps"], "size": size, "flip_tta": True,
             "max_abs_diff": diff, "config": ck["config"]}
-    (OUT / run / "encoder_export.json").write_text(json.dumps(info, indent=1) + "\n")
+    (out.parent / "encoder_export.json").write_text(json.dumps(info, indent=1) + "\n")
     print(json.dumps({k: v for k, v in info.items() if k != "config"}))
     return out
 
@@ -185,10 +188,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
     ap.add_argument("--members", nargs="+", help="finished runs to export as one ensemble named RUN")
+    ap.add_argument("--no-colour", action="store_true", help="a pretrained encoder without its colour block")
+    ap.add_argument("--name", help="a pretrained encoder's export into runs/general/NAME instead of its run's folder")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if is_pretrained(args.run):  # a pretrained encoder's run (training/general/head.py or train.py `backbone`)
-        export_pretrained(args.run)
+        export_pretrained(args.run, colour=not args.no_colour, name=args.name)
         return
     export(args.run, members=args.members)
 
