@@ -61,3 +61,27 @@ def test_the_detector_defaults_are_the_shipped_picture_pass():
     from training.detector.train import Config
 
     assert asdict(Config()) == asdict(load_config(Config, ROOT / "training/detector/configs/v13a.toml"))
+
+
+def test_every_bundle_config_loads_and_names_a_trained_run():
+    """A bundle is built from a committed config (training/general/configs/bundle/): each loads into
+    `bundle.Config`, names a run trained from a committed config, and builds under runs/."""
+    from training.general.bundle import CONFIGS, Config
+
+    paths = sorted(CONFIGS.glob("*.toml"))
+    assert paths, f"no configs in {CONFIGS}"
+    for path in paths:
+        cfg = Config.load(path)
+        assert (ROOT / "training/general/configs" / f"{cfg.run}.toml").is_file(), f"{path.name}: no run {cfg.run!r}"
+        assert cfg.out.startswith("runs/") and cfg.out_dir.is_relative_to(ROOT / "runs"), f"{path.name}: {cfg.out}"
+        assert cfg.version and cfg.base_dir.is_relative_to(ROOT) and cfg.hub_weight >= 0
+    assert Config.load(CONFIGS / "mnv2t.toml") == Config(run="mnv2t", out="runs/general/bundle_mnv2t8",
+                                                         version="2026.12.08.1")
+
+
+def test_a_bundle_config_refuses_an_unknown_key(tmp_path):
+    from training.general.bundle import Config
+
+    (tmp_path / "bad.toml").write_text('run = "mnv2t"\nhub = 0.5\n')
+    with pytest.raises(SystemExit, match="hub"):
+        Config.load(tmp_path / "bad.toml")

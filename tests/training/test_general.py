@@ -405,3 +405,127 @@ def test_the_measured_classifier_covers_only_the_classes_it_is_given():
     pred = np.argmax(e @ W.T + b, 1)
     for row, c in enumerate([3, 1, 0]):
         assert (pred[identity == c] == row).mean() > 0.95
+
+
+def test_measure_sets_ranks_each_set_with_and_without_the_classifier():
+    """`measure_sets`: each set's top-1/top-3 by the calibrated ranking (classifier and gallery, `scores`) and by the
+    gallery alone; a head the gallery ranks second is named right when the classifier is sure of it."""
+    heads = bundle.Heads(lin=np.array([[6.0, -6.0], [-6.0, 6.0], [0.0, 0.0], [-6.0, 6.0]]),
+                         cos=np.array([[0.9, 0.1, 0.2], [0.1, 0.9, 0.2], [0.1, 0.2, 0.9], [0.1, 0.45, 0.5]]),
+                         y=np.array([0, 1, 2, 1]), lin_cols=np.array([0, 1]))
+    sets = {"seen": np.array([True, True, False, False]), "new": np.array([False, False, True, True])}
+    got = bundle.measure_sets(heads, sets, {"mode": "joint", "scale": 10.0, "bias": 0.0})
+    assert list(got) == ["seen", "seen_gallery_only", "new", "new_gallery_only"]
+    assert got["seen"] == got["seen_gallery_only"] == {"top1": 1.0, "top3": 1.0, "n": 2}
+    assert got["new_gallery_only"] == {"top1": 0.5, "top3": 1.0, "n": 2}  # the last head: its character second
+    assert got["new"] == {"top1": 1.0, "top3": 1.0, "n": 2}
+
+
+def test_per_source_measures_each_source_apart():
+    p = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    got = bundle.per_source(p, np.array([0, 1, 1, 1]), np.array(["pixiv", "game", "pixiv", "game"]))
+    assert list(got) == ["game", "pixiv"]  # sorted
+    assert got["game"] == {"top1": 1.0, "top3": 1.0, "n": 2}
+    assert got["pixiv"] == {"top1": 0.5, "top3": 1.0, "n": 2}
+
+
+def test_the_decision_is_cross_fitted_half_by_half():
+    """`fit_and_crossfit_decision`: the shipped decision is fitted on both halves; each half is scored by the fit
+    of the other alone, and the cross-fitted totals are those two halves' numbers taken together."""
+    from inference.decide import Decision, known_scores
+
+    rng = np.random.default_rng(0)
+
+    def half(n_known, n_unknown):
+        unknown = np.r_[np.zeros(n_known, bool), np.ones(n_unknown, bool)]
+        f = rng.normal(0.0, 0.3, (len(unknown), len(bundle.DECISION_FEATURES)))
+        f[:, :3] += np.where(unknown, 0.0, 1.0)[:, None]  # the known heads stand out on the first three features
+        correct = ~unknown & (rng.random(len(unknown)) < 0.9)
+        return f, correct, unknown
+
+    dec_in = {"calib": half(300, 200), "report": half(260, 240)}
+    decision, numbers, (known_s, unknown_s, threshold) = bundle.fit_and_crossfit_decision(dec_in)
+    assert list(numbers) == ["fitted", "max_unknown_named", "in_sample", "calib", "calib_first_three_features",
+                             "calib_top1_probability_only", "report", "report_first_three_features",
+                             "report_top1_probability_only", "cross_fitted"]
+    assert numbers["fitted"] == decision and decision["features"] == list(bundle.DECISION_FEATURES)
+    # where it is fitted, at most the share it is set to (give or take one head: the threshold is rounded to 4 places)
+    assert numbers["in_sample"]["unknown_named"] <= bundle.MAX_UNKNOWN_NAMED + 1 / 440
+    assert numbers["in_sample"]["auroc_known_vs_unknown"] > 0.95 and numbers["report"]["known_heads"] == 260
+    # the report half's scores come from the calib half's fit alone
+    f, correct, unknown = dec_in["report"]
+    f_c, c_c, u_c = dec_in["calib"]
+    other = Decision.from_manifest(bundle.fit_decision(f_c, c_c.astype(float), u_c, bundle.MAX_UNKNOWN_NAMED))
+    np.testing.assert_allclose(known_s, known_scores(other, f[~unknown]))
+    np.testing.assert_allclose(unknown_s, known_scores(other, f[unknown]))
+    assert threshold == other.threshold
+    cross = numbers["cross_fitted"]
+    assert cross["unknown_heads"] == 440 and cross["known_heads"] == 560
+    named = numbers["calib"]["unknown_named"] * 200 + numbers["report"]["unknown_named"] * 240
+    assert abs(cross["unknown_named"] * 440 - named) < 0.1  # up to the rounding of each half's share
+
+
+def test_a_run_and_flags_build_the_config_a_committed_one_would():
+    """`python -m training.general.bundle RUN --out DIR --version V` (the earlier bundles' command) builds the
+    `Config` the committed config holds; with a config, `--out` alone may move the bundle."""
+    import argparse
+    from dataclasses import replace
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser()
+
+    def args(target, **flags):
+        given = {"out": None, "base": None, "version": None, "compares": None, "hub_k": None, "hub_weight": None}
+        return argparse.Namespace(target=target, **{**given, **flags})
+
+    path = str(bundle.CONFIGS / "mnv2t.toml")
+    committed = bundle.Config.load(path)
+    flags = bundle.config_of(args("mnv2t", out=bundle.ROOT / committed.out, version="2026.12.08.1"), ap)
+    assert flags.out_dir == committed.out_dir and replace(flags, out=committed.out) == committed
+    moved = bundle.config_of(args(path, out=Path("elsewhere")), ap)
+    assert moved.out_dir == Path.cwd() / "elsewhere" and replace(moved, out=committed.out) == committed
+    with pytest.raises(SystemExit):  # what the config sets is set there
+        bundle.config_of(args(path, version="2026.12.09.1"), ap)
+    composed = bundle.config_of(args("g64m", compares="general,closed.colour", hub_weight=0.5), ap)
+    assert composed.compares == ("general", "closed.colour") and composed.hub_weight == 0.5
+    assert composed.out_dir == bundle.dataset.OUT / "bundle" and composed.base_dir == bundle.ROOT / "models"
+
+
+def test_a_composed_bundle_puts_the_general_block_first_and_the_classifier_reads_the_closed_one(tmp_path):
+    """The composed path's first stage (`composed_encoder`, `closed_classifier`) on tiny graphs: the graph is
+    [general | closed] with the closed block's parts declared, galleries compare `COMPARES`, and the base
+    classifier, padded with zeros, gives the closed block's logits."""
+    import json
+
+    base_dir, run_dir = tmp_path / "base", tmp_path / "run"
+    base_dir.mkdir(), run_dir.mkdir()
+    tiny_encoder(base_dir / "encoder.onnx", dim=12, size=32, seed=1)
+    tiny_encoder(run_dir / "general.onnx", dim=4, size=32, seed=2)
+    (base_dir / "detector.onnx").write_bytes(b"detector")
+    (base_dir / "encoder_export.json").write_text(json.dumps({"dim": 12, "colour": {"bins": [2, 2, 2]}}))
+    (run_dir / "general_export.json").write_text(json.dumps({"run": "tiny", "steps": 1, "size": 32, "dim": 4,
+                                                             "bytes": 1}))
+    rng = np.random.default_rng(0)
+    W, b = rng.standard_normal((3, 12)).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    np.savez(base_dir / "classifier.npz", W=W, b=b)
+    shipped = bundle.Config(run="tiny").base_dir / "manifest.json"
+    encoder_section = {k: v for k, v in json.loads(shipped.read_text())["encoder"].items()
+                       if k not in ("blocks", "sha256")}
+    base = {"encoder": {**encoder_section, "dim": 12, "input": {**encoder_section["input"], "size": [32, 32]}},
+            "classifier": {"file": "classifier.npz", "format": "linear_npz", "temperature": 1.0, "gallery_dims": 4}}
+    cfg = bundle.Config(run="tiny", out=str(tmp_path / "out"), base=str(base_dir))
+
+    bundle.fresh_bundle(cfg.base_dir, cfg.out_dir)
+    encoder = bundle.composed_encoder(cfg, base, run_dir, cfg.out_dir)
+    assert encoder.spec["dim"] == 16 and [b["name"] for b in encoder.spec["blocks"]] == ["general", "closed"]
+    assert encoder.spec["blocks"][1]["parts"] == [{"name": "embedding", "dims": 4}, {"name": "colour", "dims": 8}]
+    assert encoder.compares == bundle.gallery_compares(bundle.COMPARES)
+    assert encoder.made_by == {"run": "tiny", "steps": 1, "size": 32, "dim": 4, "bytes": 1}
+    assert json.loads((cfg.out_dir / "encoder_export.json").read_text())["dim"] == 16
+    assert (cfg.out_dir / "detector.onnx").read_bytes() == b"detector"
+
+    clf = bundle.closed_classifier(base, cfg.base_dir, encoder, ["a", "b", "c"])
+    assert all(s is m for s, m in zip(clf.shipped, clf.measured)) and "gallery_dims" not in clf.section and clf.labels == ["a", "b", "c"]
+    e = bundle.embed_crops(encoder.embedder, rng.integers(0, 255, (5, 32, 32, 3), dtype=np.uint8))
+    np.testing.assert_allclose(clf.logits(e), e[:, 4:] @ W.T + b, rtol=1e-5, atol=1e-5)
+    assert encoder.view.apply(e).shape[0] == 5
