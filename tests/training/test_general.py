@@ -529,3 +529,38 @@ def test_a_composed_bundle_puts_the_general_block_first_and_the_classifier_reads
     e = bundle.embed_crops(encoder.embedder, rng.integers(0, 255, (5, 32, 32, 3), dtype=np.uint8))
     np.testing.assert_allclose(clf.logits(e), e[:, 4:] @ W.T + b, rtol=1e-5, atol=1e-5)
     assert encoder.view.apply(e).shape[0] == 5
+
+
+def test_the_colour_weight_is_chosen_on_the_calib_halves(monkeypatch):
+    """`choose_compares` keeps the embedding alone when colour tells no one apart, and weighs colour in when it
+    is what tells the characters apart; only the 'calib' sets are scored."""
+    from types import SimpleNamespace
+
+    from inference.manifest import Block
+
+    rng = np.random.default_rng(0)
+    n_id, per = 40, 4
+    identity = np.repeat(np.arange(n_id), per)
+    n = len(identity)
+    train = np.tile([True, True, False, False], n_id)
+    faces_calib = np.tile([False, False, True, False], n_id)
+    outfit_calib = np.tile([False, False, False, True], n_id)
+    blocks = (Block("embedding", 8), Block("colour", 6))
+
+    def data_with(e_signal: float, c_signal: float):
+        ce, cc = rng.normal(size=(n_id, 8)), rng.normal(size=(n_id, 6))
+        e = np.concatenate([e_signal * ce[identity] + rng.normal(size=(n, 8)),
+                            c_signal * cc[identity] + rng.normal(size=(n, 6))], axis=1).astype(np.float32)
+        labs = [labels.Label(f"t{i}", f"t{i}", None, None, ["x"]) for i in range(n_id)]
+        data = SimpleNamespace(identity=identity, train=train, labels=labs, val_variant=outfit_calib,
+                               origin=np.where(faces_calib, "faces", "chars"), proxy_query=np.zeros(n, bool))
+        return e, data
+
+    monkeypatch.setattr(bundle, "face_splits", lambda d: np.where(faces_calib, "calib", ""))
+    monkeypatch.setattr(bundle, "calib_half", lambda d: np.ones(n, bool))
+    e, data = data_with(3.0, 0.0)
+    assert bundle.choose_compares(e, data, blocks) == [{"part": "embedding", "weight": 1.0}]
+    e, data = data_with(0.6, 3.0)
+    got = bundle.choose_compares(e, data, blocks)
+    assert [c["part"] for c in got] == ["embedding", "colour"] and got[1]["weight"] >= 0.25
+    assert abs(sum(c["weight"] for c in got) - 1.0) < 1e-9

@@ -77,7 +77,8 @@ class Config:
     version: str = VERSION
     base: str = "models"  # the bundle it starts from (detector, label list, encoder crop; composed: encoder, classifier)
     # what galleries compare (`classifier.gallery_compares`: blocks or block.part, equally weighted); empty: the
-    # encoder's own (a pretrained encoder's one block; a composed one's COMPARES)
+    # encoder's own (a pretrained encoder's embedding, and its colour block at the weight `choose_compares` picks
+    # on the 'calib' halves; a composed one's COMPARES)
     compares: tuple[str, ...] = ()
     hub_k: int = HUB_K  # the hubness correction's neighbours
     hub_weight: float = HUB_WEIGHT  # the hubness correction's weight; 0: none
@@ -283,6 +284,9 @@ def fit_linear(x: np.ndarray, y: np.ndarray, classes: int, wd: float = 1e-4, ite
 
     xt, yt = torch.from_numpy(np.asarray(x, np.float32)), torch.from_numpy(np.asarray(y, np.int64))
     lin = torch.nn.Linear(x.shape[1], classes)
+    with torch.no_grad():  # from zero, not a random start: the same bundle from the same embeddings (a convex fit)
+        lin.weight.zero_()
+        lin.bias.zero_()
     opt = torch.optim.LBFGS(lin.parameters(), max_iter=iters, line_search_fn="strong_wolfe")
 
     def closure():
@@ -293,6 +297,34 @@ def fit_linear(x: np.ndarray, y: np.ndarray, classes: int, wd: float = 1e-4, ite
 
     opt.step(closure)
     return lin.weight.detach().numpy().astype(np.float32), lin.bias.detach().numpy().astype(np.float32)
+
+
+# the colour block's weight in what a pretrained encoder's galleries compare, tried in this order (0: the embedding
+# alone); the first of equal ones is kept
+COLOUR_WEIGHTS = (0.0, 0.15, 0.25, 0.35, 0.5)
+
+
+def choose_compares(e: np.ndarray, data, blocks: tuple) -> list[dict]:
+    """`classifier.gallery_compares` of a pretrained encoder with a colour block (`encoder.blocks` `embedding`,
+    `colour`): the colour weight of `COLOUR_WEIGHTS` with the best mean top-1 of the gallery alone on the two
+    'calib' halves (faces/ 'calib' of the faces/ characters, the 'calib' half of the unseen outfits), prototypes of
+    the training pictures. The 'report' halves are never looked at."""
+    ids = np.unique(data.identity[data.train])
+    y = np.searchsorted(ids, data.identity)
+    split, half = face_splits(data), calib_half(data)
+    calib = [(data.origin == "faces") & (split == "calib") & ~data.proxy_query, data.val_variant & half]
+    best = None
+    for w in COLOUR_WEIGHTS:
+        compares = [{"part": "embedding", "weight": round(1.0 - w, 4)}] + ([{"part": "colour", "weight": w}] if w else [])
+        view = ClassifierSpec.parse({"format": "linear_npz", "gallery_compares": compares}, blocks).view
+        eg = view.apply(e)
+        _, protos = prototypes(eg, data, data.train)
+        protos = view.pool(protos)
+        acc = float(np.mean([top(eg[m] @ protos.T, y[m])["top1"] for m in calib]))
+        print(f"colour weight {w}: 'calib' top-1, gallery alone, {acc:.4f}", flush=True)
+        if best is None or acc > best[0]:
+            best = (acc, compares)
+    return best[1]
 
 
 def fit_on(e: np.ndarray, data, mask: np.ndarray, classes: list[int]) -> tuple:
@@ -724,6 +756,9 @@ def build(cfg: Config) -> None:
         encoder = pretrained_encoder(cfg, base, run_dir, out)
         data = dataset.load(size=int(encoder.made_by["size"]))
         e = pretrained_embeddings(encoder, data, run_dir, out)
+        if not cfg.compares and "colour" in [b.name for b in encoder.parsed.blocks]:
+            encoder = replace(encoder, compares=choose_compares(e, data, encoder.parsed.blocks))
+            print("galleries compare", encoder.compares, flush=True)
         clf = refitted_classifier(e, data, base, labels32)
     else:
         encoder = composed_encoder(cfg, base, run_dir, out)
