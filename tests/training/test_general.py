@@ -564,3 +564,15 @@ def test_the_colour_weight_is_chosen_on_the_calib_halves(monkeypatch):
     got = bundle.choose_compares(e, data, blocks)
     assert [c["part"] for c in got] == ["embedding", "colour"] and got[1]["weight"] >= 0.25
     assert abs(sum(c["weight"] for c in got) - 1.0) < 1e-9
+
+
+def test_a_calibration_set_may_bring_its_own_classifier_columns():
+    """`outside_classifier`'s set is scored with a classifier over other characters: `calibrate` takes its gallery
+    columns from the set's fourth element, and gives what it gives when those columns are the common ones."""
+    rng = np.random.default_rng(0)
+    lin, cos = rng.normal(size=(30, 2)), rng.uniform(-0.2, 0.9, (30, 6))
+    y = rng.integers(0, 6, 30)
+    own = np.array([4, 5])
+    assert bundle.calibrate([(lin, cos, y, own)], np.array([0, 1])) == bundle.calibrate([(lin, cos, y)], own)
+    assert bundle.calibrate([(lin, cos, y, own)], np.array([0, 1])) != bundle.calibrate([(lin, cos, y)],
+                                                                                        np.array([0, 1]))
